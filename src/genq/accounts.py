@@ -1,0 +1,85 @@
+"""Accounts and API keys: creation, verification (cached), revocation.
+
+A key is `gq_` + 32 random URL-safe characters (192 bits). Only its SHA-256 is
+stored; verification looks the digest up and compares in constant time. A verified
+key is trusted for `key_cache_s` seconds, so the hot path does no SQL for auth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from genq.errors import Conflict, NotFound, Unauthorized
+from genq.ids import new_id, token, utcnow
+from genq.store import Store
+from genq.store.records import Account, ApiKey
+
+KEY_PREFIX = "gq_"
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the account and the key used."""
+
+    account: Account
+    key: ApiKey
+
+
+class AccountService:
+    def __init__(self, store: Store, *, cache_s: float = 30.0) -> None:
+        self.store = store
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def create(self, name: str | None = None, plan: str = "free") -> Account:
+        name = name or new_id("acct").lower()
+        if await self.store.accounts.by_name(name):
+            raise Conflict(f"account {name!r} exists")
+        return await self.store.accounts.create(new_id("acct"), name, plan)
+
+    async def get_or_create(self, name: str, plan: str = "free") -> Account:
+        return await self.store.accounts.by_name(name) or await self.create(name, plan)
+
+    async def by_name(self, name: str) -> Account:
+        account = await self.store.accounts.by_name(name)
+        if account is None:
+            raise NotFound(f"no account named {name!r}")
+        return account
+
+    async def create_key(self, account: Account, name: str | None = None) -> tuple[str, ApiKey]:
+        """Returns the plaintext key (shown once) and its stored record."""
+        secret = KEY_PREFIX + token(24)
+        record = await self.store.accounts.add_key(
+            new_id("key"), account.id, secret[:10], digest(secret), name
+        )
+        return secret, record
+
+    async def authenticate(self, key: str | None) -> Principal:
+        if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
+            raise Unauthorized()
+        d = digest(key)
+        now = time.monotonic()
+        hit = self._cache.get(d)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = await self.store.accounts.key_by_hash(d)
+        if found is None or not hmac.compare_digest(found[0].hash, d) or found[0].revoked_at:
+            self._cache.pop(d, None)
+            raise Unauthorized()
+        principal = Principal(account=found[1], key=found[0])
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[d] = (now + self.cache_s, principal)
+        # last_used_at is recorded at most once per cache period per key
+        await self.store.accounts.touch_key(found[0].id, utcnow())
+        return principal
+
+    def forget(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,86 @@
+"""The one mapping from errors to RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from genq.errors import GenqError
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("invalid_input", "Invalid input"),
+}
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, *, instance: str | None = None,
+    headers: dict[str, str] | None = None, **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"https://genq.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def from_error(exc: GenqError, instance: str | None = None) -> Response:
+    extra = dict(exc.extra)
+    headers = extra.pop("headers", None)
+    return problem(exc.status, exc.code, exc.title, exc.detail, instance=instance,
+                   headers=headers, **extra)
+
+
+def install(app: FastAPI) -> None:
+    async def on_genq(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GenqError)
+        return from_error(exc, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+                "message": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+            for err in exc.errors()
+        ]
+        return problem(422, "invalid_input", "Invalid input", "the request is not valid",
+                       instance=request.url.path, errors=errors)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return problem(exc.status_code, code, title, detail, instance=request.url.path,
+                       headers=dict(exc.headers or {}))
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal", "Internal error", "the server failed; it was logged",
+                       instance=request.url.path)
+
+    app.add_exception_handler(GenqError, on_genq)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)

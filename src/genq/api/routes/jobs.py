@@ -1,0 +1,134 @@
+"""/v1/jobs: submit, read (the hot path), list, cancel."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from genq.api.deps import App, Caller, json_body
+from genq.api.schemas import PROBLEMS, JobCreate, JobList, JobOut
+from genq.errors import InvalidInput
+from genq.jobs import CachedJob
+from genq.store.records import NON_TERMINAL, TERMINAL
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JSON = "application/json"
+MAX_WAIT_S = 60.0
+_PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait=(\d+(?:\.\d+)?)")
+
+
+def job_response(item: CachedJob, genq_retry: int | None, status_code: int = 200,
+                 headers: dict[str, str] | None = None) -> Response:
+    h = {"ETag": item.etag, "Cache-Control": "no-cache"}
+    if genq_retry is not None and item.status in NON_TERMINAL:
+        h["Retry-After"] = str(genq_retry)
+    if headers:
+        h.update(headers)
+    return Response(item.body, status_code=status_code, media_type=JSON, headers=h)
+
+
+@router.post(
+    "",
+    status_code=202,
+    responses={202: {"model": JobOut}, **PROBLEMS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": JobCreate.model_json_schema(
+                ref_template="#/components/schemas/{model}")}},
+        }
+    },
+    summary="Submit a job",
+)
+async def create_job(request: Request, genq: App, caller: Caller) -> Response:
+    """Queue a job; answers 202 with the job at once. `Prefer: wait=N` (N <= 60) holds
+    the answer until the job ends or N seconds pass."""
+    body = await json_body(request, JobCreate, max_bytes=genq.settings.max_json_bytes)
+    job = await genq.jobs.submit(
+        caller.account.id,
+        body.engine,
+        body.input,
+        metadata=body.metadata,
+        webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
+    )
+    item = await genq.jobs.body(caller.account.id, job.id)
+    wait = _PREFER_WAIT.search(request.headers.get("prefer", ""))
+    status_code = 202
+    extra = {"Location": f"/v1/jobs/{job.id}"}
+    if wait:
+        deadline = time.monotonic() + min(float(wait.group(1)), MAX_WAIT_S)
+        while item.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
+            item = await genq.jobs.wait_body(caller.account.id, job.id, seen=None,
+                                             after_seq=item.seq, timeout=left)
+        extra["Preference-Applied"] = f"wait={wait.group(1)}"
+        status_code = 200 if item.status in TERMINAL else 202
+    return job_response(item, genq.jobs.retry_after(item.status, item.engine), status_code, extra)
+
+
+@router.get("", responses={200: {"model": JobList}, **PROBLEMS}, summary="List jobs")
+async def list_jobs(
+    genq: App,
+    caller: Caller,
+    status: Annotated[str | None, Query(description="comma-separated statuses")] = None,
+    engine: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Response:
+    """The account's jobs, newest first, with keyset (cursor) pagination."""
+    statuses = [s for s in (status or "").split(",") if s]
+    bad = [s for s in statuses if s not in NON_TERMINAL + TERMINAL]
+    if bad:
+        raise InvalidInput(f"unknown status {bad[0]!r}", errors=[
+            {"field": "status", "message": f"unknown status {bad[0]!r}", "type": "enum"}])
+    data, cursor = await genq.jobs.list(
+        caller.account.id, status=statuses, engine=engine, limit=limit, after=after
+    )
+    body = {"object": "list", "data": data, "has_more": cursor is not None, "next_cursor": cursor}
+    return Response(orjson.dumps(body), media_type=JSON)
+
+
+@router.get("/{job_id}", responses={200: {"model": JobOut}, 304: {}, **PROBLEMS},
+            summary="Get a job")
+async def get_job(
+    job_id: str,
+    request: Request,
+    genq: App,
+    caller: Caller,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll seconds")] = 0,
+    after_seq: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """The job. Served from a cache of serialized bodies; `If-None-Match` gives 304.
+    `?wait=N` holds the answer until the job differs from the client's copy."""
+    seen = request.headers.get("if-none-match")
+    if wait > 0:
+        item = await genq.jobs.wait_body(
+            caller.account.id, job_id, seen=seen, after_seq=after_seq, timeout=wait
+        )
+    else:
+        item = await genq.jobs.body(caller.account.id, job_id)
+    retry = genq.jobs.retry_after(item.status, item.engine)
+    if seen is not None and seen == item.etag:
+        h = {"ETag": item.etag}
+        if item.status in NON_TERMINAL:
+            h["Retry-After"] = str(retry)
+        return Response(status_code=304, headers=h)
+    return job_response(item, retry)
+
+
+@router.post("/{job_id}/cancel", responses={200: {"model": JobOut}, **PROBLEMS},
+             summary="Cancel a job")
+async def cancel_job(job_id: str, genq: App, caller: Caller) -> Response:
+    """A queued job is canceled at once; a running one is asked to stop and ends
+    `canceled` when its engine stops or its grace period passes. 409 once it has ended.
+    The `cancel` member says which happened."""
+    what, _job = await genq.jobs.cancel(caller.account.id, job_id)
+    item = await genq.jobs.body(caller.account.id, job_id)
+    body = orjson.loads(item.body)
+    body["cancel"] = what
+    return Response(orjson.dumps(body), status_code=200 if what == "canceled" else 202,
+                    media_type=JSON)

@@ -1,0 +1,99 @@
+"""`Genq`: the assembled service layer (store, storage, engines, bus, services, worker)
+that the API, the CLI and the tests drive. Built from `Settings`; nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from genq.accounts import AccountService
+from genq.engines.contract import Engine
+from genq.engines.registry import load_engines
+from genq.events import Change, EventBus, Tailer
+from genq.files import FileService
+from genq.jobs import JobService
+from genq.metrics import Metrics
+from genq.migrate import upgrade_async
+from genq.models import ModelService
+from genq.settings import Settings
+from genq.storage import Storage
+from genq.store import Store
+from genq.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class Genq:
+    def __init__(self, settings: Settings, *, engines: Mapping[str, Engine] | None = None) -> None:
+        self.settings = settings
+        self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
+        self.store = Store(settings.db_url)
+        self.storage = Storage(settings.data_dir)
+        self.bus = EventBus()
+        self.metrics = Metrics(self.bus)
+        self.tailer = Tailer(self.store.jobs, self.bus, settings.event_poll_s)
+        self.accounts = AccountService(self.store, cache_s=settings.key_cache_s)
+        self.jobs = JobService(
+            store=self.store,
+            storage=self.storage,
+            engines=self.engines,
+            bus=self.bus,
+            settings=settings,
+        )
+        self.files = FileService(
+            store=self.store, storage=self.storage, max_bytes=settings.max_upload_bytes
+        )
+        self.models = ModelService(store=self.store, jobs=self.jobs)
+        self.worker: Worker | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.bus.subscribe(self._on_change)
+
+    def make_worker(
+        self, engine_names: list[str] | None = None, slots: int | None = None
+    ) -> Worker:
+        engines = {n: e for n, e in self.engines.items() if not engine_names or n in engine_names}
+        return Worker(
+            store=self.store,
+            storage=self.storage,
+            engines=engines,
+            bus=self.bus,
+            settings=self.settings,
+            resolver=self.jobs.resolver,
+            slots=slots,
+        )
+
+    def _on_change(self, change: Change) -> None:
+        # a training job ended (in this process or another): settle its model
+        if change.type == "completed":
+            task = asyncio.create_task(self._settle_model(change.job_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _settle_model(self, job_id: str) -> None:
+        found = await self.store.jobs.get_with_outputs(job_id)
+        if found is not None and found[0].task == "train" and found[0].model_id:
+            await self.models.on_job_finished(*found)
+
+    async def start(
+        self,
+        *,
+        workers: bool = True,
+        migrate: bool = True,
+        engine_names: list[str] | None = None,
+    ) -> None:
+        if migrate:
+            await upgrade_async(self.settings.db_url)
+        await self.tailer.start()
+        if workers:
+            self.worker = self.make_worker(engine_names)
+            await self.worker.start()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+        await self.tailer.stop()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)
+        await self.store.close()

@@ -1,0 +1,31 @@
+"""Prometheus metrics, on a registry of their own per `Genq` (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from genq.events import Change, EventBus
+from genq.store import Store
+
+
+class Metrics:
+    def __init__(self, bus: EventBus) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events = Counter("genq_job_events", "Job events seen by this process",
+                              ["type"], registry=self.registry)
+        self.finished = Counter("genq_jobs_finished", "Jobs that reached a terminal status",
+                                ["status"], registry=self.registry)
+        self.jobs = Gauge("genq_jobs", "Jobs by status and engine (non-terminal only)",
+                          ["status", "engine"], registry=self.registry)
+        bus.subscribe(self._on_change)
+
+    def _on_change(self, change: Change) -> None:
+        self.events.labels(change.type).inc()
+        if change.type == "completed":
+            self.finished.labels(change.status).inc()
+
+    async def refresh(self, store: Store) -> None:
+        counts = await store.jobs.status_counts()
+        self.jobs.clear()
+        for (status, engine), n in counts.items():
+            self.jobs.labels(status, engine).set(n)

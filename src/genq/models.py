@@ -1,0 +1,103 @@
+"""Trainable models: a record that a `train` job turns `ready` with its artifact.
+
+Status: created -> training -> ready | failed (training again from ready or failed
+is allowed). Images given at creation, uploaded to the model, or listed in the
+training input are what the engine learns from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from genq.errors import Conflict, InvalidInput, NotFound
+from genq.ids import iso, new_id
+from genq.jobs import JobService
+from genq.store import Store
+from genq.store.records import SUCCEEDED, Job, JobOutput, Model
+
+CREATED, TRAINING, READY, FAILED = "created", "training", "ready", "failed"
+
+
+class ModelService:
+    def __init__(self, *, store: Store, jobs: JobService) -> None:
+        self.store = store
+        self.jobs = jobs
+
+    async def create(
+        self, account_id: str, *, name: str, engine: str, metadata: Mapping[str, Any] | None
+    ) -> Model:
+        eng = self.jobs.engine(engine)
+        if eng.task != "train":
+            raise InvalidInput(
+                f"engine {engine!r} does not train models",
+                errors=[{"field": "engine", "message": "not a train engine", "type": "engine"}],
+            )
+        return await self.store.models.create(
+            {
+                "id": new_id("model"),
+                "account_id": account_id,
+                "name": name,
+                "engine": engine,
+                "status": CREATED,
+                "metadata": dict(metadata or {}),
+            }
+        )
+
+    async def get(self, account_id: str, model_id: str) -> Model:
+        model = await self.store.models.get(model_id)
+        if model is None or model.account_id != account_id:
+            raise NotFound(f"no model {model_id!r}")
+        return model
+
+    async def train(self, account_id: str, model_id: str, input: Mapping[str, Any]) -> Job:
+        model = await self.get(account_id, model_id)
+        if model.status == TRAINING:
+            raise Conflict(f"model {model_id} is already training", model_status=model.status)
+        data = dict(input)
+        if "images" not in data:  # default: the images uploaded to the model
+            data["images"] = [f.id for f in await self.store.files.for_model(model_id)]
+        job = await self.jobs.submit(account_id, model.engine, data, model_id=model_id)
+        updated = await self.store.models.update(
+            model_id,
+            only_if_status=(CREATED, READY, FAILED),
+            status=TRAINING,
+            job_id=job.id,
+            error=None,
+        )
+        if updated is None:
+            raise Conflict(f"model {model_id} is already training")
+        return job
+
+    async def on_job_finished(self, job: Job, outputs: list[JobOutput]) -> None:
+        """A train job ended: the model becomes ready with its weights, or failed."""
+        if job.task != "train" or not job.model_id:
+            return
+        if job.status == SUCCEEDED:
+            weights = next(
+                (o for o in outputs if o.name == "weights"), outputs[0] if outputs else None
+            )
+            if weights is not None:
+                await self.store.models.update(
+                    job.model_id, status=READY, artifact=weights.path, error=None
+                )
+                return
+        await self.store.models.update(
+            job.model_id, status=FAILED, error=job.error_message or f"training {job.status}"
+        )
+
+    @staticmethod
+    def render(model: Model, base_url: str) -> dict[str, Any]:
+        return {
+            "id": model.id,
+            "object": "model",
+            "name": model.name,
+            "engine": model.engine,
+            "status": model.status,
+            "job_id": model.job_id,
+            "error": model.error,
+            "weights_url": f"{base_url}/files/{model.artifact}" if model.artifact else None,
+            "metadata": model.metadata,
+            "created_at": iso(model.created_at),
+            "updated_at": iso(model.updated_at),
+        }

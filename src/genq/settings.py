@@ -1,0 +1,69 @@
+"""All of genq's configuration in one object: environment `GENQ_*`, then defaults.
+
+Nothing reads the environment at import: build a `Settings()` (or pass values) in
+`create_app`, the CLI or a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENQ_", extra="ignore")
+
+    data_dir: Path = Field(Path(".genq"), description="SQLite file, outputs and uploads live here")
+    database_url: str = Field("", description="SQLAlchemy URL; default SQLite in data_dir")
+    public_url: str = Field("", description="Base URL used in links; default http://HOST:PORT")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    engines: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="extra engines: comma-separated `module:attr` import paths",
+    )
+    worker_slots: int = Field(4, ge=1, description="jobs one worker process runs at once")
+    lease_s: float = Field(30.0, gt=0, description="a claim's lease; renewed every lease_s/3")
+    reaper_interval_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(3, ge=1, description="runs of a job before worker_lost fails it")
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="how often an idle worker looks for work from other processes"
+    )
+    event_poll_s: float = Field(
+        0.1, gt=0, description="how often the API tails the event log for other processes"
+    )
+    cancel_grace_s: float = Field(10.0, ge=0, description="how long a canceled engine may run on")
+    shutdown_grace_s: float = Field(20.0, ge=0, description="SIGTERM: finish in-flight jobs")
+    max_json_bytes: int = Field(1 << 20, description="largest JSON request body")
+    max_upload_bytes: int = Field(64 << 20, description="largest uploaded file")
+    retention_days: float = Field(31.0, gt=0, description="jobs expire after this")
+    key_cache_s: float = Field(30.0, ge=0, description="how long a verified API key is trusted")
+    webhook_allow_private: bool = False
+    redis_url: str = ""
+    log_level: str = "info"
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'genq.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"

@@ -1,0 +1,30 @@
+"""The store: the only code that speaks SQL. `Store(url)` opens it; `store.jobs`,
+`store.accounts`, `store.files`, `store.models` hold the queries."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from genq.store.accounts import AccountStore
+from genq.store.db import Database
+from genq.store.files import FileStore, ModelStore
+from genq.store.jobs import JobStore
+
+__all__ = ["Store"]
+
+
+class Store:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.db = Database(url, pool_size=pool_size)
+        self.jobs = JobStore(self.db)
+        self.accounts = AccountStore(self.db)
+        self.files = FileStore(self.db)
+        self.models = ModelStore(self.db)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        async with self.db.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.db.dispose()

@@ -1,0 +1,529 @@
+"""Job SQL: creation, reads, the claim, fenced worker writes, cancel and the reaper.
+
+Every change to a job bumps its `seq` and appends one row to `job_events` in the
+same transaction, so the event log is exactly the history of the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from genq.errors import LeaseLost
+from genq.ids import utcnow
+from genq.store import tables as t
+from genq.store.db import Database
+from genq.store.records import (
+    ACTIVE,
+    CANCELED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STARTING,
+    Claim,
+    Job,
+    JobEvent,
+    JobOutput,
+)
+
+J = t.jobs.c
+
+
+async def _bump(
+    conn: AsyncConnection,
+    where: sa.ColumnElement[bool],
+    values: Mapping[str, Any],
+    event: str,
+    data: dict[str, Any],
+) -> list[Job]:
+    """Update matching jobs, bump their seq and log one event each; returns them."""
+    now = utcnow()
+    stmt = (
+        sa.update(t.jobs)
+        .where(where)
+        .values(**values, seq=J.seq + 1, updated_at=now)
+        .returning(*t.jobs.c)
+    )
+    rows = [Job.from_row(r) for r in (await conn.execute(stmt)).all()]
+    if rows:
+        await conn.execute(
+            sa.insert(t.job_events),
+            [
+                {
+                    "job_id": job.id,
+                    "account_id": job.account_id,
+                    "seq": job.seq,
+                    "type": event,
+                    "data": {**data, "status": job.status} if event != "log" else data,
+                    "created_at": now,
+                }
+                for job in rows
+            ],
+        )
+    return rows
+
+
+def _fence(claim: Claim) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        J.id == claim.job.id,
+        J.attempt == claim.attempt,
+        J.lease_owner == claim.owner,
+        J.status.in_(ACTIVE),
+    )
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- creation and reads ----------------------------------------------------------
+
+    async def create(self, values: dict[str, Any]) -> Job:
+        now = utcnow()
+        row = {
+            "status": QUEUED,
+            "progress": 0.0,
+            "seq": 1,
+            "attempt": 0,
+            "created_at": now,
+            "updated_at": now,
+            **values,
+        }
+        async with self.db.write() as conn:
+            await conn.execute(sa.insert(t.jobs).values(**row))
+            await conn.execute(
+                sa.insert(t.job_events).values(
+                    job_id=row["id"],
+                    account_id=row["account_id"],
+                    seq=1,
+                    type="status",
+                    data={"status": QUEUED},
+                    created_at=now,
+                )
+            )
+            job = (await conn.execute(sa.select(t.jobs).where(J.id == row["id"]))).one()
+        return Job.from_row(job)
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(t.jobs).where(J.id == job_id))).first()
+        return Job.from_row(row) if row else None
+
+    async def get_with_outputs(self, job_id: str) -> tuple[Job, list[JobOutput]] | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(t.jobs).where(J.id == job_id))).first()
+            if row is None:
+                return None
+            outs = await conn.execute(
+                sa.select(t.job_outputs)
+                .where(t.job_outputs.c.job_id == job_id)
+                .order_by(t.job_outputs.c.position)
+            )
+            return Job.from_row(row), [JobOutput.from_row(o) for o in outs.all()]
+
+    async def outputs_for(self, job_ids: Sequence[str]) -> dict[str, list[JobOutput]]:
+        result: dict[str, list[JobOutput]] = {job_id: [] for job_id in job_ids}
+        if not job_ids:
+            return result
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                sa.select(t.job_outputs)
+                .where(t.job_outputs.c.job_id.in_(job_ids))
+                .order_by(t.job_outputs.c.job_id, t.job_outputs.c.position)
+            )
+            for r in rows.all():
+                out = JobOutput.from_row(r)
+                result[out.job_id].append(out)
+        return result
+
+    async def output(self, job_id: str, name: str) -> JobOutput | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.job_outputs).where(
+                        t.job_outputs.c.job_id == job_id, t.job_outputs.c.name == name
+                    )
+                )
+            ).first()
+        return JobOutput.from_row(row) if row else None
+
+    async def list(
+        self,
+        account_id: str,
+        *,
+        status: Sequence[str] = (),
+        engine: str | None = None,
+        limit: int = 20,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Job]:
+        """Newest first; `before` is the keyset cursor (created_at, id) of the last row seen."""
+        stmt = sa.select(t.jobs).where(J.account_id == account_id)
+        if status:
+            stmt = stmt.where(J.status.in_(status))
+        if engine:
+            stmt = stmt.where(J.engine == engine)
+        if before is not None:
+            stmt = stmt.where(sa.tuple_(J.created_at, J.id) < sa.tuple_(*before))
+        stmt = stmt.order_by(J.created_at.desc(), J.id.desc()).limit(limit)
+        async with self.db.read() as conn:
+            return [Job.from_row(r) for r in (await conn.execute(stmt)).all()]
+
+    async def queue_position(self, job: Job) -> int:
+        """0-based count of queued jobs of the same engine ahead of this one."""
+        stmt = sa.select(sa.func.count()).where(
+            J.status == QUEUED,
+            J.engine == job.engine,
+            sa.tuple_(J.created_at, J.id) < sa.tuple_(job.created_at, job.id),
+        )
+        async with self.db.read() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def recent_durations(self, engine: str, limit: int = 20) -> list[float]:
+        stmt = (
+            sa.select(J.started_at, J.completed_at)
+            .where(J.engine == engine, J.status == "succeeded", J.started_at.is_not(None))
+            .order_by(J.completed_at.desc())
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(done - start).total_seconds() for start, done in rows if done and start]
+
+    async def status_counts(self) -> dict[tuple[str, str], int]:
+        """Non-terminal jobs by (status, engine)."""
+        stmt = (
+            sa.select(J.status, J.engine, sa.func.count())
+            .where(J.status.in_((QUEUED, *ACTIVE)))
+            .group_by(J.status, J.engine)
+        )
+        async with self.db.read() as conn:
+            return {(s, e): int(n) for s, e, n in (await conn.execute(stmt)).all()}
+
+    # -- the claim -------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        *,
+        slots: int,
+        limits: Mapping[str, int],
+        lease_s: float,
+    ) -> list[Claim]:
+        """Atomically take up to `slots` of the oldest queued jobs of the engines in
+        `limits`, never letting more than `limits[engine]` run at once across all
+        workers. Engines whose oldest job waited longest go first."""
+        if slots <= 0 or not limits:
+            return []
+        now = utcnow()
+        claims: list[Claim] = []
+        async with self.db.write() as conn:
+            if self.db.dialect == "postgresql":
+                # one claimer at a time, so the running counts below stay true
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(7_405_311)))
+            waiting = (
+                await conn.execute(
+                    sa.select(J.engine, sa.func.min(J.created_at))
+                    .where(J.status == QUEUED, J.engine.in_(list(limits)))
+                    .group_by(J.engine)
+                    .order_by(sa.func.min(J.created_at))
+                )
+            ).all()
+            if not waiting:
+                return []
+            running = dict(
+                (
+                    await conn.execute(
+                        sa.select(J.engine, sa.func.count())
+                        .where(J.status.in_(ACTIVE), J.engine.in_([w[0] for w in waiting]))
+                        .group_by(J.engine)
+                    )
+                ).all()
+            )
+            for engine, _oldest in waiting:
+                n = min(slots - len(claims), limits[engine] - int(running.get(engine, 0)))
+                if n <= 0:
+                    continue
+                pick = (
+                    sa.select(J.id)
+                    .where(J.status == QUEUED, J.engine == engine)
+                    .order_by(J.created_at, J.id)
+                    .limit(n)
+                )
+                if self.db.dialect == "postgresql":
+                    pick = pick.with_for_update(skip_locked=True)
+                jobs = await _bump(
+                    conn,
+                    J.id.in_(pick.scalar_subquery()),
+                    {
+                        "status": STARTING,
+                        "attempt": J.attempt + 1,
+                        "lease_owner": owner,
+                        "lease_expires_at": now + timedelta(seconds=lease_s),
+                        "started_at": sa.func.coalesce(J.started_at, now),
+                        "progress": 0.0,
+                        "message": None,
+                    },
+                    "status",
+                    {"owner": owner},
+                )
+                rerun = [j.id for j in jobs if j.attempt > 1]
+                if rerun:  # outputs of an earlier, lost attempt are void
+                    await conn.execute(
+                        sa.delete(t.job_outputs).where(t.job_outputs.c.job_id.in_(rerun))
+                    )
+                claims.extend(Claim(job=j, owner=owner, attempt=j.attempt) for j in jobs)
+                if len(claims) >= slots:
+                    break
+        return claims
+
+    # -- fenced worker writes --------------------------------------------------------
+
+    async def _fenced(
+        self, claim: Claim, values: Mapping[str, Any], event: str, data: dict[str, Any]
+    ) -> Job:
+        async with self.db.write() as conn:
+            rows = await _bump(conn, _fence(claim), values, event, data)
+        if not rows:
+            raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
+        return rows[0]
+
+    async def mark_running(self, claim: Claim, message: str | None = None) -> Job:
+        return await self._fenced(claim, {"status": RUNNING, "message": message}, "status", {})
+
+    async def progress(self, claim: Claim, pct: float, message: str | None) -> Job:
+        values: dict[str, Any] = {"progress": pct}
+        if message is not None:
+            values["message"] = message
+        return await self._fenced(claim, values, "progress", {"progress": pct, "message": message})
+
+    async def log(self, claim: Claim, level: str, message: str) -> Job:
+        return await self._fenced(claim, {}, "log", {"level": level, "message": message})
+
+    async def add_output(self, claim: Claim, output: dict[str, Any]) -> Job:
+        async with self.db.write() as conn:
+            rows = await _bump(
+                conn,
+                _fence(claim),
+                {},
+                "output",
+                {k: output[k] for k in ("name", "kind", "content_type", "bytes")},
+            )
+            if not rows:
+                raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
+            position = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(t.job_outputs.c.job_id == claim.job.id)
+                )
+            ).scalar_one()
+            await conn.execute(
+                sa.insert(t.job_outputs).values(
+                    job_id=claim.job.id, position=position, created_at=utcnow(), **output
+                )
+            )
+        return rows[0]
+
+    async def finish(
+        self,
+        claim: Claim,
+        status: str,
+        *,
+        error: tuple[str, str, bool] | None = None,
+        credits_used: int = 0,
+        message: str | None = None,
+    ) -> Job:
+        """End a claimed job (succeeded, failed or canceled), fenced on its lease."""
+        values: dict[str, Any] = {
+            "status": status,
+            "completed_at": utcnow(),
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "credits_used": credits_used,
+            "credits_refunded": 0 if status == "succeeded" else J.credits_estimate,
+            "message": message,
+        }
+        if status == "succeeded":
+            values["progress"] = 100.0
+        if error:
+            values.update(error_code=error[0], error_message=error[1], error_retryable=error[2])
+        data: dict[str, Any] = {}
+        if error:
+            data["error"] = {"code": error[0], "message": error[1], "retryable": error[2]}
+        return await self._fenced(claim, values, "completed", data)
+
+    async def release(self, claim: Claim, message: str) -> Job | None:
+        """Give a claimed job back to the queue (graceful shutdown)."""
+        async with self.db.write() as conn:
+            rows = await _bump(
+                conn,
+                _fence(claim),
+                {
+                    "status": QUEUED,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "progress": 0.0,
+                    "message": message,
+                },
+                "status",
+                {"message": message},
+            )
+        return rows[0] if rows else None
+
+    async def heartbeat(
+        self, owner: str, claims: Iterable[Claim], lease_s: float
+    ) -> tuple[set[str], set[str]]:
+        """Renew leases; returns (job ids still held, held job ids asked to cancel)."""
+        by_id = {c.job.id: c for c in claims}
+        if not by_id:
+            return set(), set()
+        held: set[str] = set()
+        cancel: set[str] = set()
+        expires = utcnow() + timedelta(seconds=lease_s)
+        async with self.db.write() as conn:
+            for c in by_id.values():
+                row = (
+                    await conn.execute(
+                        sa.update(t.jobs)
+                        .where(_fence(c))
+                        .values(lease_expires_at=expires)
+                        .returning(J.id, J.cancel_requested_at)
+                    )
+                ).first()
+                if row is not None:
+                    held.add(row.id)
+                    if row.cancel_requested_at is not None:
+                        cancel.add(row.id)
+        return held, cancel
+
+    # -- cancel and the reaper -------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> tuple[str, Job | None]:
+        """Cancel: ("canceled", job) if it was queued, ("requested", job) if it is running,
+        ("terminal", job) if it had already ended, ("missing", None)."""
+        now = utcnow()
+        async with self.db.write() as conn:
+            rows = await _bump(
+                conn,
+                sa.and_(J.id == job_id, J.status == QUEUED),
+                {
+                    "status": CANCELED,
+                    "completed_at": now,
+                    "credits_refunded": J.credits_estimate,
+                    "error_code": "canceled",
+                    "error_message": "canceled before it started",
+                    "error_retryable": False,
+                    "message": "canceled before it started",
+                },
+                "completed",
+                {
+                    "error": {
+                        "code": "canceled",
+                        "message": "canceled before it started",
+                        "retryable": False,
+                    }
+                },
+            )
+            if rows:
+                return "canceled", rows[0]
+            rows = await _bump(
+                conn,
+                sa.and_(J.id == job_id, J.status.in_(ACTIVE), J.cancel_requested_at.is_(None)),
+                {"cancel_requested_at": now, "message": "cancel requested"},
+                "status",
+                {"cancel_requested": True, "message": "cancel requested"},
+            )
+            if rows:
+                return "requested", rows[0]
+            row = (await conn.execute(sa.select(t.jobs).where(J.id == job_id))).first()
+        if row is None:
+            return "missing", None
+        job = Job.from_row(row)
+        return ("requested" if job.status in ACTIVE else "terminal"), job
+
+    async def reap(self, max_attempts: int) -> list[Job]:
+        """Jobs whose lease lapsed: re-queued (attempts left), else failed `worker_lost`;
+        canceled if a cancel was pending."""
+        now = utcnow()
+        lapsed = sa.and_(J.status.in_(ACTIVE), J.lease_expires_at < now)
+        changed: list[Job] = []
+        async with self.db.write() as conn:
+            changed += await _bump(
+                conn,
+                sa.and_(lapsed, J.cancel_requested_at.is_not(None)),
+                {
+                    "status": CANCELED,
+                    "completed_at": now,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "credits_refunded": J.credits_estimate,
+                    "error_code": "canceled",
+                    "error_message": "canceled while its worker was lost",
+                    "error_retryable": False,
+                },
+                "completed",
+                {"error": {"code": "canceled", "message": "canceled", "retryable": False}},
+            )
+            changed += await _bump(
+                conn,
+                sa.and_(lapsed, J.attempt < max_attempts),
+                {
+                    "status": QUEUED,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "progress": 0.0,
+                    "message": "re-queued: its worker stopped answering",
+                },
+                "status",
+                {"message": "re-queued: its worker stopped answering"},
+            )
+            msg = f"worker lost {max_attempts} times"
+            changed += await _bump(
+                conn,
+                lapsed,
+                {
+                    "status": FAILED,
+                    "completed_at": now,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "credits_refunded": J.credits_estimate,
+                    "error_code": "worker_lost",
+                    "error_message": msg,
+                    "error_retryable": True,
+                    "message": msg,
+                },
+                "completed",
+                {"error": {"code": "worker_lost", "message": msg, "retryable": True}},
+            )
+        return changed
+
+    # -- the event log ---------------------------------------------------------------
+
+    async def events_after(self, job_id: str, seq: int, limit: int = 500) -> list[JobEvent]:
+        E = t.job_events.c
+        stmt = (
+            sa.select(t.job_events)
+            .where(E.job_id == job_id, E.seq > seq)
+            .order_by(E.seq)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            return [JobEvent.from_row(r) for r in (await conn.execute(stmt)).all()]
+
+    async def events_since(
+        self, event_id: int, *, account_id: str | None = None, limit: int = 1000
+    ) -> list[JobEvent]:
+        E = t.job_events.c
+        stmt = sa.select(t.job_events).where(E.id > event_id)
+        if account_id is not None:
+            stmt = stmt.where(E.account_id == account_id)
+        stmt = stmt.order_by(E.id).limit(limit)
+        async with self.db.read() as conn:
+            return [JobEvent.from_row(r) for r in (await conn.execute(stmt)).all()]
+
+    async def last_event_id(self) -> int:
+        async with self.db.read() as conn:
+            value = (await conn.execute(sa.select(sa.func.max(t.job_events.c.id)))).scalar()
+        return int(value or 0)

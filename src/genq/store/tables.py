@@ -1,0 +1,175 @@
+"""The schema: SQLAlchemy Core tables. Alembic migrations must produce exactly this
+(tests/integration/test_migrations.py proves it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+JSON: sa.types.TypeEngine[Any] = sa.JSON().with_variant(JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("plan", sa.String(40), nullable=False, server_default="free"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(100), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("engine", sa.String(100), nullable=False),
+    sa.Column("task", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Float(), nullable=False, server_default="0"),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("input", JSON, nullable=False),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.Column("webhook", JSON, nullable=True),
+    sa.Column("error_code", sa.String(40), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("error_retryable", sa.Boolean(), nullable=True),
+    sa.Column("credits_estimate", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("credits_used", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("credits_refunded", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("parent_id", sa.String(40), nullable=True),
+    sa.Column("model_id", sa.String(40), nullable=True),
+    sa.Column("seq", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(80), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("cancel_requested_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("completed_at", UTCDateTime(), nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # the claim: oldest queued job of an engine first
+    sa.Index("ix_jobs_status_engine_created", "status", "engine", "created_at"),
+    # listing an account's jobs newest first, keyset pagination on (created_at, id)
+    sa.Index("ix_jobs_account_created", "account_id", "created_at", "id"),
+    sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
+    sa.Index("ix_jobs_expires", "expires_at"),
+)
+
+job_outputs = sa.Table(
+    "job_outputs",
+    metadata,
+    sa.Column(
+        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("bytes", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),  # relative to the storage root; public URL too
+    sa.Column("meta", JSON, nullable=False),
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("job_id", "seq"),
+    sa.Index("ix_job_events_account_id", "account_id", "id"),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("bytes", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("purpose", sa.String(40), nullable=True),
+    sa.Column("model_id", sa.String(40), nullable=True, index=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("engine", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("job_id", sa.String(40), nullable=True),
+    sa.Column("artifact", sa.Text(), nullable=True),  # storage path of the trained weights
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,106 @@
+"""Tiny engines, one per scenario, for the server tests (cog's habit: fixtures that
+are real engines beat mocks)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genq.engines.contract import EngineBase, EngineError, FileRef, JobContext
+
+
+class SleepInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(0.0, ge=0, le=120)
+    steps: int = Field(4, ge=1, le=100)
+    text: str = "hello"
+
+
+class Sleeper(EngineBase):
+    """Sleeps in steps (cancellable), reports progress, writes one text output."""
+
+    name = "test/sleep"
+    task = "noop"
+    input_model = SleepInput
+    price = 3
+    typical_duration_s = 1.0
+    concurrency = 2
+
+    async def run(self, ctx: JobContext) -> None:
+        data: SleepInput = ctx.input
+        for i in range(data.steps):
+            ctx.progress(100 * i / data.steps, f"step {i + 1} of {data.steps}")
+            await ctx.asleep(data.seconds / data.steps)
+        ctx.save_output("text", data.text.encode(), "text/plain")
+
+
+class SyncSleeper(Sleeper):
+    """The same, as a synchronous engine in a thread."""
+
+    name = "test/sync-sleep"
+    concurrency = 8
+
+    def run(self, ctx: JobContext) -> None:  # type: ignore[override]
+        data: SleepInput = ctx.input
+        for i in range(data.steps):
+            ctx.progress(100 * i / data.steps, f"step {i + 1} of {data.steps}")
+            ctx.sleep(data.seconds / data.steps)
+        ctx.logger.info("done sleeping")
+        ctx.save_output("text", data.text.encode(), "text/plain")
+
+
+class Boom(EngineBase):
+    """Raises at once."""
+
+    name = "test/boom"
+    task = "noop"
+    input_model = SleepInput
+
+    def run(self, ctx: JobContext) -> None:
+        raise RuntimeError("the engine exploded")
+
+
+class Moderated(EngineBase):
+    """Fails with a chosen error code."""
+
+    name = "test/moderated"
+    task = "noop"
+    input_model = SleepInput
+
+    def run(self, ctx: JobContext) -> None:
+        raise EngineError("prompt refused by the moderation filter", code="moderated")
+
+
+class Stubborn(EngineBase):
+    """Ignores cancellation and blocks its thread (to test grace periods and timeouts)."""
+
+    name = "test/stubborn"
+    task = "noop"
+    input_model = SleepInput
+    timeout_s = 1.0
+
+    def run(self, ctx: JobContext) -> None:
+        time.sleep(ctx.input.seconds)
+        ctx.save_output("text", b"too late", "text/plain")
+
+
+class CopyInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: FileRef
+
+
+class Copier(EngineBase):
+    """Copies an input file to its output."""
+
+    name = "test/copy"
+    task = "noop"
+    input_model = CopyInput
+
+    def run(self, ctx: JobContext) -> None:
+        path = ctx.open_input(ctx.input.source)
+        ctx.save_output("copy", path, "application/octet-stream")
+
+
+ENGINES: list[Any] = [Sleeper, SyncSleeper, Boom, Moderated, Stubborn, Copier]
