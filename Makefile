@@ -1,0 +1,56 @@
+# genq: one command vocabulary for people and CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DATA   ?= .genq
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install system-deps run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the demo engines use when present: assimp writes FBX files.
+system-deps:
+	@command -v assimp >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq assimp-utils >/dev/null) \
+	      || echo "warning: could not install assimp-utils; FBX uses genq's own writer"; \
+	  else echo "note: assimp not found; FBX uses genq's own writer"; fi; }
+
+run: install system-deps
+	@mkdir -p $(DATA)
+	$(BIN)/genq db upgrade --data-dir $(DATA)
+	@test -s $(DATA)/demo.key || $(BIN)/genq keys create --data-dir $(DATA) --account demo --plan pro > $(DATA)/demo.key
+	@echo ""
+	@echo "  genq is starting on http://$(HOST):$(PORT)"
+	@echo "  API key (account demo): $$(cat $(DATA)/demo.key)"
+	@echo ""
+	@echo "  try:"
+	@echo "    export GENQ_API_KEY=$$(cat $(DATA)/demo.key)"
+	@echo "    curl -s http://$(HOST):$(PORT)/v1/jobs -H \"Authorization: Bearer \$$GENQ_API_KEY\" -H 'content-type: application/json' -d '{\"engine\": \"demo/text2image\", \"input\": {\"prompt\": \"a red fox\"}}'"
+	@echo "    $(BIN)/genq run demo/text2image -i prompt='a red fox' --out ./out"
+	@echo ""
+	$(BIN)/genq serve --data-dir $(DATA) --host $(HOST) --port $(PORT)
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+bench: install
+	$(MAKE) -C bench all
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
