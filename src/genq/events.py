@@ -43,17 +43,55 @@ class Change:
 Listener = Callable[[Change], None]
 
 
+class Watch:
+    """Changes of one key (a job id or an account id) since the last `wait` returned.
+    Armed from creation, so nothing published between a read and a wait is missed."""
+
+    def __init__(self, bus: EventBus, key: str) -> None:
+        self.bus, self.key = bus, key
+        self._event = asyncio.Event()
+        bus._watches.setdefault(key, set()).add(self)
+
+    def fire(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True as soon as the key changed (possibly already); False after `timeout`."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+    def close(self) -> None:
+        watches = self.bus._watches.get(self.key)
+        if watches is not None:
+            watches.discard(self)
+            if not watches:
+                del self.bus._watches[self.key]
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class EventBus:
     """In-process fan-out. Listeners must be cheap and must not block."""
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._watches: dict[str, set[Watch]] = {}
         self._last_seq: dict[str, int] = {}
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def watch(self, key: str) -> Watch:
+        return Watch(self, key)
 
     def publish(self, change: Change) -> None:
         last = self._last_seq.get(change.job_id, 0)
@@ -67,25 +105,14 @@ class EventBus:
                 listener(change)
             except Exception:  # one broken listener must not starve the others
                 log.exception("event listener failed")
-        for fut in self._waiters.pop(change.job_id, ()):
-            if not fut.done():
-                fut.set_result(None)
+        for key in (change.job_id, change.account_id):
+            for watch in self._watches.get(key, ()):
+                watch.fire()
 
-    async def wait(self, job_id: str, timeout: float) -> bool:
-        """Wait for the next change of a job; False on timeout."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(job_id, []).append(fut)
-        try:
-            await asyncio.wait_for(fut, timeout)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            waiters = self._waiters.get(job_id)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
-                if not waiters:
-                    del self._waiters[job_id]
+    async def wait(self, key: str, timeout: float) -> bool:
+        """Wait for the next change of `key`; False on timeout."""
+        with self.watch(key) as w:
+            return await w.wait(timeout)
 
 
 class Tailer:

@@ -329,16 +329,16 @@ class JobService:
     ) -> CachedJob:
         """Long-poll: the job once it differs from what the client saw, or at `timeout`."""
         deadline = time.monotonic() + timeout
-        item = await self.body(account_id, job_id)
-        baseline = after_seq if after_seq is not None else item.seq
-        if seen is not None and after_seq is None and seen != item.etag:
-            return item  # the client's copy is already stale
-        while item.status in (QUEUED, STARTING, RUNNING) and item.seq <= baseline:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            await self.bus.wait(job_id, left)
+        with self.bus.watch(job_id) as watch:
             item = await self.body(account_id, job_id)
+            baseline = after_seq if after_seq is not None else item.seq
+            if seen is not None and after_seq is None and seen != item.etag:
+                return item  # the client's copy is already stale
+            while item.status in (QUEUED, STARTING, RUNNING) and item.seq <= baseline:
+                left = deadline - time.monotonic()
+                if left <= 0 or not await watch.wait(left):
+                    break
+                item = await self.body(account_id, job_id)
         return item
 
     async def list(
@@ -359,7 +359,7 @@ class JobService:
                     errors=[{"field": "after", "message": "unknown cursor", "type": "cursor"}],
                 )
             before = (cursor.created_at, cursor.id)
-        jobs = await self.store.jobs.list(
+        jobs = await self.store.jobs.page(
             account_id, status=status, engine=engine, limit=limit + 1, before=before
         )
         more = len(jobs) > limit

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     )
     cancel_grace_s: float = Field(10.0, ge=0, description="how long a canceled engine may run on")
     shutdown_grace_s: float = Field(20.0, ge=0, description="SIGTERM: finish in-flight jobs")
+    sse_keepalive_s: float = Field(15.0, gt=0, description="comment line on idle SSE streams")
     max_json_bytes: int = Field(1 << 20, description="largest JSON request body")
     max_upload_bytes: int = Field(64 << 20, description="largest uploaded file")
     retention_days: float = Field(31.0, gt=0, description="jobs expire after this")

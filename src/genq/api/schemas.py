@@ -12,7 +12,7 @@ WebhookEvent = Literal["started", "progress", "output", "completed"]
 class WebhookSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: AnyHttpUrl
-    events: list[WebhookEvent] = Field(default_factory=lambda: ["completed"])
+    events: list[WebhookEvent] = Field(default_factory=lambda: list[WebhookEvent](["completed"]))
 
 
 class JobCreate(BaseModel):

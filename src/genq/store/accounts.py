@@ -38,7 +38,7 @@ class AccountStore:
             row = (await conn.execute(sa.select(t.accounts).where(A.name == name))).first()
         return Account.from_row(row) if row else None
 
-    async def list(self) -> list[Account]:
+    async def all(self) -> list[Account]:
         async with self.db.read() as conn:
             rows = (await conn.execute(sa.select(t.accounts).order_by(A.created_at))).all()
         return [Account.from_row(r) for r in rows]

@@ -22,7 +22,7 @@ class FileStore:
         values = {"created_at": utcnow(), **values}
         async with self.db.write() as conn:
             await conn.execute(sa.insert(t.files).values(**values))
-        return File(**{c.name: values.get(c.name) for c in t.files.c})
+        return File(**{c.name: values.get(c.name) for c in t.files.c})  # type: ignore[arg-type]
 
     async def get(self, file_id: str) -> File | None:
         async with self.db.read() as conn:
@@ -48,14 +48,14 @@ class ModelStore:
         values = {"created_at": now, "updated_at": now, "metadata": {}, **values}
         async with self.db.write() as conn:
             await conn.execute(sa.insert(t.models).values(**values))
-        return Model(**{c.name: values.get(c.name) for c in t.models.c})
+        return Model(**{c.name: values.get(c.name) for c in t.models.c})  # type: ignore[arg-type]
 
     async def get(self, model_id: str) -> Model | None:
         async with self.db.read() as conn:
             row = (await conn.execute(sa.select(t.models).where(M.id == model_id))).first()
         return Model.from_row(row) if row else None
 
-    async def list(self, account_id: str, limit: int = 100) -> list[Model]:
+    async def for_account(self, account_id: str, limit: int = 100) -> list[Model]:
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(

@@ -151,7 +151,7 @@ class JobStore:
             ).first()
         return JobOutput.from_row(row) if row else None
 
-    async def list(
+    async def page(
         self,
         account_id: str,
         *,
@@ -234,7 +234,7 @@ class JobStore:
             ).all()
             if not waiting:
                 return []
-            running = dict(
+            running: dict[str, int] = dict(
                 (
                     await conn.execute(
                         sa.select(J.engine, sa.func.count())

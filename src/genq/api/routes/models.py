@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from genq.api.deps import App, Caller, json_body
@@ -13,7 +14,7 @@ from genq.api.schemas import PROBLEMS, ModelCreate, ModelTrain
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def _json_body(schema: type) -> dict[str, object]:
+def _json_body(schema: type[BaseModel]) -> dict[str, object]:
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": schema.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
@@ -30,7 +31,7 @@ async def create_model(request: Request, genq: App, caller: Caller) -> Response:
 
 @router.get("", responses=PROBLEMS, summary="List models")
 async def list_models(genq: App, caller: Caller) -> Response:
-    models = await genq.store.models.list(caller.account.id)
+    models = await genq.store.models.for_account(caller.account.id)
     data = [genq.models.render(m, genq.settings.base_url) for m in models]
     return JSONResponse({"object": "list", "data": data})
 

@@ -1,0 +1,281 @@
+"""Every API operation, written once as a sans-I/O generator over `Core`.
+
+The sync and async resources only choose how to run these (see `_core`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import mimetypes
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from genq.client._core import Await, Core, Op, Sleep, TimeoutArg
+from genq.client._errors import JobFailed, WaitTimeout
+from genq.client._types import (
+    Account,
+    Engine,
+    File,
+    Job,
+    JobOutput,
+    Listing,
+    Model,
+    StrPath,
+    _Page,
+)
+from genq.client._wait import Poller
+
+P = TypeVar("P", bound=_Page)
+ProgressCallback = Callable[[Job], object]
+FileInput = StrPath | bytes | IO[bytes]
+Webhook = str | Mapping[str, Any]
+
+
+def _seg(value: str) -> str:
+    """One path segment (a job, file or model id), escaped."""
+    return quote(value, safe="")
+
+
+# -- jobs --------------------------------------------------------------------------
+
+
+def create_job(
+    core: Core,
+    *,
+    engine: str,
+    input: Mapping[str, Any],
+    webhook: Webhook | None,
+    metadata: Mapping[str, Any] | None,
+    idempotency_key: str | None,
+    timeout: TimeoutArg,
+) -> Op[Job]:
+    body: dict[str, Any] = {"engine": engine, "input": dict(input)}
+    if webhook is not None:
+        body["webhook"] = {"url": webhook} if isinstance(webhook, str) else dict(webhook)
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    response = yield from core.request("POST", "/v1/jobs", json=body, headers=headers,
+                                       timeout=timeout)
+    job = core.job(response)
+    core.remember(job.id, response)
+    return job
+
+
+def fetch_job(
+    core: Core, job_id: str, *, wait: int = 0, timeout: TimeoutArg = None
+) -> Op[tuple[Job, httpx.Response]]:
+    """GET the job with `If-None-Match` from the ETag cache; a 304 yields the cached
+    body. `wait` > 0 asks the server to hold the answer up to that many seconds."""
+    cached = core.etags.get(job_id)
+    headers = {"If-None-Match": cached[0]} if cached else None
+    params = {"wait": wait} if wait > 0 else None
+    path = f"/v1/jobs/{_seg(job_id)}"
+    response = yield from core.request("GET", path, params=params, headers=headers,
+                                       timeout=timeout, extra_read_s=float(wait))
+    if response.status_code == 304:
+        if cached is not None:
+            return core.job(response, cached[1]), response
+        # A 304 we did not ask for (say, a shared proxy cache): ask plainly.
+        response = yield from core.request("GET", path, timeout=timeout)
+    core.remember(job_id, response)
+    return core.job(response), response
+
+
+def retrieve_job(core: Core, job_id: str, *, timeout: TimeoutArg) -> Op[Job]:
+    job, _ = yield from fetch_job(core, job_id, timeout=timeout)
+    return job
+
+
+def list_jobs(
+    core: Core,
+    page_type: type[P],
+    *,
+    status: str | Iterable[str] | None,
+    engine: str | None,
+    limit: int | None,
+    after: str | None,
+    timeout: TimeoutArg,
+) -> Op[P]:
+    if limit is not None and not 1 <= limit <= 100:
+        raise ValueError("limit must be between 1 and 100")
+    params: dict[str, str | int] = {}
+    if status:
+        params["status"] = status if isinstance(status, str) else ",".join(status)
+    if engine:
+        params["engine"] = engine
+    if limit is not None:
+        params["limit"] = limit
+    if after:
+        params["after"] = after
+    response = yield from core.request("GET", "/v1/jobs", params=params, timeout=timeout)
+    page = core.parse(page_type, response)
+    for job in page.data:
+        core.bind(job)
+    return page
+
+
+def cancel_job(core: Core, job_id: str, *, timeout: TimeoutArg) -> Op[Job]:
+    response = yield from core.request("POST", f"/v1/jobs/{_seg(job_id)}/cancel",
+                                       timeout=timeout)
+    return core.job(response)
+
+
+def wait_job(
+    core: Core,
+    job_id: str,
+    *,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+    poll_interval: float | None,
+) -> Op[Job]:
+    poller = Poller(clock=core.clock, timeout=timeout, poll_interval=poll_interval)
+    while True:
+        hold = poller.hold_s()
+        started = core.clock()
+        job, response = yield from fetch_job(core, job_id, wait=hold)
+        if poller.changed(job) and on_progress is not None:
+            result = on_progress(job)
+            if inspect.isawaitable(result):
+                yield Await(result)
+        if job.is_terminal:
+            return job
+        delay = poller.delay_s(response.headers, elapsed=core.clock() - started)
+        if delay is None:
+            assert timeout is not None
+            raise WaitTimeout(job, timeout)
+        if delay > 0:
+            yield Sleep(delay)
+
+
+def run_job(
+    core: Core,
+    *,
+    engine: str,
+    input: Mapping[str, Any],
+    webhook: Webhook | None,
+    metadata: Mapping[str, Any] | None,
+    idempotency_key: str | None,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+) -> Op[Job]:
+    created = yield from create_job(core, engine=engine, input=input, webhook=webhook,
+                                    metadata=metadata, idempotency_key=idempotency_key,
+                                    timeout=None)
+    job = yield from wait_job(core, created.id, timeout=timeout, on_progress=on_progress,
+                              poll_interval=None)
+    if job.status != "succeeded":
+        raise JobFailed(job)
+    return job
+
+
+def download_path(output: JobOutput, path: StrPath) -> Path:
+    """Where `output.download(path)` saves: `path` itself, or `<name><ext>` inside it
+    when it is a directory (existing, or spelled with a trailing slash)."""
+    target = Path(path)
+    if not (target.is_dir() or str(path).endswith(("/", os.sep))):
+        return target
+    suffix = PurePosixPath(httpx.URL(output.url).path).suffix
+    if not suffix and output.content_type:
+        suffix = mimetypes.guess_extension(output.content_type.split(";")[0].strip()) or ""
+    return target / f"{output.name}{suffix}"
+
+
+def download(core: Core, output: JobOutput, path: StrPath, *, timeout: TimeoutArg) -> Op[Path]:
+    dest = download_path(output, path)
+    request = core.build("GET", output.url, headers={"Accept": "*/*"}, timeout=timeout)
+    yield from core.send(request, save_to=dest)
+    return dest
+
+
+# -- engines, files, models, account -----------------------------------------------
+
+
+def list_engines(core: Core, *, timeout: TimeoutArg) -> Op[list[Engine]]:
+    response = yield from core.request("GET", "/v1/engines", timeout=timeout)
+    return core.parse(Listing[Engine], response).data
+
+
+def retrieve_engine(core: Core, name: str, *, timeout: TimeoutArg) -> Op[Engine]:
+    # Engine names hold a slash (`demo/text2image`) that the route expects as is.
+    response = yield from core.request("GET", f"/v1/engines/{quote(name, safe='/')}",
+                                       timeout=timeout)
+    return core.parse(Engine, response)
+
+
+def upload_file(
+    core: Core,
+    file: FileInput,
+    *,
+    filename: str | None,
+    content_type: str | None,
+    timeout: TimeoutArg,
+) -> Op[File]:
+    opened: IO[bytes] | None = None
+    content: bytes | IO[bytes]
+    if isinstance(file, bytes):
+        content, name = file, filename or "upload"
+    elif isinstance(file, str | os.PathLike):
+        opened = content = open(file, "rb")  # noqa: SIM115 - closed below, after sending
+        name = filename or Path(file).name
+    else:
+        content, name = file, filename or Path(getattr(file, "name", "upload")).name
+    ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    try:
+        response = yield from core.request("POST", "/v1/files",
+                                           files={"file": (name, content, ctype)},
+                                           timeout=timeout)
+    finally:
+        if opened is not None:
+            opened.close()
+    return core.parse(File, response)
+
+
+def retrieve_file(core: Core, file_id: str, *, timeout: TimeoutArg) -> Op[File]:
+    response = yield from core.request("GET", f"/v1/files/{_seg(file_id)}", timeout=timeout)
+    return core.parse(File, response)
+
+
+def create_model(
+    core: Core,
+    *,
+    name: str,
+    engine: str,
+    metadata: Mapping[str, Any] | None,
+    timeout: TimeoutArg,
+) -> Op[Model]:
+    body: dict[str, Any] = {"name": name, "engine": engine}
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    response = yield from core.request("POST", "/v1/models", json=body, timeout=timeout)
+    return core.parse(Model, response)
+
+
+def train_model(
+    core: Core, model_id: str, *, input: Mapping[str, Any] | None, timeout: TimeoutArg
+) -> Op[Job]:
+    response = yield from core.request("POST", f"/v1/models/{_seg(model_id)}/train",
+                                       json={"input": dict(input or {})}, timeout=timeout)
+    job = core.job(response)
+    core.remember(job.id, response)
+    return job
+
+
+def retrieve_model(core: Core, model_id: str, *, timeout: TimeoutArg) -> Op[Model]:
+    response = yield from core.request("GET", f"/v1/models/{_seg(model_id)}", timeout=timeout)
+    return core.parse(Model, response)
+
+
+def list_models(core: Core, *, timeout: TimeoutArg) -> Op[list[Model]]:
+    response = yield from core.request("GET", "/v1/models", timeout=timeout)
+    return core.parse(Listing[Model], response).data
+
+
+def retrieve_account(core: Core, *, timeout: TimeoutArg) -> Op[Account]:
+    response = yield from core.request("GET", "/v1/account", timeout=timeout)
+    return core.parse(Account, response)
