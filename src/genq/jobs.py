@@ -50,29 +50,44 @@ class CachedJob:
 
 
 class JobCache:
-    """Serialized job bodies keyed by job id, dropped when the job changes."""
+    """Serialized job bodies keyed by job id, dropped when the job changes.
+
+    It also remembers the newest seq the bus announced per job, so a body read from
+    the database just before a change committed is never cached or served as current.
+    """
 
     def __init__(self, size: int = 20_000) -> None:
         self.size = size
         self._items: OrderedDict[str, CachedJob] = OrderedDict()
+        self._latest: OrderedDict[str, int] = OrderedDict()
+
+    def latest(self, job_id: str) -> int:
+        return self._latest.get(job_id, 0)
 
     def get(self, job_id: str) -> CachedJob | None:
         item = self._items.get(job_id)
         if item is None:
             return None
-        if item.fresh_until < time.monotonic():
+        if item.fresh_until < time.monotonic() or item.seq < self.latest(job_id):
             del self._items[job_id]
             return None
         self._items.move_to_end(job_id)
         return item
 
     def put(self, job_id: str, item: CachedJob) -> None:
+        if item.seq < self.latest(job_id):
+            return
         self._items[job_id] = item
         self._items.move_to_end(job_id)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
     def on_change(self, change: Change) -> None:
+        if change.seq > self._latest.get(change.job_id, 0):
+            self._latest[change.job_id] = change.seq
+            self._latest.move_to_end(change.job_id)
+            while len(self._latest) > self.size:
+                self._latest.popitem(last=False)
         item = self._items.get(change.job_id)
         if item is not None and item.seq < change.seq:
             del self._items[change.job_id]
@@ -201,8 +216,7 @@ class JobService:
             found = await self.store.jobs.get_with_outputs(job_id)
             if found is None:
                 raise NotFound(f"no job {job_id!r}")
-            job, outputs = found
-            item = await self._cache_entry(job, outputs)
+            item = await self._cache_entry(*found)  # not cached if a change overtook it
         if item.account_id != account_id:
             raise NotFound(f"no job {job_id!r}")
         if item.status == EXPIRED:
