@@ -174,9 +174,12 @@ def _job_dict(job: Job, downloads: dict[str, Path] | None = None) -> dict[str, A
 
 
 def _wait(client: Client, job: Job, timeout: float | None, *, show: bool) -> Job:
-    with ProgressBar(job.id, enabled=show) as bar:
-        bar(job)
-        return client.jobs.wait(job.id, timeout=timeout, on_progress=bar)
+    try:
+        with ProgressBar(job.id, enabled=show) as bar:
+            bar(job)
+            return client.jobs.wait(job.id, timeout=timeout, on_progress=bar)
+    except KeyboardInterrupt:
+        _fail(f"interrupted; job {job.id} goes on (follow it: genq jobs watch {job.id})", 130)
 
 
 def _finish(client: Client, job: Job, out: Path | None, as_json: bool) -> None:

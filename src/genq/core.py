@@ -19,6 +19,7 @@ from genq.models import ModelService
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
+from genq.webhooks import WebhookSender
 from genq.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ class Genq:
         )
         self.models = ModelService(store=self.store, jobs=self.jobs)
         self.worker: Worker | None = None
+        self.webhooks = WebhookSender(
+            store=self.store, jobs=self.jobs, bus=self.bus,
+            allow_private=settings.webhook_allow_private,
+            schedule=settings.webhook_retry_schedule_s,
+        )
         self._background: set[asyncio.Task[None]] = set()
         self.bus.subscribe(self._on_change)
 
@@ -85,6 +91,7 @@ class Genq:
         if migrate:
             await upgrade_async(self.settings.db_url)
         await self.tailer.start()
+        await self.webhooks.start()
         if workers:
             self.worker = self.make_worker(engine_names)
             await self.worker.start()
@@ -93,6 +100,7 @@ class Genq:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        await self.webhooks.stop()
         await self.tailer.stop()
         if self._background:
             await asyncio.wait(set(self._background), timeout=5)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from genq import netsafe
 from genq.engines.contract import Engine
 from genq.errors import Conflict, EngineNotFound, Expired, InvalidInput, NotFound
 from genq.events import Change, EventBus
@@ -132,6 +133,9 @@ class JobService:
         parent_id: str | None = None,
     ) -> Job:
         engine = self.engine(engine_name)
+        if webhook:
+            netsafe.check_plainly(str(webhook["url"]),
+                                  allow_private=self.settings.webhook_allow_private)
         try:
             data = engine.input_model.model_validate(dict(input))
         except ValidationError as exc:

@@ -42,11 +42,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 << 20, description="largest uploaded file")
     retention_days: float = Field(31.0, gt=0, description="jobs expire after this")
     key_cache_s: float = Field(30.0, ge=0, description="how long a verified API key is trusted")
-    webhook_allow_private: bool = False
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks reach private addresses (development only)"
+    )
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
+        description="delays between webhook attempts (jittered +-20%), comma-separated",
+    )
     redis_url: str = ""
     log_level: str = "info"
 
-    @field_validator("engines", mode="before")
+    @field_validator("engines", "webhook_retry_schedule_s", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

@@ -244,7 +244,9 @@ class Core:
         return self.bind(self.parse(Job, response, body))
 
     def bind(self, job: Job) -> Job:
+        """Make output URLs absolute and bind the outputs' `download` to this client."""
         for output in job.outputs:
+            output.url = str(self.base_url.join(output.url))
             self.bind_output(output)
         return job
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genq.errors import LeaseLost
-from genq.ids import utcnow
+from genq.ids import new_id, utcnow
 from genq.store import tables as t
 from genq.store.db import Database
 from genq.store.records import (
@@ -50,6 +50,13 @@ async def _bump(
     )
     rows = [Job.from_row(r) for r in (await conn.execute(stmt)).all()]
     if rows:
+        outbox = []
+        for job in rows:
+            hook = webhook_event(event, job.status)
+            if job.webhook and hook is not None and hook in job.webhook["events"]:
+                outbox.append(outbox_row(job, hook, now))
+        if outbox:
+            await conn.execute(sa.insert(t.webhook_deliveries), outbox)
         await conn.execute(
             sa.insert(t.job_events),
             [
@@ -65,6 +72,29 @@ async def _bump(
             ],
         )
     return rows
+
+
+def webhook_event(event: str, status: str) -> str | None:
+    """The webhook event (started, progress, output, completed) a job event makes."""
+    if event == "status":
+        return "started" if status == RUNNING else None
+    return event if event in ("progress", "output", "completed") else None
+
+
+def outbox_row(job: Job, event: str, now: datetime) -> dict[str, Any]:
+    assert job.webhook is not None
+    return {
+        "id": new_id("msg"),
+        "job_id": job.id,
+        "account_id": job.account_id,
+        "event": event,
+        "seq": job.seq,
+        "url": job.webhook["url"],
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def _fence(claim: Claim) -> sa.ColumnElement[bool]:

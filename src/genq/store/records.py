@@ -27,6 +27,7 @@ class Account(_Record):
     id: str
     name: str
     plan: str
+    webhook_secret: str | None
     created_at: datetime
 
 
@@ -139,3 +140,31 @@ class Claim:
     job: Job
     owner: str
     attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery(_Record):
+    id: str
+    job_id: str
+    account_id: str
+    event: str
+    seq: int
+    url: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt(_Record):
+    id: int
+    delivery_id: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None

@@ -49,6 +49,7 @@ accounts = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("plan", sa.String(40), nullable=False, server_default="free"),
+    sa.Column("webhook_secret", sa.String(80), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -172,4 +173,41 @@ models = sa.Table(
     sa.Column("metadata", JSON, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The webhook outbox: one row per (job event, endpoint), written in the same transaction
+# as the change it reports; `id` is the Standard Webhooks `webhook-id`, stable across
+# retries. `next_attempt_at` doubles as the sender's lease while an attempt is in flight.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, delivered, failed, disabled
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("last_status_code", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(40),
+              sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
 )

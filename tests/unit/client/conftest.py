@@ -40,9 +40,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_client(server: FakeServer, clock: FakeClock, **kwargs: object) -> Client:
+def make_client(server: FakeServer, clock: FakeClock, *, base_url: str = BASE_URL,
+                api_key: str = API_KEY) -> Client:
     http = httpx.Client(transport=httpx.MockTransport(server))
-    client = Client(BASE_URL, API_KEY, http_client=http, **kwargs)  # type: ignore[arg-type]
+    client = Client(base_url, api_key, http_client=http)
     client._sleep = clock.sleep
     client._core.clock = clock.monotonic
     client._core.jitter = lambda: 0.0

@@ -62,7 +62,8 @@ class FakeJob:
         outputs = []
         if status == "succeeded":
             outputs = [
-                {"name": "image_0", "kind": "image", "url": f"{BASE_URL}/files/{self.id}/t/image_0.png",
+                {"name": "image_0", "kind": "image",
+                 "url": f"{BASE_URL}/files/{self.id}/t/image_0.png",
                  "content_type": "image/png", "bytes": len(OUTPUT_BYTES), "width": 512,
                  "height": 512, "sha256": hashlib.sha256(OUTPUT_BYTES).hexdigest()},
                 {"name": "thumbnail", "kind": "thumbnail",

@@ -46,11 +46,12 @@ def test_each_status_has_its_class(
     assert str(err) == f"{status} {code}: detail of {code}"
 
 
-def test_invalid_input_carries_the_field_errors(client: Client):
+def test_invalid_input_carries_the_field_errors(client: Client, server: FakeServer):
+    errors = [{"field": "input.prompt", "message": "Field required", "type": "missing"}]
+    server.fail_next(problem(422, "invalid_input", "the input is not valid", errors=errors))
     with pytest.raises(sdk.InvalidInputError) as info:
-        client.jobs.create(engine="demo/text2image", input="nope")  # type: ignore[arg-type]
-    assert info.value.code == "invalid_input"
-    assert info.value.errors == [{"field": "input", "message": "must be an object"}]
+        client.jobs.create(engine="demo/text2image", input={})
+    assert info.value.code == "invalid_input" and info.value.errors == errors
 
 
 def test_not_found_codes_are_distinguished(client: Client):

@@ -1,0 +1,47 @@
+"""Webhook deliveries and the account's signing secret."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import JSONResponse, Response
+
+from genq.api.deps import App, Caller
+from genq.api.schemas import PROBLEMS
+from genq.errors import NotFound
+from genq.webhooks import new_secret, render_delivery
+
+router = APIRouter(tags=["webhooks"])
+
+
+@router.get("/v1/account/webhook-secret", responses=PROBLEMS,
+            summary="The secret webhooks are signed with")
+async def webhook_secret(genq: App, caller: Caller) -> Response:
+    """A `whsec_` secret per account (Standard Webhooks); verify deliveries with it."""
+    secret = await genq.store.webhooks.secret(caller.account.id, new_secret())
+    return JSONResponse({"object": "webhook_secret", "secret": secret})
+
+
+@router.get("/v1/jobs/{job_id}/deliveries", responses=PROBLEMS,
+            summary="A job's webhook deliveries and their attempts")
+async def job_deliveries(job_id: str, genq: App, caller: Caller) -> Response:
+    await genq.jobs.get(caller.account.id, job_id)
+    rows = await genq.store.webhooks.for_job(job_id)
+    return JSONResponse({"object": "list", "data": [render_delivery(d, a) for d, a in rows]})
+
+
+@router.get("/v1/deliveries", responses=PROBLEMS, summary="Recent webhook deliveries")
+async def recent_deliveries(genq: App, caller: Caller) -> Response:
+    rows = await genq.store.webhooks.recent(caller.account.id)
+    return JSONResponse({"object": "list", "data": [render_delivery(d, []) for d in rows]})
+
+
+@router.post("/v1/deliveries/{delivery_id}/redeliver", status_code=202, responses=PROBLEMS,
+             summary="Send a delivery again")
+async def redeliver(delivery_id: str, genq: App, caller: Caller) -> Response:
+    d = await genq.store.webhooks.get(delivery_id)
+    if d is None or d.account_id != caller.account.id:
+        raise NotFound(f"no delivery {delivery_id!r}")
+    again = await genq.store.webhooks.redeliver(delivery_id)
+    assert again is not None
+    genq.webhooks.wake()
+    return JSONResponse(render_delivery(again, []), status_code=202)

@@ -1,0 +1,238 @@
+"""Webhooks: Standard Webhooks signatures, the retry schedule, and the sender that
+drains the outbox (`webhook_deliveries`) in the background.
+
+A delivery's id is its `webhook-id`, the same on every retry, so a receiver can
+de-duplicate. The body is `{"type": "job.<event>", "timestamp": ..., "data": <job>}`.
+A receiver that is down never delays or fails the job: deliveries live apart from it.
+Receivers verify with `verify(payload, headers, secret)` (or the standardwebhooks
+package directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from standardwebhooks.webhooks import Webhook
+
+from genq import netsafe
+from genq.events import Change, EventBus
+from genq.ids import iso, utcnow
+from genq.jobs import JobService
+from genq.store import Store
+from genq.store.records import WebhookDelivery
+from genq.store.webhooks import DELIVERED, DISABLED, FAILED, PENDING
+
+log = logging.getLogger(__name__)
+SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)  # then give up
+TIMEOUT_S = 15.0
+MAX_RETRY_AFTER_S = 86400.0
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secret: str, msg_id: str, when: datetime, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for one attempt."""
+    signature = Webhook(secret).sign(msg_id, when, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def verify(payload: bytes | str, headers: Mapping[str, str], secret: str) -> Any:
+    """For receivers: check the signature and age of a delivery; returns the parsed
+    body or raises `standardwebhooks.webhooks.WebhookVerificationError`."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return Webhook(secret).verify(payload, lowered)
+
+
+def next_delay(attempts: int, schedule: Sequence[float]) -> float | None:
+    """Seconds until the next try after `attempts` failed ones; None = give up."""
+    if attempts > len(schedule):
+        return None
+    return schedule[attempts - 1] * random.uniform(0.8, 1.2)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    return None
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        jobs: JobService,
+        bus: EventBus,
+        allow_private: bool,
+        schedule: Sequence[float] = SCHEDULE_S,
+        concurrency: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.store, self.jobs, self.bus = store, jobs, bus
+        self.allow_private = allow_private
+        self.schedule = tuple(schedule)
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._client = httpx.AsyncClient(
+            follow_redirects=False, timeout=TIMEOUT_S, transport=transport,
+            headers={"User-Agent": "genq-webhooks/1", "Content-Type": "application/json"},
+        )
+        self._unsubscribe = bus.subscribe(self._on_change)
+
+    def _on_change(self, change: Change) -> None:
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="genq-webhooks")
+
+    async def stop(self) -> None:
+        self._unsubscribe()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=TIMEOUT_S + 1)
+        await self._client.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.send_due()
+            except Exception:
+                log.exception("webhook sender failed; retrying")
+                sent = 0
+            if sent:
+                continue
+            timeout = 1.0
+            with contextlib.suppress(Exception):
+                due = await self.store.webhooks.next_due()
+                if due is not None:
+                    timeout = min(1.0, max(0.0, (due - utcnow()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def send_due(self) -> int:
+        deliveries = await self.store.webhooks.claim_due(limit=32, lease_s=TIMEOUT_S * 4)
+        for d in deliveries:
+            await self._limit.acquire()
+            task = asyncio.create_task(self._send(d))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        return len(deliveries)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._limit.release()
+
+    async def _send(self, d: WebhookDelivery) -> None:
+        try:
+            await self._attempt(d)
+        except Exception as exc:  # never let one delivery kill the sender
+            log.exception("webhook %s: attempt crashed", d.id)
+            await self._settle(d, None, None, f"internal: {exc}")
+
+    async def _attempt(self, d: WebhookDelivery) -> None:
+        found = await self.store.jobs.get_with_outputs(d.job_id)
+        if found is None:
+            await self.store.webhooks.record(d, status_code=None, latency_ms=None,
+                                             error="job deleted", outcome=FAILED,
+                                             next_attempt_at=None)
+            return
+        job, outputs = found
+        try:
+            target = await netsafe.resolve(d.url, allow_private=self.allow_private)
+        except netsafe.UnsafeURL as exc:
+            await self.store.webhooks.record(d, status_code=None, latency_ms=None,
+                                             error=exc.detail, outcome=FAILED,
+                                             next_attempt_at=None)
+            return
+        now = utcnow()
+        body = orjson.dumps({
+            "type": f"job.{d.event}",
+            "timestamp": iso(now),
+            "data": await self.jobs.render(job, outputs),
+        })
+        secret = await self.store.webhooks.secret(job.account_id, new_secret())
+        url, headers, extensions = netsafe.pinned(target)
+        headers.update(sign(secret, d.id, now, body))
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(url, content=body, headers=headers,
+                                               extensions=extensions)
+        except httpx.HTTPError as exc:
+            await self._settle(d, None, (time.perf_counter() - started) * 1000,
+                               f"{type(exc).__name__}: {exc}"[:500])
+            return
+        latency = (time.perf_counter() - started) * 1000
+        await self._settle(d, response, latency, None)
+
+    async def _settle(self, d: WebhookDelivery, response: httpx.Response | None,
+                      latency_ms: float | None, error: str | None) -> None:
+        code = response.status_code if response is not None else None
+        if code is not None and 200 <= code < 300:
+            outcome, when = DELIVERED, None
+        elif code == 410:
+            outcome, when, error = DISABLED, None, "receiver answered 410 Gone"
+        else:
+            if code is not None:
+                error = error or f"receiver answered {code}"
+                if 300 <= code < 400:
+                    error = f"receiver answered {code} (redirects are not followed)"
+            delay = next_delay(d.attempts, self.schedule)
+            hinted = retry_after(response) if response is not None and code in (429, 503) \
+                else None
+            if hinted is not None and delay is not None:
+                delay = max(delay, hinted)
+            if delay is None:
+                outcome, when = FAILED, None
+            else:
+                outcome, when = PENDING, utcnow() + timedelta(seconds=delay)
+        await self.store.webhooks.record(d, status_code=code, latency_ms=latency_ms, error=error,
+                                         outcome=outcome, next_attempt_at=when)
+        if outcome == PENDING:
+            self._wake.set()
+
+
+def render_delivery(d: WebhookDelivery, attempts: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "object": "webhook_delivery",
+        "job_id": d.job_id,
+        "event": d.event,
+        "url": d.url,
+        "status": d.status,
+        "attempts": [
+            {"attempt": a.attempt, "at": iso(a.at), "status_code": a.status_code,
+             "latency_ms": round(a.latency_ms, 1) if a.latency_ms is not None else None,
+             "error": a.error}
+            for a in attempts
+        ],
+        "next_attempt_at": iso(d.next_attempt_at) if d.status == PENDING else None,
+        "created_at": iso(d.created_at),
+        "delivered_at": iso(d.delivered_at),
+    }
