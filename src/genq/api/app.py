@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from genq import __version__
-from genq.api import problems
+from genq.api import compat, problems
 from genq.api.middleware import BodyLimit
 from genq.api.routes import engines, events, files, jobs, models, system, webhooks
 from genq.core import Genq
@@ -46,6 +46,8 @@ def create_app(
     problems.install(app)
     for module in (jobs, events, files, engines, models, system, webhooks):
         app.include_router(module.router)
+    for router in compat.routers():
+        app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=max(settings.max_upload_bytes,
                                                 settings.max_json_bytes))
     return app
