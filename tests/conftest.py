@@ -83,15 +83,17 @@ class LiveServer:
         self._server.should_exit = True
         self._thread.join(timeout=30)
 
-    def new_key(self, account: str = "alice", plan: str = "pro") -> str:
-        return create_key(self.settings, account, plan)
+    def new_key(self, account: str = "alice", plan: str = "pro", credits: int | None = None
+                ) -> str:
+        return create_key(self.settings, account, plan, credits)
 
     def client(self, key: str, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"},
                             timeout=30, **kwargs)
 
 
-def create_key(settings: Settings, account: str, plan: str = "pro") -> str:
+def create_key(settings: Settings, account: str, plan: str = "pro", credits: int | None = None
+               ) -> str:
     """A key made through the service layer on its own connection (as the CLI does)."""
     from genq.migrate import upgrade
     from genq.store import Store
@@ -101,8 +103,8 @@ def create_key(settings: Settings, account: str, plan: str = "pro") -> str:
     async def main() -> str:
         store = Store(settings.db_url)
         try:
-            svc = AccountService(store)
-            acct = await svc.get_or_create(account, plan)
+            svc = AccountService(store, settings.plan_table)
+            acct = await svc.get_or_create(account, plan, credits)
             secret, _ = await svc.create_key(acct)
             return secret
         finally:

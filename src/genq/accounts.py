@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from genq.errors import Conflict, NotFound, Unauthorized
+from genq.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from genq.ids import new_id, token, utcnow
+from genq.plans import Plan
 from genq.store import Store
 from genq.store.records import Account, ApiKey
 
@@ -33,19 +35,45 @@ class Principal:
 
 
 class AccountService:
-    def __init__(self, store: Store, *, cache_s: float = 30.0) -> None:
+    def __init__(self, store: Store, plans: Mapping[str, Plan], *, cache_s: float = 30.0) -> None:
         self.store = store
+        self.plans = plans
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal]] = {}
 
-    async def create(self, name: str | None = None, plan: str = "free") -> Account:
+    def plan(self, name: str) -> Plan:
+        plan = self.plans.get(name)
+        if plan is None:
+            raise InvalidInput(f"no plan {name!r}; plans: {', '.join(sorted(self.plans))}")
+        return plan
+
+    async def create(self, name: str | None = None, plan: str = "free",
+                     credits: int | None = None) -> Account:
+        """A new account, granted `credits` (default: its plan's monthly credits)."""
         name = name or new_id("acct").lower()
+        grant = self.plan(plan).monthly_credits if credits is None else credits
         if await self.store.accounts.by_name(name):
             raise Conflict(f"account {name!r} exists")
-        return await self.store.accounts.create(new_id("acct"), name, plan)
+        account = await self.store.accounts.create(new_id("acct"), name, plan)
+        if grant:
+            await self.store.ledger.grant(account.id, grant, f"{plan} plan credits")
+        return await self.store.accounts.get(account.id) or account
 
-    async def get_or_create(self, name: str, plan: str = "free") -> Account:
-        return await self.store.accounts.by_name(name) or await self.create(name, plan)
+    async def get_or_create(self, name: str, plan: str = "free",
+                            credits: int | None = None) -> Account:
+        found = await self.store.accounts.by_name(name)
+        if found is None:
+            return await self.create(name, plan, credits)
+        if credits:
+            await self.store.ledger.grant(found.id, credits, "granted with a new key")
+        return found
+
+    async def set_plan(self, name: str, plan: str) -> Account:
+        self.plan(plan)
+        account = await self.by_name(name)
+        await self.store.accounts.set_plan(account.id, plan)
+        self.forget()
+        return await self.by_name(name)
 
     async def by_name(self, name: str) -> Account:
         account = await self.store.accounts.by_name(name)

@@ -7,21 +7,30 @@ import asyncio
 import json
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from genq.settings import Settings
+
+if TYPE_CHECKING:
+    from genq.accounts import AccountService
 
 app = typer.Typer(help="genq: a self-hosted server for asynchronous generation jobs.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts, plans and credits.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
 err = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory [GENQ_DATA_DIR]")]
 
@@ -34,7 +43,8 @@ def settings_for(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt)
 
 
 @app.command()
@@ -94,39 +104,49 @@ def worker(
     asyncio.run(main())
 
 
+def _with_accounts(settings: Settings, fn: Callable[[AccountService], Awaitable[T]]) -> T:
+    """Run `fn` against the database (migrated first) with an AccountService."""
+    from genq.accounts import AccountService
+    from genq.migrate import upgrade
+    from genq.store import Store
+
+    upgrade(settings.db_url)
+
+    async def main() -> T:
+        store = Store(settings.db_url)
+        try:
+            return await fn(AccountService(store, settings.plan_table))
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
 @keys_app.command("create")
 def keys_create(
     data_dir: DataDir = None,
     account: Annotated[str, typer.Option(help="account name (created if new)")] = "default",
     plan: Annotated[str, typer.Option(help="plan of a new account")] = "free",
+    credits: Annotated[int | None, typer.Option(
+        help="credits to grant (a new account gets its plan's monthly credits otherwise)")] = None,
     name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Create an API key (and its account if new). The key is shown once."""
-    from genq.accounts import AccountService
-    from genq.migrate import upgrade
-    from genq.store import Store
 
-    settings = settings_for(data_dir)
-    upgrade(settings.db_url)
+    async def create(svc: AccountService) -> tuple[str, Any]:
+        acct = await svc.get_or_create(account, plan, credits)
+        secret, _ = await svc.create_key(acct, name)
+        return secret, await svc.by_name(acct.name)
 
-    async def main() -> tuple[str, Any]:
-        store = Store(settings.db_url)
-        try:
-            svc = AccountService(store)
-            acct = await svc.get_or_create(account, plan)
-            secret, _ = await svc.create_key(acct, name)
-            return secret, acct
-        finally:
-            await store.close()
-
-    secret, acct = asyncio.run(main())
+    secret, acct = _with_accounts(settings_for(data_dir), create)
     if as_json:
         typer.echo(json.dumps({"key": secret, "account": acct.name, "account_id": acct.id,
-                               "plan": acct.plan}))
+                               "plan": acct.plan, "balance": acct.balance}))
     else:
         typer.echo(secret)
-        err.print(f"key for account [bold]{acct.name}[/] ({acct.plan}); it is not shown again")
+        err.print(f"key for account [bold]{acct.name}[/] ({acct.plan}, {acct.balance} credits); "
+                  "it is not shown again")
 
 
 @keys_app.command("revoke")
@@ -135,21 +155,120 @@ def keys_revoke(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a key by its prefix (as `GET /v1/account` shows it)."""
-    from genq.store import Store
 
-    settings = settings_for(data_dir)
+    async def revoke(svc: AccountService) -> bool:
+        return await svc.store.accounts.revoke_key(prefix)
 
-    async def main() -> bool:
-        store = Store(settings.db_url)
-        try:
-            return await store.accounts.revoke_key(prefix)
-        finally:
-            await store.close()
-
-    if not asyncio.run(main()):
+    if not _with_accounts(settings_for(data_dir), revoke):
         err.print(f"no active key with prefix {prefix!r}")
         raise typer.Exit(1)
     err.print(f"revoked {prefix} (servers trust a cached key for up to GENQ_KEY_CACHE_S)")
+
+
+def _account_row(a: Any) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "plan": a.plan, "balance": a.balance,
+            "created_at": a.created_at.isoformat()}
+
+
+@accounts_app.command("list")
+def accounts_list(data_dir: DataDir = None,
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """All accounts with plan and balance."""
+
+    async def run(svc: AccountService) -> list[Any]:
+        return await svc.store.accounts.all()
+
+    rows = [_account_row(a) for a in _with_accounts(settings_for(data_dir), run)]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("name", "plan", "balance", "id", "created")
+    for r in rows:
+        table.add_row(r["name"], r["plan"], str(r["balance"]), r["id"], r["created_at"][:19])
+    out.print(table)
+
+
+@accounts_app.command("show")
+def accounts_show(name: str, data_dir: DataDir = None) -> None:
+    """One account, its keys and its plan's limits."""
+
+    async def run(svc: AccountService) -> dict[str, Any]:
+        a = await svc.by_name(name)
+        keys = await svc.store.accounts.keys(a.id)
+        return {**_account_row(a), "limits": svc.plan(a.plan).model_dump(),
+                "keys": [{"prefix": k.prefix, "name": k.name,
+                          "created_at": k.created_at.isoformat(),
+                          "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
+                          "revoked": k.revoked_at is not None} for k in keys]}
+
+    typer.echo(json.dumps(_with_accounts(settings_for(data_dir), run), indent=2))
+
+
+@accounts_app.command("credit")
+def accounts_credit(
+    name: str,
+    amount: Annotated[int, typer.Argument(help="credits to add (negative to remove)")],
+    note: Annotated[str | None, typer.Option(help="why, for the ledger")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Grant (or remove) credits."""
+
+    async def run(svc: AccountService) -> int:
+        a = await svc.by_name(name)
+        return await svc.store.ledger.grant(a.id, amount, note or "granted by an operator")
+
+    err.print(f"{name}: balance {_with_accounts(settings_for(data_dir), run)}")
+
+
+@accounts_app.command("plan")
+def accounts_plan(name: str, plan: str, data_dir: DataDir = None) -> None:
+    """Move an account to another plan."""
+
+    async def run(svc: AccountService) -> Any:
+        return await svc.set_plan(name, plan)
+
+    a = _with_accounts(settings_for(data_dir), run)
+    err.print(f"{a.name} is now on the {a.plan} plan")
+
+
+@accounts_app.command("ledger")
+def accounts_ledger(name: str, data_dir: DataDir = None,
+                    as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The account's credits ledger, oldest first."""
+
+    async def run(svc: AccountService) -> tuple[Any, list[Any]]:
+        a = await svc.by_name(name)
+        return a, await svc.store.ledger.entries(a.id, limit=100_000)
+
+    account, entries = _with_accounts(settings_for(data_dir), run)
+    rows = [{"id": e.id, "kind": e.kind, "amount": e.amount, "balance_after": e.balance_after,
+             "job_id": e.job_id, "note": e.note, "at": e.created_at.isoformat()} for e in entries]
+    if as_json:
+        typer.echo(json.dumps({"account": account.name, "balance": account.balance,
+                               "entries": rows}))
+        return
+    table = Table("#", "when", "kind", "amount", "balance", "job / note")
+    for r in rows:
+        table.add_row(str(r["id"]), r["at"][:19], r["kind"], str(r["amount"]),
+                      str(r["balance_after"]), r["job_id"] or r["note"] or "")
+    out.print(table)
+    out.print(f"balance: [bold]{account.balance}[/]")
+
+
+@app.command()
+def doctor(data_dir: DataDir = None) -> None:
+    """Audit the credits ledger: every finished job's hold equals its capture plus
+    release, and every balance equals its ledger. Exit 1 on any problem."""
+
+    async def run(svc: AccountService) -> list[str]:
+        return await svc.store.ledger.audit()
+
+    problems = _with_accounts(settings_for(data_dir), run)
+    for p in problems:
+        err.print(f"[red]problem:[/] {p}")
+    if problems:
+        raise typer.Exit(1)
+    err.print("ledger balances: every hold is settled and every balance matches")
 
 
 @db_app.command("upgrade")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Protocol
 
@@ -26,6 +27,7 @@ from genq.client import (
     GenqError,
     InvalidInputError,
     Job,
+    WaitTimeout,
 )
 
 EXIT_JOB_FAILED = 1
@@ -86,7 +88,14 @@ def parse_file_inputs(pairs: list[str]) -> dict[str, Path]:
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # piped: do not cut ids to an imagined 80 columns
+        console.width = max(console.width, 160)
+    return console
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
 
 
 def _err() -> Console:
@@ -114,6 +123,8 @@ def _error_line(exc: GenqError, base_url: str) -> str:
         return line
     if isinstance(exc, APIConnectionError):
         return f"error: cannot reach {base_url}: {exc}"
+    if isinstance(exc, WaitTimeout):
+        return f"error: {exc} (it goes on; follow it: genq jobs watch {exc.job.id})"
     return f"error: {exc}"
 
 
@@ -208,7 +219,7 @@ def _describe(job: Job) -> Table:
         ("id", job.id), ("engine", job.engine), ("status", job.status),
         ("progress", f"{job.progress:.0f}%"), ("message", job.message),
         ("queue position", job.queue_position), ("eta", job.eta_s and f"{job.eta_s:.0f}s"),
-        ("created", job.created_at), ("completed", job.completed_at),
+        ("created", _ts(job.created_at)), ("completed", _ts(job.completed_at)),
         ("error", job.error and f"{job.error.code}: {job.error.message}"),
     ]
     for name, value in rows:
@@ -295,8 +306,8 @@ class Commands:
             return
         table = Table("ID", "ENGINE", "STATUS", "PROGRESS", "CREATED", box=None)
         for job in page.data:
-            created = job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""
-            table.add_row(job.id, job.engine, job.status, f"{job.progress:.0f}%", created)
+            table.add_row(job.id, job.engine, job.status, f"{job.progress:.0f}%",
+                          _ts(job.created_at) or "")
         _out().print(table)
         if page.has_more and page.next_cursor:
             _err().print(f"more: --after {page.next_cursor}", markup=False)

@@ -34,7 +34,8 @@ class Genq:
         self.bus = EventBus()
         self.metrics = Metrics(self.bus)
         self.tailer = Tailer(self.store.jobs, self.bus, settings.event_poll_s)
-        self.accounts = AccountService(self.store, cache_s=settings.key_cache_s)
+        self.plans = settings.plan_table
+        self.accounts = AccountService(self.store, self.plans, cache_s=settings.key_cache_s)
         self.jobs = JobService(
             store=self.store,
             storage=self.storage,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from genq.aio import wait_event
 from genq.store.jobs import JobStore
 from genq.store.records import Job, JobEvent
 
@@ -57,9 +58,7 @@ class Watch:
 
     async def wait(self, timeout: float) -> bool:
         """True as soon as the key changed (possibly already); False after `timeout`."""
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
+        if not await wait_event(self._event, timeout):
             return False
         self._event.clear()
         return True

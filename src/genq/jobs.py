@@ -23,7 +23,7 @@ from genq.refs import FILE_FORMAT, MODEL_FORMAT, find_refs
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
-from genq.store.records import EXPIRED, QUEUED, RUNNING, STARTING, Job, JobOutput
+from genq.store.records import EXPIRED, QUEUED, RUNNING, STARTING, Account, Job, JobOutput
 
 NON_TERMINAL_TTL_S = 1.0  # queue_position and eta_s drift without events
 
@@ -109,6 +109,7 @@ class JobService:
         self.engines = engines
         self.bus = bus
         self.settings = settings
+        self.plans = settings.plan_table
         self.cache = JobCache()
         self._durations: dict[str, tuple[float, float | None]] = {}
         bus.subscribe(self.cache.on_change)
@@ -123,7 +124,7 @@ class JobService:
 
     async def submit(
         self,
-        account_id: str,
+        account: Account,
         engine_name: str,
         input: Mapping[str, Any],
         *,
@@ -132,6 +133,9 @@ class JobService:
         model_id: str | None = None,
         parent_id: str | None = None,
     ) -> Job:
+        account_id = account.id
+        plan = self.plans.get(account.plan)
+        retention_days = plan.retention_days if plan else 31.0
         engine = self.engine(engine_name)
         if webhook:
             netsafe.check_plainly(str(webhook["url"]),
@@ -166,7 +170,7 @@ class JobService:
                 "credits_estimate": credits,
                 "model_id": model_id,
                 "parent_id": parent_id,
-                "expires_at": now + timedelta(days=self.settings.retention_days),
+                "expires_at": now + timedelta(days=retention_days),
             }
         )
         self.bus.publish(Change.of_job(job, "status"))

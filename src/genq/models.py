@@ -14,7 +14,7 @@ from genq.errors import Conflict, InvalidInput, NotFound
 from genq.ids import iso, new_id
 from genq.jobs import JobService
 from genq.store import Store
-from genq.store.records import SUCCEEDED, Job, JobOutput, Model
+from genq.store.records import SUCCEEDED, Account, Job, JobOutput, Model
 
 CREATED, TRAINING, READY, FAILED = "created", "training", "ready", "failed"
 
@@ -50,14 +50,15 @@ class ModelService:
             raise NotFound(f"no model {model_id!r}")
         return model
 
-    async def train(self, account_id: str, model_id: str, input: Mapping[str, Any]) -> Job:
+    async def train(self, account: Account, model_id: str, input: Mapping[str, Any]) -> Job:
+        account_id = account.id
         model = await self.get(account_id, model_id)
         if model.status == TRAINING:
             raise Conflict(f"model {model_id} is already training", model_status=model.status)
         data = dict(input)
         if "images" not in data:  # default: the images uploaded to the model
             data["images"] = [f.id for f in await self.store.files.for_model(model_id)]
-        job = await self.jobs.submit(account_id, model.engine, data, model_id=model_id)
+        job = await self.jobs.submit(account, model.engine, data, model_id=model_id)
         updated = await self.store.models.update(
             model_id,
             only_if_status=(CREATED, READY, FAILED),

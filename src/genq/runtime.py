@@ -89,7 +89,8 @@ class JobRun:
             if pending is not None:
                 timeout = max(0.0, last_write + 1 / PROGRESS_HZ - time.monotonic())
             try:
-                item = await asyncio.wait_for(self._queue.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    item = await self._queue.get()
             except TimeoutError:
                 item = None
             if isinstance(item, Progress):
@@ -152,7 +153,7 @@ class JobRun:
         self._publish(started, "status")
         flusher = asyncio.create_task(self._flush(), name=f"flush-{job.id}")
         engine_task = asyncio.create_task(
-            asyncio.wait_for(call_engine(self.engine, ctx), self.engine.timeout_s),
+            self._call_with_timeout(ctx),
             name=f"engine-{job.id}",
         )
         cancel_wait = asyncio.create_task(self.cancel_requested.wait())
@@ -169,6 +170,8 @@ class JobRun:
                         await engine_task
         finally:
             cancel_wait.cancel()
+            if engine_task.done() and not engine_task.cancelled():
+                engine_task.exception()  # retrieved here; judged by _outcome
             ctx.close()  # a thread that runs on past this point writes nothing
             self._queue.put_nowait(_STOP)
             if self.lost:
@@ -183,6 +186,10 @@ class JobRun:
             self.claim, status, error=error, credits_used=credits
         )
         self._publish(finished, "completed")
+
+    async def _call_with_timeout(self, ctx: Context) -> None:
+        async with asyncio.timeout(self.engine.timeout_s):
+            await call_engine(self.engine, ctx)
 
     def _outcome(
         self, task: asyncio.Task[None], stopped: bool

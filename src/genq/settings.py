@@ -7,10 +7,12 @@ Nothing reads the environment at import: build a `Settings()` (or pass values) i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from genq.plans import Plan, merge
 
 
 class Settings(BaseSettings):
@@ -40,7 +42,6 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line on idle SSE streams")
     max_json_bytes: int = Field(1 << 20, description="largest JSON request body")
     max_upload_bytes: int = Field(64 << 20, description="largest uploaded file")
-    retention_days: float = Field(31.0, gt=0, description="jobs expire after this")
     key_cache_s: float = Field(30.0, ge=0, description="how long a verified API key is trusted")
     webhook_allow_private: bool = Field(
         False, description="let webhooks reach private addresses (development only)"
@@ -49,7 +50,12 @@ class Settings(BaseSettings):
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
         description="delays between webhook attempts (jittered +-20%), comma-separated",
     )
-    redis_url: str = ""
+    plans: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="JSON: plan overrides and additions (genq.plans)"
+    )
+    default_plan: str = "free"
+    idempotency_ttl_s: float = Field(86400.0, gt=0, description="Idempotency-Key lifetime")
+    redis_url: str = Field("", description="redis://... shares rate-limit counts across servers")
     log_level: str = "info"
 
     @field_validator("engines", "webhook_retry_schedule_s", mode="before")
@@ -58,6 +64,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def plan_table(self) -> dict[str, Plan]:
+        return merge(self.plans)
 
     @property
     def db_url(self) -> str:

@@ -26,6 +26,7 @@ import orjson
 from standardwebhooks.webhooks import Webhook
 
 from genq import netsafe
+from genq.aio import wait_event
 from genq.events import Change, EventBus
 from genq.ids import iso, utcnow
 from genq.jobs import JobService
@@ -133,17 +134,23 @@ class WebhookSender:
                 due = await self.store.webhooks.next_due()
                 if due is not None:
                     timeout = min(1.0, max(0.0, (due - utcnow()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
 
     async def send_due(self) -> int:
         deliveries = await self.store.webhooks.claim_due(limit=32, lease_s=TIMEOUT_S * 4)
-        for d in deliveries:
+        by_job: dict[str, list[WebhookDelivery]] = {}
+        for d in deliveries:  # one job's events go out one after another, in order
+            by_job.setdefault(d.job_id, []).append(d)
+        for group in by_job.values():
             await self._limit.acquire()
-            task = asyncio.create_task(self._send(d))
+            task = asyncio.create_task(self._send_in_order(sorted(group, key=lambda d: d.seq)))
             self._inflight.add(task)
             task.add_done_callback(self._done)
         return len(deliveries)
+
+    async def _send_in_order(self, group: list[WebhookDelivery]) -> None:
+        for d in group:
+            await self._send(d)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
+from genq.aio import wait_event
 from genq.engines.contract import Engine
 from genq.events import Change, EventBus
 from genq.ids import token
@@ -118,8 +119,7 @@ class Worker:
                 claimed = 0
             if claimed and len(self.runs) < self.slots:
                 continue  # there may be more
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+            await wait_event(self._wake, self.settings.poll_interval_s)
 
     async def claim_once(self) -> int:
         free = self.slots - len(self.runs)

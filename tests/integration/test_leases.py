@@ -19,6 +19,7 @@ async def make_store(tmp_path: Path) -> tuple[Store, str]:
     await upgrade_async(url)
     store = Store(url)
     acct = await store.accounts.create(new_id("acct"), "a", "free")
+    await store.ledger.grant(acct.id, 10_000)
     return store, acct.id
 
 

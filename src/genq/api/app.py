@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from genq import __version__
 from genq.api import compat, problems
 from genq.api.middleware import BodyLimit
-from genq.api.routes import engines, events, files, jobs, models, system, webhooks
+from genq.api.routes import engines, events, files, jobs, models, system, ui, webhooks
 from genq.core import Genq
 from genq.settings import Settings
 
@@ -44,7 +44,7 @@ def create_app(
     )
     app.state.genq = core
     problems.install(app)
-    for module in (jobs, events, files, engines, models, system, webhooks):
+    for module in (jobs, events, files, engines, models, system, webhooks, ui):
         app.include_router(module.router)
     for router in compat.routers():
         app.include_router(router)

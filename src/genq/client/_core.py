@@ -22,13 +22,8 @@ from typing import IO, Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from genq.client._errors import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APITimeoutError,
-    status_error,
-)
-from genq.client._retry import is_replayable, is_retryable_status, never_sent, retry_delay
+from genq.client._errors import APIResponseValidationError, error_for
+from genq.client._retry import next_retry
 from genq.client._types import Job, JobOutput
 from genq.client._version import __version__
 
@@ -188,43 +183,36 @@ class Core:
 
     def send(self, request: httpx.Request, *, save_to: Path | None = None) -> Op[httpx.Response]:
         """Send `request`, retrying what is safe to retry; raise the mapped error for a
-        4xx/5xx. With `save_to`, stream a successful body into that file."""
+        4xx/5xx or a transport failure. With `save_to`, stream a successful body there."""
         attempt = 0
         while True:
             sink = FileSink(save_to) if save_to is not None else None
-            failure: httpx.TransportError | None = None
-            response: httpx.Response | None = None
+            outcome: httpx.Response | httpx.TransportError
             try:
                 result = yield Send(request, sink)
                 assert isinstance(result, httpx.Response)
-                response = result
+                outcome = result
             except httpx.TransportError as exc:
-                failure = exc
-            finally:
-                if sink is not None and (response is None or not response.is_success):
+                outcome = exc
+            except BaseException:  # closed or failed mid-download: leave no file
+                if sink is not None:
                     sink.discard()
-            if failure is not None:
-                if attempt < self.max_retries and (never_sent(failure)
-                                                   or is_replayable(request)):
-                    yield Sleep(retry_delay(None, attempt, self.jitter()) or 0.0)
-                    attempt += 1
-                    continue
-                if isinstance(failure, httpx.TimeoutException):
-                    raise APITimeoutError(request) from failure
-                raise APIConnectionError(f"{type(failure).__name__}: {failure}",
-                                         request=request) from failure
-            assert response is not None
-            if response.is_error:
-                delay = retry_delay(response, attempt, self.jitter())
-                if (is_retryable_status(response.status_code) and is_replayable(request)
-                        and attempt < self.max_retries and delay is not None):
-                    yield Sleep(delay)
-                    attempt += 1
-                    continue
-                raise status_error(response)
+                raise
+            if isinstance(outcome, httpx.Response) and not outcome.is_error:
+                if sink is None:
+                    return outcome  # 2xx, or a 304 for the caller to handle
+                if outcome.is_success:
+                    sink.commit()
+                    return outcome
             if sink is not None:
-                sink.commit()
-            return response
+                sink.discard()
+            delay = next_retry(request, outcome, attempt=attempt,
+                               max_retries=self.max_retries, jitter=self.jitter())
+            if delay is None:
+                cause = outcome if isinstance(outcome, Exception) else None
+                raise error_for(request, outcome) from cause
+            yield Sleep(delay)
+            attempt += 1
 
     def request(self, method: str, path: str, **kwargs: Any) -> Op[httpx.Response]:
         return self.send(self.build(method, path, **kwargs))

@@ -201,3 +201,12 @@ def status_error(response: httpx.Response) -> APIStatusError:
     if cls is None:
         cls = InternalServerError if response.status_code >= 500 else APIStatusError
     return cls(response, problem)
+
+
+def error_for(request: httpx.Request, outcome: httpx.Response | httpx.TransportError) -> APIError:
+    """The exception for a request that failed for good."""
+    if isinstance(outcome, httpx.Response):
+        return status_error(outcome)
+    if isinstance(outcome, httpx.TimeoutException):
+        return APITimeoutError(request)
+    return APIConnectionError(f"{type(outcome).__name__}: {outcome}", request=request)

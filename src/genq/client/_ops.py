@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import mimetypes
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
@@ -183,7 +184,9 @@ def download_path(output: JobOutput, path: StrPath) -> Path:
     suffix = PurePosixPath(httpx.URL(output.url).path).suffix
     if not suffix and output.content_type:
         suffix = mimetypes.guess_extension(output.content_type.split(";")[0].strip()) or ""
-    return target / f"{output.name}{suffix}"
+    # The name comes from the server: keep it to one harmless path segment.
+    name = re.sub(r"[^\w.-]+", "_", output.name).lstrip(".") or "output"
+    return target / f"{name}{suffix}"
 
 
 def download(core: Core, output: JobOutput, path: StrPath, *, timeout: TimeoutArg) -> Op[Path]:

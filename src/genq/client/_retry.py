@@ -61,11 +61,24 @@ def backoff(attempt: int, jitter: float) -> float:
     return delay * (1.0 - 0.25 * jitter)
 
 
-def retry_delay(response: httpx.Response | None, attempt: int, jitter: float) -> float | None:
-    """Seconds to wait before retry `attempt`, or None if the server's `Retry-After`
-    asks for longer than we are willing to sleep."""
-    if response is not None:
-        advised = parse_retry_after(response.headers)
-        if advised is not None:
-            return advised if advised <= MAX_RETRY_AFTER_S else None
-    return backoff(attempt, jitter)
+def next_retry(
+    request: httpx.Request,
+    outcome: httpx.Response | httpx.TransportError,
+    *,
+    attempt: int,
+    max_retries: int,
+    jitter: float,
+) -> float | None:
+    """Seconds to wait before retry number `attempt` (0-based) of a failed request, or
+    None to give up. A `Retry-After` longer than `MAX_RETRY_AFTER_S` gives up too."""
+    if attempt >= max_retries:
+        return None
+    if isinstance(outcome, httpx.TransportError):
+        return backoff(attempt, jitter) if never_sent(outcome) or is_replayable(request) \
+            else None
+    if not (is_retryable_status(outcome.status_code) and is_replayable(request)):
+        return None
+    advised = parse_retry_after(outcome.headers)
+    if advised is None:
+        return backoff(attempt, jitter)
+    return advised if advised <= MAX_RETRY_AFTER_S else None

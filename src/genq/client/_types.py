@@ -209,6 +209,7 @@ class Account(Record):
     name: str | None = None
     plan: str | None = None
     key_prefix: str | None = None
+    created_at: datetime | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -171,7 +171,8 @@ class Context:
 
     async def asleep(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self.wait_canceled(), timeout=max(0.0, seconds))
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self.wait_canceled()
         except TimeoutError:
             return
         raise JobCanceled(self.job_id)

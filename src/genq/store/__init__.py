@@ -9,6 +9,7 @@ from genq.store.accounts import AccountStore
 from genq.store.db import Database
 from genq.store.files import FileStore, ModelStore
 from genq.store.jobs import JobStore
+from genq.store.ledger import LedgerStore
 from genq.store.webhooks import WebhookStore
 
 __all__ = ["Store"]
@@ -22,6 +23,7 @@ class Store:
         self.files = FileStore(self.db)
         self.models = ModelStore(self.db)
         self.webhooks = WebhookStore(self.db)
+        self.ledger = LedgerStore(self.db)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

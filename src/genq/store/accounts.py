@@ -84,6 +84,10 @@ class AccountStore:
             ).all()
         return [ApiKey.from_row(r) for r in rows]
 
+    async def set_plan(self, account_id: str, plan: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(sa.update(t.accounts).where(A.id == account_id).values(plan=plan))
+
     async def touch_key(self, key_id: str, when: datetime) -> None:
         async with self.db.write() as conn:
             await conn.execute(

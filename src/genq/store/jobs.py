@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from genq.errors import LeaseLost
 from genq.ids import new_id, utcnow
+from genq.store import ledger
 from genq.store import tables as t
 from genq.store.db import Database
 from genq.store.records import (
@@ -57,6 +58,9 @@ async def _bump(
                 outbox.append(outbox_row(job, hook, now))
         if outbox:
             await conn.execute(sa.insert(t.webhook_deliveries), outbox)
+        if event == "completed":
+            for job in rows:
+                await ledger.settle(conn, job)
         await conn.execute(
             sa.insert(t.job_events),
             [
@@ -125,6 +129,7 @@ class JobStore:
         }
         async with self.db.write() as conn:
             await conn.execute(sa.insert(t.jobs).values(**row))
+            await ledger.hold(conn, row["account_id"], row["id"], row.get("credits_estimate", 0))
             await conn.execute(
                 sa.insert(t.job_events).values(
                     job_id=row["id"],

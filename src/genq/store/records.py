@@ -28,6 +28,7 @@ class Account(_Record):
     name: str
     plan: str
     webhook_secret: str | None
+    balance: int
     created_at: datetime
 
 
@@ -168,3 +169,29 @@ class WebhookAttempt(_Record):
     status_code: int | None
     latency_ms: float | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry(_Record):
+    id: int
+    account_id: str
+    job_id: str | None
+    kind: str
+    amount: int
+    balance_after: int
+    note: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord(_Record):
+    account_id: str
+    key: str
+    request_hash: str
+    state: str
+    resource_id: str | None
+    status_code: int | None
+    headers: dict[str, str] | None
+    body: bytes | None
+    created_at: datetime
+    expires_at: datetime

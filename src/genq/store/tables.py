@@ -50,7 +50,10 @@ accounts = sa.Table(
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("plan", sa.String(40), nullable=False, server_default="free"),
     sa.Column("webhook_secret", sa.String(80), nullable=True),
+    # credits available; only ever changed by a conditional update beside a ledger row
+    sa.Column("balance", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("balance >= 0", name="balance_not_negative"),
 )
 
 api_keys = sa.Table(
@@ -105,6 +108,8 @@ jobs = sa.Table(
     sa.Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
     sa.Index("ix_jobs_expires", "expires_at"),
+    # the per-account concurrency limit counts an account's active jobs
+    sa.Index("ix_jobs_account_status", "account_id", "status"),
 )
 
 job_outputs = sa.Table(
@@ -210,4 +215,40 @@ webhook_attempts = sa.Table(
     sa.Column("status_code", sa.Integer(), nullable=True),
     sa.Column("latency_ms", sa.Float(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
+)
+
+# Append-only credits ledger. Per job: one `hold` (the estimate, at submission), then
+# one `capture` (what the job cost) and one `release` (the rest), or one `release` of
+# everything; the unique (job_id, kind) makes a job that runs twice cost once.
+# `grant`/`adjust` rows (no job) add or remove credits by hand.
+credit_ledger = sa.Table(
+    "credit_ledger",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("job_id", sa.String(40), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger(), nullable=False),  # credits moved, >= 0
+    sa.Column("balance_after", sa.BigInteger(), nullable=False),
+    sa.Column("note", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("job_id", "kind"),
+    sa.Index("ix_credit_ledger_account_id", "account_id", "id"),
+)
+
+# Idempotency-Key records, scoped to an account: the first response is kept and
+# replayed byte for byte to a retry with the same key and body.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # in_flight, done
+    sa.Column("resource_id", sa.String(40), nullable=True),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("headers", JSON, nullable=True),
+    sa.Column("body", sa.LargeBinary(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
 )

@@ -196,7 +196,8 @@ def test_jobs_watch_timeout(cli: Invoke, server: FakeServer):
     result = cli("jobs", "watch", job.id, "--timeout", "2")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: job {job.id} still running after waiting 2s")
+        f"error: job {job.id} still running after waiting 2s"
+        f" (it goes on; follow it: genq jobs watch {job.id})")
 
 
 def test_engines(cli: Invoke):

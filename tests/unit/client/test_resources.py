@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,6 +56,29 @@ def test_a_failed_download_leaves_no_file(client: Client, done: Job, server: Fak
     with pytest.raises(NotFoundError):
         client.jobs.download(done.outputs[0], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+class BrokenStream(httpx.SyncByteStream):
+    """A body that breaks after its first chunk, like a reset connection."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield OUTPUT_BYTES[:10]
+        raise httpx.ReadError("connection reset")
+
+
+def test_a_broken_download_is_retried_and_leaves_no_partial_file(
+    client: Client, done: Job, server: FakeServer, tmp_path: Path
+):
+    server.fail_next(httpx.Response(200, stream=BrokenStream()))
+    path = client.jobs.download(done.outputs[0], tmp_path / "x.png")
+    assert path.read_bytes() == OUTPUT_BYTES
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_a_server_chosen_name_stays_inside_the_directory(client: Client, tmp_path: Path):
+    evil = JobOutput(name="../../etc/passwd", url="http://genq.test/files/x.png")
+    path = client.jobs.download(evil, tmp_path)
+    assert path.parent == tmp_path and path.name.endswith("etc_passwd.png")
 
 
 def test_the_api_key_is_not_sent_to_other_hosts(client: Client, server: FakeServer,

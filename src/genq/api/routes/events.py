@@ -67,7 +67,7 @@ async def job_events(
                         return
                 if not events:
                     job = await genq.store.jobs.get(job_id)
-                    if job is None or job.terminal and job.seq <= last:
+                    if job is None or (job.terminal and job.seq <= last):
                         return
                     if not await watch.wait(keepalive):
                         yield b": keep-alive\n\n"

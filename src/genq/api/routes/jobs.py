@@ -50,7 +50,7 @@ async def create_job(request: Request, genq: App, caller: Caller) -> Response:
     the answer until the job ends or N seconds pass."""
     body = await json_body(request, JobCreate, max_bytes=genq.settings.max_json_bytes)
     job = await genq.jobs.submit(
-        caller.account.id,
+        caller.account,
         body.engine,
         body.input,
         metadata=body.metadata,

@@ -66,7 +66,7 @@ async def train_model(model_id: str, request: Request, genq: App, caller: Caller
         body = await json_body(request, ModelTrain, max_bytes=genq.settings.max_json_bytes)
     else:
         body = ModelTrain()
-    job = await genq.models.train(caller.account.id, model_id, body.input)
+    job = await genq.models.train(caller.account, model_id, body.input)
     item = await genq.jobs.body(caller.account.id, job.id)
     return Response(item.body, status_code=202, media_type="application/json",
                     headers={"Location": f"/v1/jobs/{job.id}"})

@@ -1,0 +1,230 @@
+"""End to end: jobs/s with N concurrent clients that submit a job and long-poll it to
+the end (`GET /v1/jobs/{id}?wait=30` with If-None-Match), and the idle server's
+submit-to-start latency (one job at a time).
+
+    ../.venv/bin/python e2e.py [--server uvicorn] [--engine demo/noop] [--jobs 1000]
+                               [--clients 32] [--slots 16] [--engine-concurrency 64]
+
+The server is bench/asgi.py under uvicorn or granian with in-process workers
+(GENQ_WORKER_SLOTS=--slots, the engine's concurrency set to --engine-concurrency).
+Bounded: --jobs jobs at most and --time-limit seconds at most per phase.
+Results: out/e2e.json (RESULTS.md is written by report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    engine_input,
+    engines_path,
+    machine,
+    now_iso,
+    percentile,
+    running_server,
+    save_json,
+)
+
+TERMINAL = ("succeeded", "failed", "canceled", "expired")
+
+
+def ts(value: str | None) -> float | None:
+    return dt.datetime.fromisoformat(value).timestamp() if value else None
+
+
+def stats_ms(values: list[float]) -> dict[str, float | int | None]:
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000, 1)
+
+    return {"n": len(values), "p50_ms": r(percentile(values, 50)),
+            "p90_ms": r(percentile(values, 90)), "p99_ms": r(percentile(values, 99)),
+            "max_ms": r(max(values) if values else None)}
+
+
+async def one_job(c: httpx.AsyncClient, engine: str, inp: dict[str, Any],
+                  deadline: float) -> dict[str, Any]:
+    """Submit, then long-poll with the previous ETag until the job ends."""
+    t0 = time.monotonic()
+    r = await c.post("/v1/jobs", json={"engine": engine, "input": inp})
+    if r.status_code not in (200, 202):
+        return {"error": f"submit {r.status_code}: {r.text[:200]}"}
+    job = r.json()
+    etag = r.headers.get("etag")
+    polls = 0
+    while job["status"] not in TERMINAL:
+        if time.monotonic() > deadline:
+            return {"error": "time limit", "id": job["id"]}
+        headers = {"If-None-Match": etag} if etag else {}
+        r = await c.get(f"/v1/jobs/{job['id']}", params={"wait": 30}, headers=headers)
+        polls += 1
+        if r.status_code == 304:
+            continue
+        if r.status_code != 200:
+            return {"error": f"get {r.status_code}: {r.text[:200]}", "id": job["id"]}
+        job, etag = r.json(), r.headers.get("etag")
+    t1 = time.monotonic()
+    created, started, completed = (ts(job["created_at"]), ts(job["started_at"]),
+                                   ts(job["completed_at"]))
+    return {
+        "id": job["id"],
+        "status": job["status"],
+        "polls": polls,
+        "t_submit": t0,
+        "t_observed": t1,
+        "submit_to_observed_s": t1 - t0,
+        "queue_s": (started - created) if started and created else None,
+        "run_s": (completed - started) if completed and started else None,
+        "created_to_completed_s": (completed - created) if completed and created else None,
+    }
+
+
+def digest(results: list[dict[str, Any]], wall: float | None = None) -> dict[str, Any]:
+    ok = [r for r in results if "error" not in r]
+    done = [r for r in ok if r["status"] == "succeeded"]
+    out: dict[str, Any] = {
+        "submitted": len(results),
+        "succeeded": len(done),
+        "other_terminal": {s: sum(1 for r in ok if r["status"] == s)
+                           for s in TERMINAL[1:] if any(r["status"] == s for r in ok)},
+        "errors": [r["error"] for r in results if "error" in r][:10],
+        "error_count": sum(1 for r in results if "error" in r),
+        "submit_to_start": stats_ms([r["queue_s"] for r in ok if r["queue_s"] is not None]),
+        "run": stats_ms([r["run_s"] for r in ok if r["run_s"] is not None]),
+        "submit_to_observed_completion": stats_ms([r["submit_to_observed_s"] for r in ok]),
+        "polls_per_job_mean": round(sum(r["polls"] for r in ok) / len(ok), 2) if ok else None,
+    }
+    if wall is not None and ok:
+        span = max(r["t_observed"] for r in ok) - min(r["t_submit"] for r in ok)
+        out["wall_s"] = round(wall, 2)
+        out["span_s"] = round(span, 2)
+        out["jobs_per_s"] = round(len(ok) / span, 1) if span > 0 else None
+    return out
+
+
+async def throughput(url: str, key: str, engine: str, inp: dict[str, Any], *, jobs: int,
+                     clients: int, time_limit: float) -> tuple[list[dict[str, Any]], float]:
+    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+    results: list[dict[str, Any]] = []
+    tickets = iter(range(jobs))
+    deadline = time.monotonic() + time_limit
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=45, limits=limits) as c:
+        async def client() -> None:
+            for _ in tickets:
+                if time.monotonic() > deadline:
+                    return
+                try:
+                    results.append(await one_job(c, engine, inp, deadline))
+                except httpx.HTTPError as exc:
+                    results.append({"error": f"{type(exc).__name__}: {exc}"})
+
+        t0 = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))),
+                               time_limit + 60)
+        return results, time.monotonic() - t0
+
+
+async def idle(url: str, key: str, engine: str, inp: dict[str, Any], *, jobs: int,
+               gap_s: float, time_limit: float) -> list[dict[str, Any]]:
+    results = []
+    deadline = time.monotonic() + time_limit
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=45) as c:
+        for _ in range(jobs):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(gap_s)  # let the worker go back to waiting
+            results.append(await one_job(c, engine, inp, deadline))
+    return results
+
+
+def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    inp = engine_input(args.engine, args.input)
+    env = {"BENCH_WORKERS": "1", "GENQ_WORKER_SLOTS": str(args.slots),
+           "BENCH_ENGINE_CONCURRENCY": str(args.engine_concurrency)}
+    with running_server(kind, args.engine, engines_path(args.engine, args.engines_path),
+                        **env) as (srv, key):
+        # warm-up: a few jobs so imports, caches and connections are in place
+        asyncio.run(idle(srv.url, key["key"], args.engine, inp, jobs=3, gap_s=0,
+                         time_limit=60))
+        print(f"[{kind}] idle: {args.idle_jobs} jobs one at a time", flush=True)
+        idle_res = asyncio.run(idle(srv.url, key["key"], args.engine, inp,
+                                    jobs=args.idle_jobs, gap_s=args.idle_gap,
+                                    time_limit=args.time_limit))
+        idle_sum = digest(idle_res)
+        print(f"[{kind}] idle submit->start p50 {idle_sum['submit_to_start']['p50_ms']} ms "
+              f"p99 {idle_sum['submit_to_start']['p99_ms']} ms", flush=True)
+        print(f"[{kind}] throughput: {args.jobs} jobs, {args.clients} clients", flush=True)
+        cpu0, ru0 = srv.cpu_s(), resource.getrusage(resource.RUSAGE_SELF)
+        tp_res, wall = asyncio.run(throughput(srv.url, key["key"], args.engine, inp,
+                                              jobs=args.jobs, clients=args.clients,
+                                              time_limit=args.time_limit))
+        cpu1, ru1 = srv.cpu_s(), resource.getrusage(resource.RUSAGE_SELF)
+        tp_sum = digest(tp_res, wall)
+        tp_sum["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / wall, 1)
+        tp_sum["client_cpu_pct"] = round(100 * ((ru1.ru_utime - ru0.ru_utime)
+                                               + (ru1.ru_stime - ru0.ru_stime)) / wall, 1)
+        print(f"[{kind}] {tp_sum['jobs_per_s']} jobs/s; submit->start p50 "
+              f"{tp_sum['submit_to_start']['p50_ms']} ms p99 "
+              f"{tp_sum['submit_to_start']['p99_ms']} ms; submit->observed p50 "
+              f"{tp_sum['submit_to_observed_completion']['p50_ms']} ms p99 "
+              f"{tp_sum['submit_to_observed_completion']['p99_ms']} ms; server cpu "
+              f"{tp_sum['server_cpu_pct']}% client cpu {tp_sum['client_cpu_pct']}%", flush=True)
+        return {"server": kind, "server_command": " ".join(srv.cmd), "server_env": env,
+                "idle": idle_sum, "throughput": tp_sum}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", default="uvicorn", help="comma-separated: uvicorn, granian")
+    p.add_argument("--engine", default="demo/noop")
+    p.add_argument("--input", default=None, help="job input JSON (default per engine)")
+    p.add_argument("--engines-path", default=None,
+                   help="GENQ_ENGINES for the server (default: scenario engines for test/*)")
+    p.add_argument("--jobs", type=int, default=1000)
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--slots", type=int, default=16)
+    p.add_argument("--engine-concurrency", type=int, default=64)
+    p.add_argument("--idle-jobs", type=int, default=50)
+    p.add_argument("--idle-gap", type=float, default=0.05)
+    p.add_argument("--time-limit", type=float, default=120, help="seconds per phase")
+    p.add_argument("--out", default="e2e.json")
+    args = p.parse_args()
+    kinds = [k.strip() for k in args.server.split(",") if k.strip()]
+    for k in kinds:
+        if k not in ("uvicorn", "granian"):
+            p.error(f"unknown server {k!r} (uvicorn or granian)")
+    result: dict[str, Any] = {
+        "benchmark": "e2e",
+        "date": now_iso(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "engine": args.engine,
+        "input": engine_input(args.engine, args.input),
+        "params": {k: getattr(args, k) for k in (
+            "jobs", "clients", "slots", "engine_concurrency", "idle_jobs", "idle_gap",
+            "time_limit")},
+        "servers": [],
+    }
+    for kind in kinds:
+        result["servers"].append(bench_server(kind, args))
+        save_json(args.out, result)
+    path = save_json(args.out, result)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""demo/text-to-3d and demo/image-to-3d: demo engines (real 3D files, but no AI).
+
+text-to-3d picks a shape (sphere, torus, capsule, rounded box, gourd) from the prompt's
+hash, adds smooth seeded bumps and a marble texture in the prompt's colours.
+image-to-3d makes a relief of the image (brighter is nearer) textured with the image.
+Both write GLB, USDZ, FBX and a software-rendered PNG preview.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from genq.engines.contract import EngineBase, EngineError, FileRef, JobContext, OutputKind
+from genq.engines.demo._common import (
+    Seed,
+    Steps,
+    delay_field,
+    input_of,
+    load_rgb,
+    open_image,
+    prompt_palette,
+    seed_from,
+)
+from genq.engines.demo._export3d import render_png, write_fbx, write_glb, write_usdz
+from genq.engines.demo._mesh import SHAPES, Mesh, heightfield_mesh, procedural_texture, shape_mesh
+
+TextureSize = Literal[256, 512, 1024, 2048]
+_TEXTURE = Field(default=512, description="Side of the square texture in pixels.")
+
+
+class TextTo3DInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=2000, description="What to model.")
+    seed: Seed = None
+    texture_size: TextureSize = _TEXTURE
+    delay_s: float = delay_field(4.0)
+
+
+class ImageTo3DInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: FileRef = Field(
+        description="The picture to model: an uploaded file id or an earlier job's output."
+    )
+    seed: Seed = None
+    texture_size: TextureSize = _TEXTURE
+    delay_s: float = delay_field(4.0)
+
+
+class _Base3D(EngineBase):
+    media: tuple[OutputKind, ...] = ("model", "thumbnail")
+    price = 10
+    typical_duration_s = 5.0
+    concurrency = 2
+    timeout_s = 600.0
+
+    def _publish(self, ctx: JobContext, mesh: Mesh, steps: Steps, **meta: object) -> None:
+        """Write and save glb, usdz, fbx and thumbnail, one progress step each."""
+        counts = {"vertices": len(mesh.vertices), "faces": len(mesh.faces), **meta}
+        glb = ctx.workdir / "model.glb"
+        write_glb(mesh, glb)
+        ctx.save_output("glb", glb, "model/gltf-binary", kind="model", **counts)
+        steps.step("glb")
+        usdz = ctx.workdir / "model.usdz"
+        try:
+            write_usdz(mesh, ctx.workdir, usdz)
+        except RuntimeError as exc:
+            raise EngineError(f"USDZ export failed: {exc}") from exc
+        ctx.save_output("usdz", usdz, "model/vnd.usdz+zip", kind="model", **counts)
+        steps.step("usdz")
+        fbx = ctx.workdir / "model.fbx"
+        writer = write_fbx(glb, mesh, fbx)
+        ctx.logger.info("fbx written by %s", writer)
+        content_type = "application/vnd.autodesk.fbx"
+        ctx.save_output("fbx", fbx, content_type, kind="model", writer=writer, **counts)
+        steps.step("fbx")
+        preview = render_png(mesh)
+        ctx.save_output("thumbnail", preview, "image/png", kind="thumbnail", width=512, height=512)
+        steps.step("thumbnail")
+
+
+class TextTo3D(_Base3D):
+    name = "demo/text-to-3d"
+    task = "text-to-3d"
+    description = "Textured procedural shapes from a prompt as GLB, USDZ and FBX (demo, no AI)."
+    input_model = TextTo3DInput
+
+    def run(self, ctx: JobContext) -> None:
+        data = input_of(ctx, TextTo3DInput)
+        seed = data.seed if data.seed is not None else seed_from(data.prompt)
+        shape = SHAPES[hashlib.sha256(data.prompt.encode()).digest()[5] % len(SHAPES)]
+        rng = np.random.default_rng(seed)
+        steps = Steps(ctx, 6, data.delay_s)
+        texture = procedural_texture(rng, data.texture_size, prompt_palette(data.prompt))
+        steps.step("texture")
+        mesh = shape_mesh(shape, rng, texture)
+        steps.step(f"{shape} mesh")
+        self._publish(ctx, mesh, steps, shape=shape, seed=seed)
+
+
+class ImageTo3D(_Base3D):
+    name = "demo/image-to-3d"
+    task = "image-to-3d"
+    description = "A textured relief of a picture as GLB, USDZ and FBX (demo, no AI)."
+    input_model = ImageTo3DInput
+
+    def run(self, ctx: JobContext) -> None:
+        data = input_of(ctx, ImageTo3DInput)
+        seed = data.seed if data.seed is not None else seed_from(data.image)
+        steps = Steps(ctx, 6, data.delay_s)
+        image = load_rgb(open_image(ctx, data.image), data.image)
+        steps.step("image decoded")
+        mesh = heightfield_mesh(image, np.random.default_rng(seed), data.texture_size)
+        steps.step("relief mesh")
+        self._publish(ctx, mesh, steps, seed=seed)
+
