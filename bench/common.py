@@ -328,3 +328,54 @@ def percentile(values: list[float], q: float) -> float | None:
     s = sorted(values)
     k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))
     return s[k]
+
+
+# ---------------------------------------------------------------- py-spy
+
+
+def pyspy_available() -> bool:
+    import shutil
+
+    return shutil.which("py-spy") is not None or (Path(PY).parent / "py-spy").exists()
+
+
+def pyspy_start(pid: int, duration: float, out: Path) -> subprocess.Popen[bytes]:
+    exe = str(Path(PY).parent / "py-spy") if (Path(PY).parent / "py-spy").exists() else "py-spy"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [exe, "record", "--pid", str(pid), "--duration", str(int(duration)), "--rate", "200",
+           "--subprocesses", "--function", "--format", "raw", "--output", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _frame(f: str) -> str:
+    # "func (path/to/file.py:123)" -> "func (file.py:123)"
+    m = re.match(r"(.*) \((.*)\)$", f.strip())
+    if not m:
+        return f.strip()
+    return f"{m.group(1)} ({Path(m.group(2)).name})"
+
+
+def pyspy_top(raw: Path, n: int = 25) -> dict[str, Any]:
+    """Own ("self") and inclusive sample counts per function from py-spy's raw output."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        c = int(count)
+        frames = [_frame(f) for f in stack.split(";")
+                  if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += c
+        own[frames[-1]] = own.get(frames[-1], 0) + c
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + c
+
+    def top(d: dict[str, int]) -> list[dict[str, Any]]:
+        return [{"function": k, "samples": v, "pct": round(100 * v / total, 1)}
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
+
+    return {"samples": total, "self": top(own), "inclusive": top(incl)}

@@ -217,6 +217,17 @@ class JobService:
             raise Expired(f"job {job_id} has expired")
         return job
 
+    async def find(self, job_id: str) -> Job | None:
+        """A job by id whoever owns it (for faces that tell "not yours" from "missing")."""
+        return await self.store.jobs.get(job_id)
+
+    async def canonical(self, account_id: str, job_id: str) -> dict[str, Any]:
+        """The canonical job JSON as a dict, checked for ownership (404) and expiry (410);
+        what compat faces translate from."""
+        item = await self.body(account_id, job_id)
+        data: dict[str, Any] = orjson.loads(item.body)
+        return data
+
     async def body(self, account_id: str, job_id: str) -> CachedJob:
         """The hot path: the job's serialized body, from the cache when it is current."""
         item = self.cache.get(job_id)

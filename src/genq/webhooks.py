@@ -17,7 +17,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,6 +88,9 @@ class WebhookSender:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.store, self.jobs, self.bus = store, jobs, bus
+        # a webhook with a "format" (set by a compat face, e.g. useapi's replyUrl) gets
+        # that face's JSON as its body instead of the Standard Webhooks envelope
+        self.formats: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self.allow_private = allow_private
         self.schedule = tuple(schedule)
         self._limit = asyncio.Semaphore(concurrency)
@@ -179,11 +182,12 @@ class WebhookSender:
                                              next_attempt_at=None)
             return
         now = utcnow()
-        body = orjson.dumps({
-            "type": f"job.{d.event}",
-            "timestamp": iso(now),
-            "data": await self.jobs.render(job, outputs),
-        })
+        data = await self.jobs.render(job, outputs)
+        fmt = (job.webhook or {}).get("format")
+        if fmt in self.formats:
+            body = orjson.dumps(self.formats[fmt](data))
+        else:
+            body = orjson.dumps({"type": f"job.{d.event}", "timestamp": iso(now), "data": data})
         secret = await self.store.webhooks.secret(job.account_id, new_secret())
         url, headers, extensions = netsafe.pinned(target)
         headers.update(sign(secret, d.id, now, body))

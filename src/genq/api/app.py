@@ -48,6 +48,7 @@ def create_app(
         app.include_router(module.router)
     for router in compat.routers():
         app.include_router(router)
+    core.webhooks.formats.update(compat.webhook_formats())
     app.add_middleware(BodyLimit, max_bytes=max(settings.max_upload_bytes,
                                                 settings.max_json_bytes))
     return app

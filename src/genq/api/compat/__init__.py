@@ -8,11 +8,25 @@ and naming it in FACES.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter
 
 FACES: tuple[str, ...] = ()
+Formatter = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def routers() -> list[APIRouter]:
     return [importlib.import_module(f"genq.api.compat.{name}").router for name in FACES]
+
+
+def webhook_formats() -> dict[str, Formatter]:
+    """Faces whose callbacks carry the provider's own JSON (a module-level
+    `WEBHOOK_FORMAT` function turning a canonical job into the provider's body)."""
+    formats: dict[str, Formatter] = {}
+    for name in FACES:
+        module = importlib.import_module(f"genq.api.compat.{name}")
+        if hasattr(module, "WEBHOOK_FORMAT"):
+            formats[name] = module.WEBHOOK_FORMAT
+    return formats

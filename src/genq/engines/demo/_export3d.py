@@ -255,10 +255,10 @@ def render_png(mesh: Mesh, size: int = 512, yaw: float = 35.0, pitch: float = 22
     rot_x = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
     view = mesh.vertices @ (rot_x @ rot_y).T
     tri = view[mesh.faces]
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
-    facing = normal[:, 2] > 0
+    facing = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])[:, 2] > 0
     keep = np.ones(len(tri), bool) if mesh.double_sided else facing
+    normal = (mesh.normals @ (rot_x @ rot_y).T)[mesh.faces].mean(1)  # smooth shading
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     normal = np.where(facing[:, None], normal, -normal)
     light = np.array([-0.45, 0.65, 0.62]) / np.linalg.norm([-0.45, 0.65, 0.62])
     shade = 0.32 + 0.68 * np.clip(normal @ light, 0, 1)

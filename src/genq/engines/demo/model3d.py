@@ -9,6 +9,7 @@ Both write GLB, USDZ, FBX and a software-rendered PNG preview.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Literal
 
 import numpy as np
@@ -84,6 +85,24 @@ class _Base3D(EngineBase):
         steps.step("thumbnail")
 
 
+_SHAPE_WORDS = {
+    "sphere": ("ball", "sphere", "planet", "orb", "globe", "apple", "moon"),
+    "torus": ("donut", "doughnut", "ring", "torus", "bagel", "tyre", "tire"),
+    "capsule": ("pill", "capsule", "sausage", "tube"),
+    "rounded-box": ("box", "cube", "crate", "block", "dice", "brick", "house"),
+    "gourd": ("vase", "bottle", "gourd", "pear", "peanut", "jar"),
+}
+
+
+def pick_shape(prompt: str) -> str:
+    """The shape a word in the prompt names, else one picked by the prompt's hash."""
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    for shape, names in _SHAPE_WORDS.items():
+        if words.intersection(names):
+            return shape
+    return SHAPES[hashlib.sha256(prompt.encode()).digest()[5] % len(SHAPES)]
+
+
 class TextTo3D(_Base3D):
     name = "demo/text-to-3d"
     task = "text-to-3d"
@@ -93,7 +112,7 @@ class TextTo3D(_Base3D):
     def run(self, ctx: JobContext) -> None:
         data = input_of(ctx, TextTo3DInput)
         seed = data.seed if data.seed is not None else seed_from(data.prompt)
-        shape = SHAPES[hashlib.sha256(data.prompt.encode()).digest()[5] % len(SHAPES)]
+        shape = pick_shape(data.prompt)
         rng = np.random.default_rng(seed)
         steps = Steps(ctx, 6, data.delay_s)
         texture = procedural_texture(rng, data.texture_size, prompt_palette(data.prompt))
