@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     idempotency_ttl_s: float = Field(86400.0, gt=0, description="Idempotency-Key lifetime")
     compat_engines: dict[str, str] = Field(
         default_factory=dict,
-        description="JSON: compat face routes to engines, e.g. {\"vivix:model:NAME\": \"demo/text2image\"}",
+        description='JSON: compat face routes to engines, e.g. {"vivix:model:NAME": "demo/x"}',
     )
     redis_url: str = Field("", description="redis://... shares rate-limit counts across servers")
     log_level: str = "info"

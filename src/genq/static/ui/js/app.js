@@ -68,7 +68,7 @@ function route() {
   }
   document.title = `${main.querySelector('h1')?.textContent || 'genq'} · genq`;
   // Move focus to the new page's heading so keyboard and screen-reader users follow.
-  const target = main.querySelector('[autofocus]') || main.querySelector('h1');
+  const target = main.querySelector('[data-autofocus]') || main.querySelector('h1');
   target?.focus({ preventScroll: true });
 }
 

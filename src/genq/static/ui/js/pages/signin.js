@@ -6,7 +6,7 @@ import { h, notice, replace } from '../dom.js';
 
 export function render(main, _query, { flash, onSignedIn }) {
   const input = h('input', { id: 'api-key', name: 'key', type: 'password', required: true,
-    autocomplete: 'off', spellcheck: 'false', autofocus: true, 'aria-describedby': 'key-help',
+    autocomplete: 'off', spellcheck: 'false', dataset: { autofocus: '' }, 'aria-describedby': 'key-help',
     placeholder: 'gq_…' });
   const messages = h('div', { class: 'messages' },
     flash ? notice('info', flash) : null);
