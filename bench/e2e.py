@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import resource
 import sys
 import time
 from pathlib import Path
@@ -27,11 +26,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    CpuWindow,
     engine_input,
     engines_path,
     machine,
     now_iso,
     percentile,
+    pyspy_during,
     running_server,
     save_json,
 )
@@ -112,15 +113,17 @@ def digest(results: list[dict[str, Any]], wall: float | None = None) -> dict[str
     return out
 
 
-async def throughput(url: str, key: str, engine: str, inp: dict[str, Any], *, jobs: int,
-                     clients: int, time_limit: float) -> tuple[list[dict[str, Any]], float]:
-    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+async def throughput(url: str, keys: list[str], engine: str, inp: dict[str, Any], *,
+                     jobs: int, time_limit: float) -> tuple[list[dict[str, Any]], float]:
+    """One client per key (account), each on its own connection pool, taking job
+    tickets from one shared counter until `jobs` are taken or time is up."""
     results: list[dict[str, Any]] = []
     tickets = iter(range(jobs))
     deadline = time.monotonic() + time_limit
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=45, limits=limits) as c:
-        async def client() -> None:
+
+    async def client(key: str) -> None:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                     timeout=45) as c:
             for _ in tickets:
                 if time.monotonic() > deadline:
                     return
@@ -129,10 +132,9 @@ async def throughput(url: str, key: str, engine: str, inp: dict[str, Any], *, jo
                 except httpx.HTTPError as exc:
                     results.append({"error": f"{type(exc).__name__}: {exc}"})
 
-        t0 = time.monotonic()
-        await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))),
-                               time_limit + 60)
-        return results, time.monotonic() - t0
+    t0 = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(client(k) for k in keys)), time_limit + 60)
+    return results, time.monotonic() - t0
 
 
 async def idle(url: str, key: str, engine: str, inp: dict[str, Any], *, jobs: int,
@@ -154,7 +156,9 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     env = {"BENCH_WORKERS": "1", "GENQ_WORKER_SLOTS": str(args.slots),
            "BENCH_ENGINE_CONCURRENCY": str(args.engine_concurrency)}
     with running_server(kind, args.engine, engines_path(args.engine, args.engines_path),
-                        **env) as (srv, key):
+                        accounts=args.clients, **env) as (srv, keys):
+        key = keys[0]
+        secrets = [k["key"] for k in keys]
         # warm-up: a few jobs so imports, caches and connections are in place
         asyncio.run(idle(srv.url, key["key"], args.engine, inp, jobs=3, gap_s=0,
                          time_limit=60))
@@ -166,23 +170,31 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         print(f"[{kind}] idle submit->start p50 {idle_sum['submit_to_start']['p50_ms']} ms "
               f"p99 {idle_sum['submit_to_start']['p99_ms']} ms", flush=True)
         print(f"[{kind}] throughput: {args.jobs} jobs, {args.clients} clients", flush=True)
-        cpu0, ru0 = srv.cpu_s(), resource.getrusage(resource.RUSAGE_SELF)
-        tp_res, wall = asyncio.run(throughput(srv.url, key["key"], args.engine, inp,
-                                              jobs=args.jobs, clients=args.clients,
-                                              time_limit=args.time_limit))
-        cpu1, ru1 = srv.cpu_s(), resource.getrusage(resource.RUSAGE_SELF)
+        window = CpuWindow(srv)
+        tp_res, wall = asyncio.run(throughput(srv.url, secrets, args.engine, inp,
+                                              jobs=args.jobs, time_limit=args.time_limit))
+        cpu = window.done()
         tp_sum = digest(tp_res, wall)
-        tp_sum["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / wall, 1)
-        tp_sum["client_cpu_pct"] = round(100 * ((ru1.ru_utime - ru0.ru_utime)
-                                               + (ru1.ru_stime - ru0.ru_stime)) / wall, 1)
+        tp_sum["cpu"] = cpu
+        tp_sum["server_cpu_pct"] = cpu["server_pct"]
+        tp_sum["client_cpu_pct"] = cpu["client_pct"]
         print(f"[{kind}] {tp_sum['jobs_per_s']} jobs/s; submit->start p50 "
               f"{tp_sum['submit_to_start']['p50_ms']} ms p99 "
               f"{tp_sum['submit_to_start']['p99_ms']} ms; submit->observed p50 "
               f"{tp_sum['submit_to_observed_completion']['p50_ms']} ms p99 "
               f"{tp_sum['submit_to_observed_completion']['p99_ms']} ms; server cpu "
-              f"{tp_sum['server_cpu_pct']}% client cpu {tp_sum['client_cpu_pct']}%", flush=True)
+              f"{tp_sum['server_cpu_pct']}% client cpu {tp_sum['client_cpu_pct']}% "
+              f"others {cpu['others_pct']}%", flush=True)
+        profile = None
+        if args.profile_s > 0:
+            print(f"[{kind}] py-spy during {args.profile_s}s more of the same load "
+                  "(not counted)", flush=True)
+            profile = pyspy_during(
+                srv.proc.pid if srv.proc else 0, args.profile_s, f"e2e-{kind}",
+                lambda: asyncio.run(throughput(srv.url, secrets, args.engine, inp,
+                                               jobs=args.jobs, time_limit=args.profile_s - 1)))
         return {"server": kind, "server_command": " ".join(srv.cmd), "server_env": env,
-                "idle": idle_sum, "throughput": tp_sum}
+                "idle": idle_sum, "throughput": tp_sum, "pyspy": profile}
 
 
 def main() -> int:
@@ -194,12 +206,15 @@ def main() -> int:
     p.add_argument("--engines-path", default=None,
                    help="GENQ_ENGINES for the server (default: scenario engines for test/*)")
     p.add_argument("--jobs", type=int, default=1000)
-    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--clients", type=int, default=32,
+                   help="concurrent clients, each with its own account and connection")
     p.add_argument("--slots", type=int, default=16)
     p.add_argument("--engine-concurrency", type=int, default=64)
     p.add_argument("--idle-jobs", type=int, default=50)
     p.add_argument("--idle-gap", type=float, default=0.05)
     p.add_argument("--time-limit", type=float, default=120, help="seconds per phase")
+    p.add_argument("--profile-s", type=float, default=8,
+                   help="py-spy the server under the same load after the runs (0: off)")
     p.add_argument("--out", default="e2e.json")
     args = p.parse_args()
     kinds = [k.strip() for k in args.server.split(",") if k.strip()]

@@ -12,6 +12,7 @@ Results: out/hot_path.json (RESULTS.md is written by report.py).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import statistics
 import sys
@@ -29,36 +30,53 @@ from bench.common import (  # noqa: E402
     engines_path,
     machine,
     now_iso,
+    pyspy_during,
     running_server,
     save_json,
     wrk,
+    write_targets,
 )
 
 
-def one_job(url: str, auth: dict[str, str], engine: str, inp: dict[str, Any]) -> dict[str, Any]:
-    with httpx.Client(base_url=url, headers=auth, timeout=60) as c:
-        r = c.post("/v1/jobs", json={"engine": engine, "input": inp},
-                   headers={"Prefer": "wait=30"})
-        if r.status_code not in (200, 202):
-            raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
-        job_id = r.json()["id"]
-        deadline = time.monotonic() + 60
-        while True:
-            r = c.get(f"/v1/jobs/{job_id}", params={"wait": 5})
-            r.raise_for_status()
-            job: dict[str, Any] = r.json()
-            if job["status"] in ("succeeded", "failed", "canceled", "expired"):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"job {job_id} still {job['status']}")
-        if job["status"] != "succeeded":
-            raise RuntimeError(f"job {job_id} ended {job['status']}: {job.get('error')}")
-        return {"id": job_id, "etag": r.headers["etag"], "body": r.content}
+TERMINAL = ("succeeded", "failed", "canceled", "expired")
 
 
-def check_endpoints(url: str, auth: dict[str, str], job: dict[str, Any], key: dict[str, Any],
+async def _one_job(c: httpx.AsyncClient, key: str, engine: str,
+                   inp: dict[str, Any]) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {key}"}
+    r = await c.post("/v1/jobs", json={"engine": engine, "input": inp},
+                     headers={**auth, "Prefer": "wait=30"})
+    if r.status_code not in (200, 202):
+        raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while True:
+        r = await c.get(f"/v1/jobs/{job_id}", params={"wait": 5}, headers=auth)
+        r.raise_for_status()
+        job: dict[str, Any] = r.json()
+        if job["status"] in TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} still {job['status']}")
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"job {job_id} ended {job['status']}: {job.get('error')}")
+    return {"id": job_id, "etag": r.headers["etag"], "body": r.content,
+            "auth": auth["Authorization"]}
+
+
+def jobs_for(url: str, keys: list[dict[str, Any]], engine: str,
+             inp: dict[str, Any]) -> list[dict[str, Any]]:
+    """One succeeded job per account, submitted concurrently."""
+    async def main() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+            return list(await asyncio.gather(*(_one_job(c, k["key"], engine, inp)
+                                               for k in keys)))
+    return asyncio.run(main())
+
+
+def check_endpoints(url: str, job: dict[str, Any], key: dict[str, Any],
                     bench_routes: bool) -> None:
-    with httpx.Client(base_url=url, headers=auth, timeout=30) as c:
+    with httpx.Client(base_url=url, headers={"Authorization": job["auth"]}, timeout=30) as c:
         r = c.get(f"/v1/jobs/{job['id']}", headers={"If-None-Match": job["etag"]})
         assert r.status_code == 304, f"expected 304, got {r.status_code}"
         if not bench_routes:
@@ -82,6 +100,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "best_latency_us": best["latency_us"],
         "p99_us_median": statistics.median(r["latency_us"]["p99"] for r in runs),
         "server_cpu_pct": best["server_cpu_pct"],
+        "cpu": best["cpu"],
+        "others_cpu_pct_max": max(r["cpu"]["others_pct"] for r in runs),
         "errors": sum(r["non_2xx_3xx"] + sum(r["socket_errors"].values()) for r in runs),
         "command": best["command"],
     }
@@ -91,31 +111,46 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     engine = args.engine
     inp = engine_input(engine, args.input)
     with running_server(kind, engine, engines_path(engine, args.engines_path),
-                        BENCH_WORKERS="1") as (srv, key):
-        auth = {"Authorization": f"Bearer {key['key']}"}
-        job = one_job(srv.url, auth, engine, inp)
-        check_endpoints(srv.url, auth, job, key, srv.has_bench_routes)
-        url = f"{srv.url}/v1/jobs/{job['id']}"
-        targets: list[tuple[str, str, dict[str, str]]] = [
-            ("genq", url, auth),
-            ("genq_304", url, {**auth, "If-None-Match": job["etag"]}),
-        ]
-        if srv.has_bench_routes:
-            targets.insert(1, ("bare", f"{srv.url}/bench/raw", auth))
-            targets.append(("fastapi_floor", f"{srv.url}/bench/fastapi", auth))
+                        accounts=args.accounts, BENCH_WORKERS="1") as (srv, keys):
+        print(f"[{kind}] {len(keys)} accounts, one {engine} job each", flush=True)
+        jobs = jobs_for(srv.url, keys, engine, inp)
+        check_endpoints(srv.url, jobs[0], keys[0], srv.has_bench_routes)
+        files = {
+            "genq": write_targets(f"{kind}-genq", [
+                (f"/v1/jobs/{j['id']}", j["auth"], "") for j in jobs]),
+            "genq_304": write_targets(f"{kind}-genq_304", [
+                (f"/v1/jobs/{j['id']}", j["auth"], j["etag"]) for j in jobs]),
+            "bare": write_targets(f"{kind}-bare", [
+                ("/bench/raw", j["auth"], "") for j in jobs]),
+            "fastapi_floor": write_targets(f"{kind}-fastapi_floor", [
+                ("/bench/fastapi", j["auth"], "") for j in jobs]),
+        }
+        names = ["genq", "bare", "genq_304", "fastapi_floor"]
+        if not srv.has_bench_routes:
+            names = ["genq", "genq_304"]
         opts = {"threads": args.threads, "connections": args.connections, "server": srv}
         print(f"[{kind}] warm-up {args.warmup}s", flush=True)
-        wrk(url, auth, duration=args.warmup, **opts)
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
+        wrk(srv.url, files["genq"], duration=args.warmup, **opts)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for rep in range(args.repeats):
-            order = targets if rep % 2 == 0 else list(reversed(targets))
-            for name, target, headers in order:
-                res = wrk(target, headers, duration=args.duration, **opts)
+            order = names if rep % 2 == 0 else list(reversed(names))
+            for name in order:
+                res = wrk(srv.url, files[name], duration=args.duration, **opts)
                 lat = res["latency_us"]
                 print(f"[{kind}] rep {rep + 1} {name:14s} {res['rps']:9.0f} req/s  "
                       f"p50 {lat['p50'] / 1000:6.2f} ms  p99 {lat['p99'] / 1000:6.2f} ms  "
-                      f"server cpu {res['server_cpu_pct']}%", flush=True)
+                      f"cpu server {res['cpu']['server_pct']}% wrk {res['cpu']['tool_pct']}% "
+                      f"others {res['cpu']['others_pct']}%  "
+                      f"errors {res['non_2xx_3xx'] + sum(res['socket_errors'].values())}",
+                      flush=True)
                 runs[name].append(res)
+        profile = None
+        if args.profile_s > 0:
+            print(f"[{kind}] py-spy on genq 200 for {args.profile_s}s (not counted)", flush=True)
+            profile = pyspy_during(srv.proc.pid if srv.proc else 0, args.profile_s,
+                                   f"hot_path-{kind}",
+                                   lambda: wrk(srv.url, files["genq"],
+                                               duration=args.profile_s - 1, **opts))
         summary = {name: summarize(rs) for name, rs in runs.items()}
         if "bare" in summary:
             pairs = [g["rps"] / b["rps"] for g, b in zip(runs["genq"], runs["bare"], strict=True)]
@@ -130,8 +165,10 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         return {
             "server": kind,
             "server_command": " ".join(srv.cmd),
-            "body_bytes": len(job["body"]),
+            "accounts": len(keys),
+            "body_bytes": len(jobs[0]["body"]),
             "summary": summary,
+            "pyspy": profile,
             "runs": {n: [{k: v for k, v in r.items()} for r in rs] for n, rs in runs.items()},
         }
 
@@ -150,6 +187,10 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--accounts", type=int, default=64,
+                   help="accounts (API keys, one job each) the requests are spread over")
+    p.add_argument("--profile-s", type=float, default=8,
+                   help="py-spy the server under wrk for this long after the runs (0: off)")
     p.add_argument("--out", default="hot_path.json")
     args = p.parse_args()
     if not shutil.which("wrk"):
@@ -167,7 +208,7 @@ def main() -> int:
         "engine": args.engine,
         "input": engine_input(args.engine, args.input),
         "params": {k: getattr(args, k) for k in (
-            "duration", "warmup", "repeats", "threads", "connections")},
+            "duration", "warmup", "repeats", "threads", "connections", "accounts")},
         "servers": [],
     }
     for kind in kinds:

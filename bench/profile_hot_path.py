@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    BENCH_PLANS,
     OUT,
     ROOT,
     create_key,
@@ -167,6 +168,7 @@ def main() -> int:
             os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
         os.environ["BENCH_WORKERS"] = "1"
         os.environ["BENCH_ENGINE"] = args.engine
+        os.environ["GENQ_PLANS"] = json.dumps(BENCH_PLANS)
         os.environ.pop("GENQ_ENGINES", None)
         ep = engines_path(args.engine, args.engines_path)
         if ep:

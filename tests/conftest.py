@@ -44,7 +44,6 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "poll_interval_s": 0.5,
         "cancel_grace_s": 2.0,
         "shutdown_grace_s": 2.0,
-        "key_cache_s": 0.0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -12,10 +12,12 @@ from genq.engines.contract import Engine
 from genq.engines.registry import load_engines
 from genq.events import Change, EventBus, Tailer
 from genq.files import FileService
-from genq.jobs import JobService
+from genq.idempotency import Idempotency
+from genq.jobs import JobService, Sweeper
 from genq.metrics import Metrics
 from genq.migrate import upgrade_async
 from genq.models import ModelService
+from genq.ratelimits import RateLimiter
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
@@ -35,6 +37,7 @@ class Genq:
         self.metrics = Metrics(self.bus)
         self.tailer = Tailer(self.store.jobs, self.bus, settings.event_poll_s)
         self.plans = settings.plan_table
+        self.limiter = RateLimiter(self.plans, settings.redis_url)
         self.accounts = AccountService(self.store, self.plans, cache_s=settings.key_cache_s)
         self.jobs = JobService(
             store=self.store,
@@ -47,6 +50,8 @@ class Genq:
             store=self.store, storage=self.storage, max_bytes=settings.max_upload_bytes
         )
         self.models = ModelService(store=self.store, jobs=self.jobs)
+        self.idempotency = Idempotency(self.store, settings.idempotency_ttl_s)
+        self.sweeper = Sweeper(self.jobs, settings.sweep_interval_s)
         self.worker: Worker | None = None
         self.webhooks = WebhookSender(
             store=self.store, jobs=self.jobs, bus=self.bus,
@@ -93,6 +98,7 @@ class Genq:
             await upgrade_async(self.settings.db_url)
         await self.tailer.start()
         await self.webhooks.start()
+        await self.sweeper.start()
         if workers:
             self.worker = self.make_worker(engine_names)
             await self.worker.start()
@@ -101,8 +107,10 @@ class Genq:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        await self.sweeper.stop()
         await self.webhooks.stop()
         await self.tailer.stop()
         if self._background:
             await asyncio.wait(set(self._background), timeout=5)
         await self.store.close()
+        self.limiter.close()

@@ -39,11 +39,12 @@ class FileService:
         content_type: str | None,
         model_id: str | None = None,
         purpose: str | None = None,
+        file_id: str | None = None,
     ) -> File:
         ctype = (content_type or "").split(";")[0].strip() or (
             mimetypes.guess_type(filename or "")[0] or "application/octet-stream"
         )
-        file_id = new_id("file")
+        file_id = file_id or new_id("file")  # a caller may announce the id before upload
         name = safe_filename(filename, ctype)
         target = self.storage.upload_path(file_id, name)
         digest, size = hashlib.sha256(), 0

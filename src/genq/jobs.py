@@ -3,6 +3,9 @@ wait; and the resolution of a job's file and model references for the worker."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -14,17 +17,19 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from genq import netsafe
+from genq import idempotency, netsafe
 from genq.engines.contract import Engine
 from genq.errors import Conflict, EngineNotFound, Expired, InvalidInput, NotFound
 from genq.events import Change, EventBus
 from genq.ids import iso, new_id, utcnow
+from genq.plans import Plan
 from genq.refs import FILE_FORMAT, MODEL_FORMAT, find_refs
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
 from genq.store.records import EXPIRED, QUEUED, RUNNING, STARTING, Account, Job, JobOutput
 
+log = logging.getLogger(__name__)
 NON_TERMINAL_TTL_S = 1.0  # queue_position and eta_s drift without events
 
 
@@ -112,6 +117,7 @@ class JobService:
         self.plans = settings.plan_table
         self.cache = JobCache()
         self._durations: dict[str, tuple[float, float | None]] = {}
+        self._plans_by_account: dict[str, tuple[float, str]] = {}
         bus.subscribe(self.cache.on_change)
 
     # -- submission -------------------------------------------------------------------
@@ -171,7 +177,8 @@ class JobService:
                 "model_id": model_id,
                 "parent_id": parent_id,
                 "expires_at": now + timedelta(days=retention_days),
-            }
+            },
+            idempotency=idempotency.current.get(),
         )
         self.bus.publish(Change.of_job(job, "status"))
         return job
@@ -261,7 +268,11 @@ class JobService:
         if outputs is None:
             outputs = (await self.store.jobs.outputs_for([job.id]))[job.id]
         base = self.settings.base_url
-        queue_position = await self.store.jobs.queue_position(job) if job.status == QUEUED else None
+        queue_position = None
+        message = job.message
+        if job.status == QUEUED:
+            queue_position = await self.store.jobs.queue_position(job)
+            message = await self._throttled(job.account_id) or message
         processing = None
         if job.started_at and job.completed_at:
             processing = round((job.completed_at - job.started_at).total_seconds(), 3)
@@ -272,7 +283,7 @@ class JobService:
             "task": job.task,
             "status": job.status,
             "progress": round(job.progress, 2),
-            "message": job.message,
+            "message": message,
             "queue_position": queue_position,
             "eta_s": await self._eta(job, queue_position),
             "input": job.input,
@@ -316,6 +327,27 @@ class JobService:
             **out.meta,
             "sha256": out.sha256,
         }
+
+    async def _plan(self, account_id: str) -> Plan | None:
+        now = time.monotonic()
+        hit = self._plans_by_account.get(account_id)
+        if hit is None or hit[0] < now:
+            account = await self.store.accounts.get(account_id)
+            hit = (now + 30.0, account.plan if account else "")
+            self._plans_by_account[account_id] = hit
+        return self.plans.get(hit[1])
+
+    async def _throttled(self, account_id: str) -> str | None:
+        """Why a queued job waits, when it is the account's concurrency limit (like
+        Runway's THROTTLED): such jobs stay queued rather than being refused."""
+        plan = await self._plan(account_id)
+        if plan is None:
+            return None
+        active = await self.store.jobs.active_count(account_id)
+        if active < plan.concurrent_jobs:
+            return None
+        return (f"throttled: the {plan.name} plan runs {plan.concurrent_jobs} jobs at once "
+                f"and {active} are running")
 
     async def _typical(self, engine_name: str) -> float:
         now = time.monotonic()
@@ -417,6 +449,30 @@ class JobService:
         self.bus.publish(Change.of_job(job, "status", {"cancel_requested": True}))
         return "cancel_requested", job
 
+    # -- retention ----------------------------------------------------------------------
+
+    async def delete(self, account_id: str, job_id: str) -> Job:
+        """Expire an ended job now: its outputs are deleted at once; reads answer 410."""
+        job = await self.get(account_id, job_id)
+        if not job.terminal:
+            raise Conflict(f"job {job_id} is {job.status}; cancel it first",
+                           job_status=job.status)
+        [expired] = await self.store.jobs.expire(job_id=job_id) or [job]
+        self._expired(expired)
+        return expired
+
+    async def sweep(self) -> int:
+        """Expire jobs past their retention; returns how many."""
+        jobs = await self.store.jobs.expire()
+        for job in jobs:
+            self._expired(job)
+        await self.store.idempotency.sweep()
+        return len(jobs)
+
+    def _expired(self, job: Job) -> None:
+        self.storage.delete_job(job.id)
+        self.bus.publish(Change.of_job(job, "status"))
+
     # -- for the worker ---------------------------------------------------------------
 
     async def resolver(self, job: Job) -> tuple[Callable[[str], Path], Path | None]:
@@ -449,3 +505,30 @@ class JobService:
             return paths[ref]
 
         return resolve, model
+
+
+class Sweeper:
+    """Expires jobs past their retention, in the background of every process."""
+
+    def __init__(self, jobs: JobService, interval_s: float) -> None:
+        self.jobs = jobs
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="genq-sweeper")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                while await self.jobs.sweep():
+                    pass
+            except Exception:
+                log.exception("retention sweep failed")
+            await asyncio.sleep(self.interval_s)

@@ -51,6 +51,7 @@ class Worker:
         self.settings = settings
         self.resolver = resolver
         self.slots = slots or settings.worker_slots
+        self.account_limits = {n: p.concurrent_jobs for n, p in settings.plan_table.items()}
         self.owner = name or f"{socket.gethostname()}:{os.getpid()}:{token(4)}"
         self.runs: dict[str, JobRun] = {}
         self._wake = asyncio.Event()
@@ -127,7 +128,8 @@ class Worker:
             return 0
         limits = {name: e.concurrency for name, e in self.engines.items()}
         claims = await self.store.jobs.claim(
-            self.owner, slots=free, limits=limits, lease_s=self.settings.lease_s
+            self.owner, slots=free, limits=limits, lease_s=self.settings.lease_s,
+            account_limits=self.account_limits,
         )
         for claim in claims:
             self.bus.publish(Change.of_job(claim.job, "status"))

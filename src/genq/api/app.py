@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from genq import __version__
 from genq.api import compat, problems
-from genq.api.middleware import BodyLimit
+from genq.api.middleware import BodyLimit, RateLimitHeaders
 from genq.api.routes import engines, events, files, jobs, models, system, ui, webhooks
 from genq.core import Genq
 from genq.settings import Settings
@@ -49,6 +49,7 @@ def create_app(
     for router in compat.routers():
         app.include_router(router)
     core.webhooks.formats.update(compat.webhook_formats())
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=max(settings.max_upload_bytes,
                                                 settings.max_json_bytes))
     return app

@@ -9,6 +9,33 @@ from genq.api.problems import problem
 from genq.errors import TooLarge
 
 
+class RateLimitHeaders:
+    """Adds the RateLimit headers an authenticated request's window left in
+    `request.state.ratelimit` to whatever response it gets (errors included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = scope.get("state", {}).get("ratelimit")
+                if extra:
+                    headers = list(message.get("headers", []))
+                    have = {k.lower() for k, _ in headers}
+                    for k, v in extra.items():
+                        if k.lower().encode() not in have:
+                            headers.append((k.lower().encode(), v.encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app

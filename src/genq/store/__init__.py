@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from genq.store.accounts import AccountStore
 from genq.store.db import Database
 from genq.store.files import FileStore, ModelStore
+from genq.store.idempotency import IdempotencyStore
 from genq.store.jobs import JobStore
 from genq.store.ledger import LedgerStore
 from genq.store.webhooks import WebhookStore
@@ -24,6 +25,7 @@ class Store:
         self.models = ModelStore(self.db)
         self.webhooks = WebhookStore(self.db)
         self.ledger = LedgerStore(self.db)
+        self.idempotency = IdempotencyStore(self.db)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

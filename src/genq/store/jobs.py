@@ -18,13 +18,16 @@ from genq.ids import new_id, utcnow
 from genq.store import ledger
 from genq.store import tables as t
 from genq.store.db import Database
+from genq.store.idempotency import link
 from genq.store.records import (
     ACTIVE,
     CANCELED,
+    EXPIRED,
     FAILED,
     QUEUED,
     RUNNING,
     STARTING,
+    SUCCEEDED,
     Claim,
     Job,
     JobEvent,
@@ -116,7 +119,8 @@ class JobStore:
 
     # -- creation and reads ----------------------------------------------------------
 
-    async def create(self, values: dict[str, Any]) -> Job:
+    async def create(self, values: dict[str, Any],
+                     idempotency: tuple[str, str] | None = None) -> Job:
         now = utcnow()
         row = {
             "status": QUEUED,
@@ -130,6 +134,8 @@ class JobStore:
         async with self.db.write() as conn:
             await conn.execute(sa.insert(t.jobs).values(**row))
             await ledger.hold(conn, row["account_id"], row["id"], row.get("credits_estimate", 0))
+            if idempotency is not None:
+                await link(conn, *idempotency, row["id"])
             await conn.execute(
                 sa.insert(t.job_events).values(
                     job_id=row["id"],
@@ -247,73 +253,104 @@ class JobStore:
         slots: int,
         limits: Mapping[str, int],
         lease_s: float,
+        account_limits: Mapping[str, int] | None = None,
     ) -> list[Claim]:
         """Atomically take up to `slots` of the oldest queued jobs of the engines in
-        `limits`, never letting more than `limits[engine]` run at once across all
-        workers. Engines whose oldest job waited longest go first."""
+        `limits`, never letting more than `limits[engine]` of an engine, nor more than
+        `account_limits[plan]` of one account, run at once across all workers. Jobs over
+        an account's limit stay queued (they are not rejected)."""
         if slots <= 0 or not limits:
             return []
+        account_limits = account_limits or {}
         now = utcnow()
-        claims: list[Claim] = []
+        A = t.accounts.c
         async with self.db.write() as conn:
             if self.db.dialect == "postgresql":
                 # one claimer at a time, so the running counts below stay true
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(7_405_311)))
-            waiting = (
+            candidates = (
                 await conn.execute(
-                    sa.select(J.engine, sa.func.min(J.created_at))
+                    sa.select(J.id, J.engine, J.account_id, A.plan)
+                    .join(t.accounts, A.id == J.account_id)
                     .where(J.status == QUEUED, J.engine.in_(list(limits)))
-                    .group_by(J.engine)
-                    .order_by(sa.func.min(J.created_at))
+                    .order_by(J.created_at, J.id)
+                    .limit(max(200, slots * 20))
                 )
             ).all()
-            if not waiting:
+            if not candidates:
                 return []
-            running: dict[str, int] = dict(
-                (
-                    await conn.execute(
-                        sa.select(J.engine, sa.func.count())
-                        .where(J.status.in_(ACTIVE), J.engine.in_([w[0] for w in waiting]))
-                        .group_by(J.engine)
-                    )
-                ).all()
+            by_engine = await self._active_counts(conn, J.engine, {c.engine for c in candidates})
+            by_account = await self._active_counts(
+                conn, J.account_id, {c.account_id for c in candidates}
             )
-            for engine, _oldest in waiting:
-                n = min(slots - len(claims), limits[engine] - int(running.get(engine, 0)))
-                if n <= 0:
-                    continue
-                pick = (
-                    sa.select(J.id)
-                    .where(J.status == QUEUED, J.engine == engine)
-                    .order_by(J.created_at, J.id)
-                    .limit(n)
-                )
-                if self.db.dialect == "postgresql":
-                    pick = pick.with_for_update(skip_locked=True)
-                jobs = await _bump(
-                    conn,
-                    J.id.in_(pick.scalar_subquery()),
-                    {
-                        "status": STARTING,
-                        "attempt": J.attempt + 1,
-                        "lease_owner": owner,
-                        "lease_expires_at": now + timedelta(seconds=lease_s),
-                        "started_at": sa.func.coalesce(J.started_at, now),
-                        "progress": 0.0,
-                        "message": None,
-                    },
-                    "status",
-                    {"owner": owner},
-                )
-                rerun = [j.id for j in jobs if j.attempt > 1]
-                if rerun:  # outputs of an earlier, lost attempt are void
-                    await conn.execute(
-                        sa.delete(t.job_outputs).where(t.job_outputs.c.job_id.in_(rerun))
-                    )
-                claims.extend(Claim(job=j, owner=owner, attempt=j.attempt) for j in jobs)
-                if len(claims) >= slots:
+            chosen: list[str] = []
+            for c in candidates:
+                if len(chosen) >= slots:
                     break
-        return claims
+                if by_engine.get(c.engine, 0) >= limits[c.engine]:
+                    continue
+                if by_account.get(c.account_id, 0) >= account_limits.get(c.plan, 1 << 30):
+                    continue
+                chosen.append(c.id)
+                by_engine[c.engine] = by_engine.get(c.engine, 0) + 1
+                by_account[c.account_id] = by_account.get(c.account_id, 0) + 1
+            if not chosen:
+                return []
+            jobs = await _bump(
+                conn,
+                sa.and_(J.id.in_(chosen), J.status == QUEUED),
+                {
+                    "status": STARTING,
+                    "attempt": J.attempt + 1,
+                    "lease_owner": owner,
+                    "lease_expires_at": now + timedelta(seconds=lease_s),
+                    "started_at": sa.func.coalesce(J.started_at, now),
+                    "progress": 0.0,
+                    "message": None,
+                },
+                "status",
+                {"owner": owner},
+            )
+            rerun = [j.id for j in jobs if j.attempt > 1]
+            if rerun:  # outputs of an earlier, lost attempt are void
+                await conn.execute(
+                    sa.delete(t.job_outputs).where(t.job_outputs.c.job_id.in_(rerun))
+                )
+        order = {job_id: i for i, job_id in enumerate(chosen)}
+        jobs.sort(key=lambda j: order[j.id])
+        return [Claim(job=j, owner=owner, attempt=j.attempt) for j in jobs]
+
+    @staticmethod
+    async def _active_counts(
+        conn: AsyncConnection, column: sa.ColumnElement[str], keys: set[str]
+    ) -> dict[str, int]:
+        rows = await conn.execute(
+            sa.select(column, sa.func.count())
+            .where(J.status.in_(ACTIVE), column.in_(list(keys)))
+            .group_by(column)
+        )
+        return {k: int(n) for k, n in rows.all()}
+
+    async def account_counts(self, account_id: str) -> dict[str, int]:
+        """The account's non-terminal jobs by status."""
+        stmt = (
+            sa.select(J.status, sa.func.count())
+            .where(J.account_id == account_id, J.status.in_((QUEUED, *ACTIVE)))
+            .group_by(J.status)
+        )
+        async with self.db.read() as conn:
+            return {s: int(n) for s, n in (await conn.execute(stmt)).all()}
+
+    async def active_count(self, account_id: str) -> int:
+        async with self.db.read() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        J.account_id == account_id, J.status.in_(ACTIVE)
+                    )
+                )
+            ).scalar_one()
+        return int(value)
 
     # -- fenced worker writes --------------------------------------------------------
 
@@ -533,6 +570,31 @@ class JobStore:
                 {"error": {"code": "worker_lost", "message": msg, "retryable": True}},
             )
         return changed
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def expire(self, *, job_id: str | None = None, limit: int = 500) -> list[Job]:
+        """Mark ended jobs expired (one job, or up to `limit` past their `expires_at`) and
+        drop their output records; the caller deletes the files."""
+        ended = J.status.in_((SUCCEEDED, FAILED, CANCELED))
+        if job_id is not None:
+            where = sa.and_(J.id == job_id, ended)
+        else:
+            due = (
+                sa.select(J.id)
+                .where(ended, J.expires_at < utcnow())
+                .order_by(J.expires_at)
+                .limit(limit)
+            )
+            where = J.id.in_(due.scalar_subquery())
+        async with self.db.write() as conn:
+            rows = await _bump(conn, where, {"status": EXPIRED, "message": "expired"},
+                               "status", {"message": "expired: outputs deleted"})
+            if rows:
+                await conn.execute(
+                    sa.delete(t.job_outputs).where(t.job_outputs.c.job_id.in_([j.id for j in rows]))
+                )
+        return rows
 
     # -- the event log ---------------------------------------------------------------
 

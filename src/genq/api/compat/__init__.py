@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-FACES: tuple[str, ...] = ()
+FACES: tuple[str, ...] = ("masterpiecex",)
 Formatter = Callable[[dict[str, Any]], dict[str, Any]]
 
 

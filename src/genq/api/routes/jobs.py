@@ -10,8 +10,10 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from genq.api.deps import App, Caller, json_body
+from genq.accounts import Principal
+from genq.api.deps import App, Caller, Creator, idempotent, json_body
 from genq.api.schemas import PROBLEMS, JobCreate, JobList, JobOut
+from genq.core import Genq
 from genq.errors import InvalidInput
 from genq.jobs import CachedJob
 from genq.store.records import NON_TERMINAL, TERMINAL
@@ -45,9 +47,14 @@ def job_response(item: CachedJob, genq_retry: int | None, status_code: int = 200
     },
     summary="Submit a job",
 )
-async def create_job(request: Request, genq: App, caller: Caller) -> Response:
+async def create_job(request: Request, genq: App, caller: Creator) -> Response:
     """Queue a job; answers 202 with the job at once. `Prefer: wait=N` (N <= 60) holds
-    the answer until the job ends or N seconds pass."""
+    the answer until the job ends or N seconds pass. With an `Idempotency-Key`, a retry
+    gets the first answer again (and no second job)."""
+    return await idempotent(request, caller, lambda: _create_job(request, genq, caller))
+
+
+async def _create_job(request: Request, genq: Genq, caller: Principal) -> Response:
     body = await json_body(request, JobCreate, max_bytes=genq.settings.max_json_bytes)
     job = await genq.jobs.submit(
         caller.account,
@@ -118,6 +125,14 @@ async def get_job(
             h["Retry-After"] = str(retry)
         return Response(status_code=304, headers=h)
     return job_response(item, retry)
+
+
+@router.delete("/{job_id}", status_code=204, responses=PROBLEMS, summary="Delete a job's outputs")
+async def delete_job(job_id: str, genq: App, caller: Caller) -> Response:
+    """Expire an ended job now: its output files are deleted at once and reads of it
+    answer 410 `expired`. A queued or running job answers 409 (cancel it first)."""
+    await genq.jobs.delete(caller.account.id, job_id)
+    return Response(status_code=204)
 
 
 @router.post("/{job_id}/cancel", responses={200: {"model": JobOut}, **PROBLEMS},

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
-from genq.api.deps import App, Caller, json_body
+from genq.api.deps import App, Caller, Creator, idempotent, json_body
 from genq.api.schemas import PROBLEMS, ModelCreate, ModelTrain
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -22,11 +22,14 @@ def _json_body(schema: type[BaseModel]) -> dict[str, object]:
 @router.post("", status_code=201, responses=PROBLEMS, openapi_extra=_json_body(ModelCreate),
              summary="Create a trainable model")
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
-    body = await json_body(request, ModelCreate, max_bytes=genq.settings.max_json_bytes)
-    model = await genq.models.create(
-        caller.account.id, name=body.name, engine=body.engine, metadata=body.metadata
-    )
-    return JSONResponse(genq.models.render(model, genq.settings.base_url), status_code=201)
+    async def create() -> Response:
+        body = await json_body(request, ModelCreate, max_bytes=genq.settings.max_json_bytes)
+        model = await genq.models.create(
+            caller.account.id, name=body.name, engine=body.engine, metadata=body.metadata
+        )
+        return JSONResponse(genq.models.render(model, genq.settings.base_url), status_code=201)
+
+    return await idempotent(request, caller, create)
 
 
 @router.get("", responses=PROBLEMS, summary="List models")
@@ -58,15 +61,18 @@ async def upload_model_image(
 
 @router.post("/{model_id}/train", status_code=202, responses=PROBLEMS,
              openapi_extra=_json_body(ModelTrain), summary="Train a model")
-async def train_model(model_id: str, request: Request, genq: App, caller: Caller) -> Response:
+async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
     """Starts the model's train job and answers with it; the model is `training`
     until the job ends, then `ready` (or `failed`). With no `input.images`, the images
     uploaded to the model are used."""
-    if await request.body():
-        body = await json_body(request, ModelTrain, max_bytes=genq.settings.max_json_bytes)
-    else:
-        body = ModelTrain()
-    job = await genq.models.train(caller.account, model_id, body.input)
-    item = await genq.jobs.body(caller.account.id, job.id)
-    return Response(item.body, status_code=202, media_type="application/json",
-                    headers={"Location": f"/v1/jobs/{job.id}"})
+    async def train() -> Response:
+        if await request.body():
+            body = await json_body(request, ModelTrain, max_bytes=genq.settings.max_json_bytes)
+        else:
+            body = ModelTrain()
+        job = await genq.models.train(caller.account, model_id, body.input)
+        item = await genq.jobs.body(caller.account.id, job.id)
+        return Response(item.body, status_code=202, media_type="application/json",
+                        headers={"Location": f"/v1/jobs/{job.id}", "ETag": item.etag})
+
+    return await idempotent(request, caller, train)

@@ -9,18 +9,39 @@ from starlette.responses import JSONResponse, Response
 from genq.api.deps import App, Caller
 from genq.api.schemas import PROBLEMS
 from genq.ids import iso
+from genq.ratelimits import GENERATE, STATUS
 
 router = APIRouter()
 
 
 @router.get("/v1/account", tags=["account"], responses=PROBLEMS, summary="The caller's account")
-async def get_account(caller: Caller) -> Response:
+async def get_account(genq: App, caller: Caller) -> Response:
+    """Balance, plan, limits and current usage."""
     a, k = caller.account, caller.key
+    plan = genq.accounts.plan(a.plan)
+    generate = await genq.limiter.peek(a.id, a.plan, GENERATE)
+    status = await genq.limiter.peek(a.id, a.plan, STATUS)
+    counts = await genq.store.jobs.account_counts(a.id)
     return JSONResponse({
         "id": a.id,
         "object": "account",
         "name": a.name,
         "plan": a.plan,
+        "balance": await genq.store.ledger.balance(a.id),
+        "limits": {
+            "generation_per_min": plan.generation_per_min,
+            "status_per_min": plan.status_per_min,
+            "concurrent_jobs": plan.concurrent_jobs,
+            "retention_days": plan.retention_days,
+            "monthly_credits": plan.monthly_credits,
+        },
+        "usage": {
+            "generation_remaining": generate.remaining,
+            "status_remaining": status.remaining,
+            "window_reset_s": max(generate.reset_s, status.reset_s),
+            "running_jobs": counts.get("starting", 0) + counts.get("running", 0),
+            "queued_jobs": counts.get("queued", 0),
+        },
         "created_at": iso(a.created_at),
         "key": {"id": k.id, "prefix": k.prefix, "name": k.name, "created_at": iso(k.created_at)},
     })

@@ -13,12 +13,16 @@ from starlette.types import Scope
 
 UI_DIR = Path(__file__).resolve().parents[2] / "static" / "ui"
 
-# Same origin only. model-viewer (three.js) decodes textures from blob:/data: URLs
-# and may start blob: workers; the page itself has no inline script or style.
+# Same origin only; the page itself has no inline script or style. For the vendored
+# model-viewer: three.js decodes textures from blob:/data: URLs and may start blob:
+# workers, its mesh decoder is WebAssembly ('wasm-unsafe-eval' allows compiling wasm,
+# not JS eval), and its shadow DOM has one <style> element, allowed by its hash
+# (recompute it when updating vendor/model-viewer.min.js; tests/e2e checks).
+MODEL_VIEWER_STYLE = "'sha256-PXtZZkJMMyc18o/DN1ZEFOJ2qEGq95IQbVaJFMOXOb0='"
 CSP = "; ".join([
     "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    f"style-src 'self' {MODEL_VIEWER_STYLE}",
     "img-src 'self' data: blob:",
     "media-src 'self' blob:",
     "connect-src 'self' data: blob:",

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from genq.engines.contract import EngineError, JobContext
 
-Float = NDArray[np.float64]
+Float = NDArray[np.floating[Any]]
 Seed = Annotated[
     int | None,
     Field(
@@ -168,24 +168,30 @@ def read_palette(path: Path) -> tuple[Float, Float, float]:
 # -- noise -------------------------------------------------------------------------
 
 
+def _weights(n: int, cells: int) -> Float:
+    """(n, cells + 1) smoothstep interpolation weights of n samples over `cells` cells."""
+    pos = np.linspace(0, cells, n, endpoint=False)
+    i = pos.astype(int)
+    f = pos - i
+    f = f * f * (3 - 2 * f)
+    out = np.zeros((n, cells + 1))
+    out[np.arange(n), i] = 1 - f
+    out[np.arange(n), i + 1] = f
+    return out
+
+
 def value_noise(
     rng: np.random.Generator, h: int, w: int, cells: tuple[int, int], wrap: bool = False
 ) -> Float:
     """Smooth value noise in 0..1 of shape (h, w) over a grid of `cells` (rows, cols);
-    `wrap` makes it tile in both directions."""
+    `wrap` makes it tile in both directions. Interpolation is separable, so it is two
+    small matrix products."""
     cy, cx = cells
     grid = rng.random((cy + 1, cx + 1))
     if wrap:
         grid[:, -1] = grid[:, 0]
         grid[-1, :] = grid[0, :]
-    y = np.linspace(0, cy, h, endpoint=False)[:, None]
-    x = np.linspace(0, cx, w, endpoint=False)[None, :]
-    y0, x0 = y.astype(int), x.astype(int)
-    fy, fx = y - y0, x - x0
-    fy, fx = fy * fy * (3 - 2 * fy), fx * fx * (3 - 2 * fx)
-    top = grid[y0, x0] * (1 - fx) + grid[y0, x0 + 1] * fx
-    bottom = grid[y0 + 1, x0] * (1 - fx) + grid[y0 + 1, x0 + 1] * fx
-    return np.asarray(top * (1 - fy) + bottom * fy, dtype=np.float64)
+    return np.asarray(_weights(h, cy) @ grid @ _weights(w, cx).T, dtype=np.float64)
 
 
 def fbm(
@@ -212,7 +218,8 @@ def fbm(
 
 
 def to_uint8(rgb: Float) -> NDArray[np.uint8]:
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    out: NDArray[np.uint8] = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    return out
 
 
 def encode_image(im: Image.Image, fmt: str) -> tuple[bytes, str]:
@@ -221,7 +228,11 @@ def encode_image(im: Image.Image, fmt: str) -> tuple[bytes, str]:
     if pil_format == "JPEG" and im.mode not in ("RGB", "L"):
         im = im.convert("RGB")
     buf = io.BytesIO()
-    options: dict[str, Any] = {"PNG": {}, "JPEG": {"quality": 92}, "WEBP": {"quality": 90}}
+    options: dict[str, Any] = {
+        "PNG": {"compress_level": 3},  # much faster than the default 6, a few % larger
+        "JPEG": {"quality": 92},
+        "WEBP": {"quality": 90},
+    }
     im.save(buf, format=pil_format, **options[pil_format])
     return buf.getvalue(), content_type
 
@@ -244,6 +255,7 @@ def open_image(ctx: JobContext, ref: str, max_pixels: int = MAX_INPUT_PIXELS) ->
     ) as exc:
         raise EngineError(f"input {ref} is not a readable image", code="invalid_input") from exc
     if im.width * im.height > max_pixels:
+        im.close()
         raise EngineError(
             f"input {ref} is too large ({im.width}x{im.height})", code="invalid_input"
         )
@@ -251,14 +263,20 @@ def open_image(ctx: JobContext, ref: str, max_pixels: int = MAX_INPUT_PIXELS) ->
 
 
 def load_rgb(im: Image.Image, ref: str) -> Image.Image:
-    """Decode `im` fully as RGB (alpha composited on white), or fail with invalid_input."""
+    """Decode `im` fully as RGB (alpha composited on white), or fail with invalid_input;
+    closes `im`."""
     try:
-        im.load()
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            flat = Image.new("RGB", im.size, (255, 255, 255))
-            flat.paste(im, mask=im.getchannel("A"))
-            return flat
-        return im.convert("RGB")
+        with im:
+            return _flatten(im)
     except (OSError, ValueError, SyntaxError) as exc:
         raise EngineError(f"input {ref} is not a decodable image", code="invalid_input") from exc
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    im.load()
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", im.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return im.convert("RGB")

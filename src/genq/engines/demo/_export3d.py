@@ -7,15 +7,17 @@ import io
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import trimesh
+import trimesh as _trimesh
 from PIL import Image, ImageDraw, ImageFilter
 
 from genq.engines.demo._common import Float, to_uint8
 from genq.engines.demo._mesh import Mesh
 
 FBX_MAGIC = b"Kaydara FBX Binary"
+trimesh: Any = _trimesh  # partly typed; used through Any
 
 
 def write_glb(mesh: Mesh, path: Path) -> None:
@@ -43,7 +45,7 @@ def write_usdz(mesh: Mesh, workdir: Path, path: Path) -> None:
 
     folder = workdir / "usd"
     folder.mkdir(exist_ok=True)
-    mesh.texture.save(folder / "texture.png")
+    mesh.texture.save(folder / "texture.png", compress_level=1)
     stage = Usd.Stage.CreateNew(str(folder / "model.usdc"))
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
     UsdGeom.SetStageMetersPerUnit(stage, 1.0)
@@ -149,8 +151,8 @@ def ascii_fbx(mesh: Mesh) -> str:
     rgb = sample_texture(mesh, mesh.uv)
     colors = np.concatenate([rgb, np.ones((len(rgb), 1))], 1)
     r, g, b = rgb.mean(0)
-    axes = (("UpAxis", 1), ("UpAxisSign", 1), ("FrontAxis", 2), ("FrontAxisSign", 1))
-    axes += (("CoordAxis", 0), ("CoordAxisSign", 1))
+    axes = [("UpAxis", 1), ("UpAxisSign", 1), ("FrontAxis", 2), ("FrontAxisSign", 1)]
+    axes += [("CoordAxis", 0), ("CoordAxisSign", 1)]
     settings = [f'P: "{k}", "int", "Integer", "",{v}' for k, v in axes]
     settings.append('P: "UnitScaleFactor", "double", "Number", "",100')
     layers = ("Normal", "UV", "Color", "Material")

@@ -93,28 +93,28 @@ def vertex_normals(vertices: Float, faces: Int) -> Float:
 def _drop_degenerate(vertices: Float, faces: Int) -> Int:
     tri = vertices[faces]
     area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    return faces[area > 1e-10]
+    return np.asarray(faces[area > 1e-10])
 
 
 def procedural_texture(rng: np.random.Generator, size: int, palette: Float) -> Image.Image:
-    """A tiling marble-like texture through the palette's colours."""
-    work = min(size, 512)  # draw at most 512 px, then scale up smoothly
-    noise = fbm(rng, work, work, base=4, octaves=5, wrap=True)
-    v = np.linspace(0, 1, work, endpoint=False)[:, None]
+    """A tiling marble-like texture through the palette's colours; bigger textures get
+    more octaves of detail."""
+    octaves = 4 + max(0, int(np.log2(size / 256)))
+    noise = fbm(rng, size, size, base=4, octaves=octaves, wrap=True)
+    v = np.linspace(0, 1, size, endpoint=False)[:, None]
     bands = int(rng.integers(2, 6))
     t = 0.5 + 0.5 * np.sin(2 * np.pi * (bands * v + 1.5 * noise))
     t = np.clip(0.7 * t + 0.6 * (noise - 0.5) + 0.15, 0, 1)
     lut = gradient_lut(palette[[4, 3, 0, 1, 2]])
-    im = Image.fromarray(to_uint8(lut[(t * 255).astype(int)]))
-    return im if work == size else im.resize((size, size), Image.Resampling.BICUBIC)
+    return Image.fromarray(to_uint8(lut[(t * 255).astype(int)]))
 
 
 def shape_mesh(
     shape: str, rng: np.random.Generator, texture: Image.Image, nu: int = 96, nv: int = 48
 ) -> Mesh:
     """A shape from SHAPES with smooth seeded bumps along its normals."""
-    u, v = np.meshgrid(np.linspace(0, 1, nu + 1), np.linspace(0, 1, nv + 1))
-    u, v = u.ravel(), v.ravel()
+    gu, gv = np.meshgrid(np.linspace(0, 1, nu + 1), np.linspace(0, 1, nv + 1))
+    u, v = gu.ravel(), gv.ravel()
     verts = _surface(shape, u, v, rng)
     faces = _drop_degenerate(verts, _grid_faces(nu, nv))
     normals = vertex_normals(verts, faces)

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from genq.engines.contract import EngineBase, EngineError, FileRef, JobContext, OutputKind
+from genq.engines.contract import EngineBase, EngineError, FileRef, JobContext
 from genq.engines.demo._common import (
     Seed,
     Steps,
@@ -30,7 +30,6 @@ from genq.engines.demo._export3d import render_png, write_fbx, write_glb, write_
 from genq.engines.demo._mesh import SHAPES, Mesh, heightfield_mesh, procedural_texture, shape_mesh
 
 TextureSize = Literal[256, 512, 1024, 2048]
-_TEXTURE = Field(default=512, description="Side of the square texture in pixels.")
 
 
 class TextTo3DInput(BaseModel):
@@ -38,7 +37,7 @@ class TextTo3DInput(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=2000, description="What to model.")
     seed: Seed = None
-    texture_size: TextureSize = _TEXTURE
+    texture_size: TextureSize = Field(512, description="Side of the square texture in pixels.")
     delay_s: float = delay_field(4.0)
 
 
@@ -49,12 +48,12 @@ class ImageTo3DInput(BaseModel):
         description="The picture to model: an uploaded file id or an earlier job's output."
     )
     seed: Seed = None
-    texture_size: TextureSize = _TEXTURE
+    texture_size: TextureSize = Field(512, description="Side of the square texture in pixels.")
     delay_s: float = delay_field(4.0)
 
 
 class _Base3D(EngineBase):
-    media: tuple[OutputKind, ...] = ("model", "thumbnail")
+    media = ("model", "thumbnail")
     price = 10
     typical_duration_s = 5.0
     concurrency = 2
@@ -137,4 +136,3 @@ class ImageTo3D(_Base3D):
         mesh = heightfield_mesh(image, np.random.default_rng(seed), data.texture_size)
         steps.step("relief mesh")
         self._publish(ctx, mesh, steps, seed=seed)
-

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from genq.engines.contract import EngineBase, JobContext, ModelRef, OutputKind
+from genq.engines.contract import EngineBase, JobContext, ModelRef
 from genq.engines.demo._common import (
     Float,
     ImageFormat,
@@ -31,6 +31,7 @@ from genq.engines.demo._common import (
     to_uint8,
 )
 
+F32 = np.float32
 Side = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]
 
 
@@ -57,7 +58,7 @@ class Text2Image(EngineBase):
     task = "text2image"
     description = "Procedural landscapes from a prompt (demo: real images, no AI)."
     input_model = Text2ImageInput
-    media: tuple[OutputKind, ...] = ("image",)
+    media = ("image",)
     price = 2
     typical_duration_s = 3.5
     concurrency = 4
@@ -73,19 +74,19 @@ class Text2Image(EngineBase):
         seed = data.seed if data.seed is not None else seed_from(data.prompt)
         if ctx.model is not None:
             colors, _, brightness = read_palette(ctx.model)
-            palette, target = _roles(colors), brightness
+            palette, target = _roles(colors).astype(F32), brightness
         else:
-            palette, target = prompt_palette(data.prompt, data.negative_prompt), None
+            palette, target = prompt_palette(data.prompt, data.negative_prompt).astype(F32), None
         steps = Steps(ctx, data.num_images * len(_STAGES) + 1, data.delay_s)
         images = []
         for i in range(data.num_images):
             rng = np.random.default_rng(seed + i)
-            img = np.zeros((data.height, data.width, 3))
+            img = np.zeros((data.height, data.width, 3), F32)
             for stage in _STAGES:
-                img = stage(rng, img, palette)
+                stage(rng, img, palette)
                 steps.step(f"image {i + 1} of {data.num_images}, {stage.__name__[1:]}")
             if target is not None:  # nudge the mean brightness toward the trained one
-                img = img * np.clip(target / max(float(luma(img).mean()), 1e-3), 0.75, 1.33)
+                img *= np.clip(target / max(float(luma(img).mean()), 1e-3), 0.75, 1.33)
             images.append(Image.fromarray(to_uint8(img)))
         for i, im in enumerate(images):
             blob, content_type = encode_image(im, data.output_format)
@@ -103,50 +104,49 @@ def _roles(colors: Float) -> Float:
     return np.array([top, horizon, sun, far, near])
 
 
-def _mix(a: Float, b: Float, t: Float) -> Float:
-    return np.asarray(a * (1 - t) + b * t, dtype=np.float64)
-
-
-def _sky(rng: np.random.Generator, img: Float, pal: Float) -> Float:
+def _sky(rng: np.random.Generator, img: Float, pal: Float) -> None:
     h, w, _ = img.shape
-    y = np.linspace(0, 1, h)[:, None, None] ** 1.4
-    sky = _mix(pal[0], pal[1], np.broadcast_to(y, (h, w, 1)))
-    clouds = fbm(rng, h, w, base=2, octaves=5, aspect=w / h)
-    cover = np.clip((clouds - 0.45 - 0.2 * rng.random()) * 3, 0, 1)[..., None] * 0.55
-    return _mix(sky, pal[1], cover * (1 - y))
+    y = (np.linspace(0, 1, h, dtype=F32) ** 1.4)[:, None]
+    img[:] = pal[0]
+    img += (pal[1] - pal[0]) * y[..., None]
+    clouds = fbm(rng, h, w, base=2, octaves=5, aspect=w / h).astype(F32)
+    cover = np.clip((clouds - (0.45 + 0.2 * rng.random())) * 3, 0, 1) * (0.55 * (1 - y))
+    img += (pal[1] - img) * cover[..., None]
 
 
-def _sun(rng: np.random.Generator, img: Float, pal: Float) -> Float:
+def _sun(rng: np.random.Generator, img: Float, pal: Float) -> None:
     h, w, _ = img.shape
     cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.12, 0.45) * h
     r = rng.uniform(0.05, 0.11) * min(h, w)
-    yy, xx = np.mgrid[0:h, 0:w]
-    d = np.hypot(xx - cx, yy - cy)
-    disc = np.clip(r + 1 - d, 0, 1)
-    glow = np.exp(-((d / (r * 3.5)) ** 2)) * 0.6
-    return _mix(img, pal[2], np.maximum(disc, glow)[..., None])
+    d = np.hypot(np.arange(w, dtype=F32)[None, :] - cx, np.arange(h, dtype=F32)[:, None] - cy)
+    alpha = np.maximum(np.clip(r + 1 - d, 0, 1), np.exp(-((d / (r * 3.5)) ** 2)) * 0.6)
+    img += (pal[2] - img) * alpha[..., None]
 
 
-def _ridges(rng: np.random.Generator, img: Float, pal: Float) -> Float:
+def _ridges(rng: np.random.Generator, img: Float, pal: Float) -> None:
+    """3-5 ridges, far to near; each pixel takes the colour of the nearest one over it."""
     h, w, _ = img.shape
     layers = int(rng.integers(3, 6))
-    yy = np.arange(h)[:, None]
+    lines = np.empty((layers, w), F32)
+    colors = np.empty((layers, 3), F32)
     for k in range(layers):
         t = k / (layers - 1)
-        top = h * (0.5 + 0.38 * t)
         amp = h * (0.22 - 0.1 * t) * rng.uniform(0.6, 1.2)
-        line = fbm(rng, 1, w, base=2 + k, octaves=5)[0]
-        ridge = top - amp * (line - 0.3)
-        color = _mix(pal[3], pal[4], np.array(t))
-        color = _mix(color, pal[1], np.array(0.45 * (1 - t)))  # haze on far layers
-        shade = 0.88 + 0.12 * (yy - ridge[None, :]) / h  # a little light at the crest
-        land = (yy >= ridge[None, :])[..., None]
-        img = np.where(land, color * np.clip(shade, 0.7, 1.1)[..., None], img)
-    return img
+        lines[k] = h * (0.5 + 0.38 * t) - amp * (fbm(rng, 1, w, base=2 + k, octaves=5)[0] - 0.3)
+        color = pal[3] + (pal[4] - pal[3]) * t
+        colors[k] = color + (pal[1] - color) * (0.45 * (1 - t))  # haze on far layers
+    rows = np.arange(h, dtype=F32)[:, None]
+    front = np.full((h, w), -1, np.int8)
+    for k in range(layers):
+        front[rows >= lines[k]] = k
+    ys, xs = np.nonzero(front >= 0)
+    k_at = front[ys, xs]
+    shade = np.clip(0.88 + 0.12 * (ys - lines[k_at, xs]) / h, 0.7, 1.1)  # light at the crest
+    img[ys, xs] = colors[k_at] * shade[:, None]
 
 
-def _grain(rng: np.random.Generator, img: Float, pal: Float) -> Float:
-    return img + rng.normal(0.0, 0.012, img.shape[:2])[..., None]
+def _grain(rng: np.random.Generator, img: Float, pal: Float) -> None:
+    img += (rng.standard_normal(img.shape[:2], dtype=F32) * 0.012)[..., None]
 
 
 _STAGES = (_sky, _sun, _ridges, _grain)

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from genq.engines.contract import EngineBase, EngineError, JobContext, OutputKind
+from genq.engines.contract import EngineBase, EngineError, JobContext
 from genq.engines.demo._common import (
     Float,
     Seed,
@@ -31,6 +31,7 @@ from genq.engines.demo._common import (
 
 Side = Annotated[int, Field(ge=64, le=1280, multiple_of=16)]
 CHUNKS = 8
+F32 = np.float32
 
 
 class Text2VideoInput(BaseModel):
@@ -50,7 +51,7 @@ class Text2Video(EngineBase):
     task = "text2video"
     description = "Looping procedural H.264 videos from a prompt (demo: real video, no AI)."
     input_model = Text2VideoInput
-    media: tuple[OutputKind, ...] = ("video", "thumbnail")
+    media = ("video", "thumbnail")
     price = 5
     typical_duration_s = 5.0
     concurrency = 2
@@ -106,38 +107,57 @@ class Text2Video(EngineBase):
 
 
 class _Plasma:
-    """Sum-of-sines plasma; every time factor is a whole number, so t=0 and t=1 match."""
+    """Sum-of-sines plasma; every time factor is a whole number, so t=0 and t=1 match.
+    Three waves are plane waves: sin(a + s*tau) = sin(a)cos(s*tau) + cos(a)sin(s*tau),
+    so their sines are computed once and each frame only mixes them."""
 
     def __init__(self, w: int, h: int, seed: int, palette: Float) -> None:
         rng = np.random.default_rng(seed)
-        aspect = w / h
-        self.y, self.x = np.mgrid[0 : 1 : h * 1j, 0 : aspect : w * 1j]
-        self.aspect = aspect
-        self.freq = rng.uniform(2.0, 7.0, 4)
-        self.phase = rng.uniform(0, 2 * np.pi, 4)
+        self.w, self.h, self.aspect = w, h, w / h
+        self.y = np.linspace(0, 1, h, dtype=F32)[:, None]
+        self.x = np.linspace(0, self.aspect, w, dtype=F32)[None, :]
+        freq = rng.uniform(2.0, 7.0, 4)
+        phase = rng.uniform(0, 2 * np.pi, 4)
         self.speed = rng.integers(1, 3, 4) * rng.choice([-1, 1], 4)
-        self.angle = rng.uniform(0, np.pi)
-        self.lut = gradient_lut(np.concatenate([palette[[4, 3, 0, 1, 2]], palette[[1, 0]]]))
-        self.orb = palette[2]
+        angle = rng.uniform(0, np.pi)
+        planes = [
+            freq[0] * self.x + phase[0] + 0 * self.y,
+            freq[1] * self.y + phase[1] + 0 * self.x,
+            freq[2] * (self.x * np.cos(angle) + self.y * np.sin(angle)) + phase[2],
+        ]
+        self.sin = [np.sin(a).astype(F32) for a in planes]
+        self.cos = [np.cos(a).astype(F32) for a in planes]
+        self.ring = (freq[3] * 2, phase[3])
+        ramp = np.concatenate([palette[[4, 3, 0, 1, 2]], palette[[1, 0]]])
+        self.lut = to_uint8(gradient_lut(ramp))
+        self.orb = np.asarray(palette[2], F32) * 255
         self.orbit = (rng.uniform(0.18, 0.32), rng.uniform(0, 2 * np.pi), int(rng.choice([-1, 1])))
 
     def frame(self, t: float) -> NDArray[np.uint8]:
-        x, y, f, p, s = self.x, self.y, self.freq, self.phase, self.speed
         tau = 2 * np.pi * t
-        u = x * np.cos(self.angle) + y * np.sin(self.angle)
+        v = np.zeros((self.h, self.w), F32)
+        for k in range(3):
+            v += self.sin[k] * F32(np.cos(self.speed[k] * tau))
+            v += self.cos[k] * F32(np.sin(self.speed[k] * tau))
         cx, cy = self.aspect / 2 + 0.3 * np.sin(tau), 0.5 + 0.2 * np.cos(tau)
-        v = (
-            np.sin(f[0] * x + p[0] + s[0] * tau)
-            + np.sin(f[1] * y + p[1] + s[1] * tau)
-            + np.sin(f[2] * u + p[2] + s[2] * tau)
-            + np.sin(f[3] * 2 * np.hypot(x - cx, y - cy) + p[3] + s[3] * tau)
-        )
-        idx = np.clip(((v + 4) / 8 * 255).astype(int), 0, 255)
-        rgb = self.lut[idx]
+        ring = np.hypot(self.x - F32(cx), self.y - F32(cy))
+        ring *= F32(self.ring[0])
+        ring += F32(self.ring[1] + self.speed[3] * tau)
+        v += np.sin(ring)
+        idx = np.clip((v + 4) * (255 / 8), 0, 255).astype(np.uint8)
+        rgb: NDArray[np.uint8] = self.lut[idx]
+        # the orb: a disc with a soft glow, drawn only in the box where it shows
         radius, start, direction = self.orbit
         ox = self.aspect / 2 + radius * 1.6 * np.cos(start + direction * tau)
         oy = 0.5 + radius * np.sin(start + direction * tau)
-        d = np.hypot(x - ox, y - oy)
-        glow = np.clip(1.2 - d / 0.06, 0, 1) + np.exp(-((d / 0.16) ** 2)) * 0.5
-        rgb = rgb * (1 - np.clip(glow, 0, 1)[..., None]) + self.orb * np.clip(glow, 0, 1)[..., None]
-        return to_uint8(rgb)
+        reach = 0.45  # the glow is below 1/255 past this distance
+        scale = self.h - 1
+        x0, x1 = (max(0, int((ox - reach) * scale)), min(self.w, int((ox + reach) * scale) + 1))
+        y0, y1 = (max(0, int((oy - reach) * scale)), min(self.h, int((oy + reach) * scale) + 1))
+        if x0 < x1 and y0 < y1:
+            d = np.hypot(self.x[:, x0:x1] - F32(ox), self.y[y0:y1] - F32(oy))
+            glow = np.clip(np.clip(1.2 - d / 0.06, 0, 1) + np.exp(-((d / 0.16) ** 2)) * 0.5, 0, 1)
+            box = rgb[y0:y1, x0:x1].astype(F32)
+            box += (self.orb - box) * glow[..., None]
+            rgb[y0:y1, x0:x1] = np.rint(box).astype(np.uint8)
+        return rgb

@@ -1,7 +1,8 @@
 """demo/upscale: a demo engine (it makes real, larger images, but no AI).
 
-A Lanczos resize with Pillow, done in horizontal bands so progress is real; each band
-samples its neighbours, so the result matches a whole-image resize (within rounding).
+A Lanczos resize with Pillow: the horizontal pass on the whole image, then the
+vertical pass band by band so progress is real. Each band samples the rows around it,
+so the result is byte for byte what a single whole-image resize gives.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from genq.engines.contract import EngineBase, EngineError, FileRef, JobContext, OutputKind
+from genq.engines.contract import EngineBase, EngineError, FileRef, JobContext
 from genq.engines.demo._common import (
     ImageFormat,
     Steps,
@@ -42,7 +43,7 @@ class Upscale(EngineBase):
     task = "upscale"
     description = "Lanczos upscaling by 2 or 4 (demo: real images, no AI)."
     input_model = UpscaleInput
-    media: tuple[OutputKind, ...] = ("image",)
+    media = ("image",)
     price = 1
     typical_duration_s = 2.5
     concurrency = 4
@@ -50,31 +51,31 @@ class Upscale(EngineBase):
 
     def run(self, ctx: JobContext) -> None:
         data = input_of(ctx, UpscaleInput)
-        im = open_image(ctx, data.image)
-        w, h = im.width * data.scale, im.height * data.scale
-        if max(w, h) > MAX_SIDE:
-            raise EngineError(
-                f"the result would be {w}x{h}; at most {MAX_SIDE} px on a side",
-                code="invalid_input",
-            )
-        steps = Steps(ctx, BANDS + 2, data.delay_s)
-        try:
-            im.load()
-            keep_alpha = "A" in im.getbands() or "transparency" in im.info
-            im = im.convert("RGBA" if keep_alpha else "RGB")
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise EngineError(
-                f"input {data.image} is not a decodable image", code="invalid_input"
-            ) from exc
+        steps = Steps(ctx, BANDS + 3, data.delay_s)
+        with open_image(ctx, data.image) as source:
+            w, h = source.width * data.scale, source.height * data.scale
+            if max(w, h) > MAX_SIDE:
+                raise EngineError(
+                    f"the result would be {w}x{h}; at most {MAX_SIDE} px on a side",
+                    code="invalid_input",
+                )
+            try:
+                source.load()
+                keep_alpha = "A" in source.getbands() or "transparency" in source.info
+                im = source.convert("RGBA" if keep_alpha else "RGB")
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise EngineError(
+                    f"input {data.image} is not a decodable image", code="invalid_input"
+                ) from exc
         steps.step("decoded")
+        wide = im.resize((w, im.height), Image.Resampling.LANCZOS)
+        steps.step("widened")
         out = Image.new(im.mode, (w, h))
         bands = min(BANDS, im.height)
         edges = [round(i * im.height / bands) for i in range(bands + 1)]
         for i, (top, bottom) in enumerate(pairwise(edges)):
-            band = im.resize(
-                (w, (bottom - top) * data.scale),
-                Image.Resampling.LANCZOS,
-                box=(0, top, im.width, bottom),
+            band = wide.resize(
+                (w, (bottom - top) * data.scale), Image.Resampling.LANCZOS, box=(0, top, w, bottom)
             )
             out.paste(band, (0, top * data.scale))
             steps.step(f"band {i + 1} of {bands}")

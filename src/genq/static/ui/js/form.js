@@ -34,7 +34,7 @@ export function schemaForm(schema, values, ctx) {
     return s;
   }
 
-  function wrapField(path, labelText, required, control, help, { inline = false } = {}) {
+  function wrapField(path, labelText, required, control, help, { inline = false, wide } = {}) {
     const id = control.id || (control.id = nextId('in'));
     const helpId = help ? nextId('help') : null;
     const error = h('p', { class: 'field-error', id: nextId('err'), hidden: true });
@@ -44,7 +44,9 @@ export function schemaForm(schema, values, ctx) {
     target?.setAttribute('aria-describedby', describedBy);
     const label = h('label', { for: target?.id || id }, labelText,
       required ? h('span', { class: 'req' }, ' (required)') : null);
-    const wrap = h('div', { class: `field${inline ? ' inline' : ''}`, dataset: { path } },
+    wide ??= !control.matches('input[type=number], input[type=checkbox], select');
+    const wrap = h('div', { class: `field${inline ? ' inline' : ''}${wide ? ' wide' : ''}`,
+      dataset: { path } },
       inline ? [control, label] : [label, control],
       help ? h('p', { class: 'help', id: helpId }, help) : null, error);
     fields.set(path, { wrap, control: target || control, error });
@@ -57,7 +59,7 @@ export function schemaForm(schema, values, ctx) {
     const label = s.title || humanize(name);
     if (value === undefined) value = s.default ?? undefined;
     const optional = !required || s.nullable;
-    const help = [s.description, bounds(s)].filter(Boolean).join(' ');
+    const help = describe(s);
     const type = s.type;
 
     if (s.enum || s.const !== undefined) {
@@ -290,6 +292,14 @@ export class FieldError extends Error {
     super(message);
     this.field = field;
   }
+}
+
+/** The schema's description, plus its bounds unless the description gives them. */
+function describe(s) {
+  const extra = bounds(s);
+  const numbers = extra.match(/\d+/g) || [];
+  const told = s.description && numbers.every((n) => s.description.includes(n));
+  return [s.description, told ? '' : extra].filter(Boolean).join(' ');
 }
 
 function bounds(s) {

@@ -31,7 +31,7 @@ export function bytes(n) {
 }
 
 export const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString(undefined, {
-  hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3,
+  hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3, hourCycle: 'h23',
 }) : '');
 
 export const dateTime = (iso) => (iso ? new Date(iso).toLocaleString() : '');

@@ -43,12 +43,12 @@ function caption(o) {
 
 function imageGrid(images) {
   const box = lightbox(images);
-  return h('div', { class: 'image-grid' }, images.map((o, i) => h('figure', {},
+  return [h('div', { class: 'image-grid' }, images.map((o, i) => h('figure', {},
     h('button', { type: 'button', class: 'zoomable', 'aria-label': `Enlarge ${o.name}`,
       onclick: () => box.open(i) },
     h('img', { src: fileUrl(o.url), alt: o.name, width: o.width, height: o.height,
       loading: 'lazy' })),
-    h('figcaption', {}, caption(o)))), box.dialog);
+    h('figcaption', {}, caption(o))))), box.dialog];
 }
 
 /** A dialog showing one image at a time, fit to the screen or zoomed 25%..800%. */
@@ -57,13 +57,13 @@ function lightbox(images) {
   let zoom = null; // null: fit to the window
   const img = h('img', { alt: '' });
   const stage = h('div', { class: 'stage' }, img);
-  const level = h('output', { class: 'zoom-level' }, 'Fit');
+  const level = h('output', { class: 'zoom-level', 'aria-live': 'polite' }, '');
   const link = h('a', { target: '_blank', rel: 'noopener' }, 'Open original');
   const setZoom = (z) => {
     zoom = z === null ? null : Math.min(8, Math.max(0.25, z));
     img.classList.toggle('fit', zoom === null);
     img.style.width = zoom === null ? '' : `${img.naturalWidth * zoom}px`;
-    level.textContent = zoom === null ? 'Fit' : `${Math.round(zoom * 100)}%`;
+    requestAnimationFrame(() => { level.textContent = `${Math.round(current() * 100)}%`; });
   };
   const current = () => zoom ?? (img.width / (img.naturalWidth || 1));
   const show = (i) => {
@@ -90,12 +90,13 @@ function lightbox(images) {
     h('button', { type: 'button', 'aria-label': 'Zoom out', onclick: () => setZoom(current() / 1.5) }, '−'),
     level,
     h('button', { type: 'button', 'aria-label': 'Zoom in', onclick: () => setZoom(current() * 1.5) }, '+'),
-    h('button', { type: 'button', onclick: () => setZoom(null) }, 'Fit'),
+    h('button', { type: 'button', onclick: () => setZoom(null) }, 'Fit to window'),
     h('button', { type: 'button', onclick: () => setZoom(1) }, '100%'),
     link,
     h('button', { type: 'button', class: 'primary', onclick: () => dialog.close() }, 'Close')),
   stage);
   img.addEventListener('click', () => setZoom(zoom === null ? 1 : null));
+  img.addEventListener('load', () => setZoom(zoom));
   return { dialog, open: (i) => { show(i); dialog.showModal(); } };
 }
 

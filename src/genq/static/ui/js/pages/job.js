@@ -128,7 +128,7 @@ export function render(main, id) {
 
   function addTimeline(ev) {
     const { type, data } = ev;
-    const at = data.created_at || data.completed_at;
+    const at = type === 'completed' ? data.completed_at || data.created_at : data.created_at;
     let text;
     if (type === 'status') {
       text = `Status: ${data.status}${data.cancel_requested ? ' (cancel requested)' : ''}`;
@@ -208,7 +208,7 @@ function inputList(input) {
   if (!entries.length) return h('p', { class: 'empty' }, 'No input.');
   return h('dl', { class: 'details input' }, entries.map(([k, v]) => [
     h('dt', {}, k),
-    h('dd', { class: typeof v === 'string' ? 'text' : 'mono' },
+    h('dd', { class: typeof v === 'object' && v !== null ? 'mono' : 'text' },
       typeof v === 'string' ? v : JSON.stringify(v)),
   ]));
 }

@@ -38,8 +38,8 @@ export function render(main, query) {
       h('h1', { tabindex: -1 }, 'Jobs'), live,
       h('a', { href: '#/new', class: 'button primary' }, 'New job')),
     h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() },
-      h('label', { for: 'filter-status' }, 'Status'), statusSelect,
-      h('label', { for: 'filter-engine' }, 'Engine'), engineSelect),
+      h('span', {}, h('label', { for: 'filter-status' }, 'Status'), statusSelect),
+      h('span', {}, h('label', { for: 'filter-engine' }, 'Engine'), engineSelect)),
     messages,
     h('table', { class: 'jobs' },
       h('thead', {}, h('tr', {}, ['Job', 'Engine', 'Status', 'Progress', 'Created', 'Credits', '']
