@@ -153,7 +153,8 @@ async def idle(url: str, key: str, engine: str, inp: dict[str, Any], *, jobs: in
 
 def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     inp = engine_input(args.engine, args.input)
-    env = {"BENCH_WORKERS": "1", "GENQ_WORKER_SLOTS": str(args.slots),
+    env = {"BENCH_WORKERS": "1", "BENCH_INSTRUMENT": "1" if args.instrument else "0",
+           "GENQ_WORKER_SLOTS": str(args.slots),
            "BENCH_ENGINE_CONCURRENCY": str(args.engine_concurrency)}
     with running_server(kind, args.engine, engines_path(args.engine, args.engines_path),
                         accounts=args.clients, **env) as (srv, keys):
@@ -163,18 +164,22 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         asyncio.run(idle(srv.url, key["key"], args.engine, inp, jobs=3, gap_s=0,
                          time_limit=60))
         print(f"[{kind}] idle: {args.idle_jobs} jobs one at a time", flush=True)
+        httpx.post(srv.url + "/bench/stats", timeout=10)
         idle_res = asyncio.run(idle(srv.url, key["key"], args.engine, inp,
                                     jobs=args.idle_jobs, gap_s=args.idle_gap,
                                     time_limit=args.time_limit))
         idle_sum = digest(idle_res)
+        idle_sum["db"] = httpx.get(srv.url + "/bench/stats", timeout=10).json()
         print(f"[{kind}] idle submit->start p50 {idle_sum['submit_to_start']['p50_ms']} ms "
               f"p99 {idle_sum['submit_to_start']['p99_ms']} ms", flush=True)
         print(f"[{kind}] throughput: {args.jobs} jobs, {args.clients} clients", flush=True)
+        httpx.post(srv.url + "/bench/stats", timeout=10)
         window = CpuWindow(srv)
         tp_res, wall = asyncio.run(throughput(srv.url, secrets, args.engine, inp,
                                               jobs=args.jobs, time_limit=args.time_limit))
         cpu = window.done()
         tp_sum = digest(tp_res, wall)
+        tp_sum["db"] = httpx.get(srv.url + "/bench/stats", timeout=10).json()
         tp_sum["cpu"] = cpu
         tp_sum["server_cpu_pct"] = cpu["server_pct"]
         tp_sum["client_cpu_pct"] = cpu["client_pct"]
@@ -185,6 +190,13 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
               f"{tp_sum['submit_to_observed_completion']['p99_ms']} ms; server cpu "
               f"{tp_sum['server_cpu_pct']}% client cpu {tp_sum['client_cpu_pct']}% "
               f"others {cpu['others_pct']}%", flush=True)
+        db = tp_sum["db"]
+        if db.get("enabled"):
+            print(f"[{kind}] write lock busy {db['write_lock_busy_pct']}%, "
+                  f"{db['write_transactions'] / max(1, tp_sum['succeeded']):.1f} write "
+                  f"transactions and {db['sql_statements'] / max(1, tp_sum['succeeded']):.0f} "
+                  f"SQL statements per job, hold p50 {db['write_hold_ms']['p50']} ms",
+                  flush=True)
         profile = None
         if args.profile_s > 0:
             print(f"[{kind}] py-spy during {args.profile_s}s more of the same load "
@@ -215,6 +227,8 @@ def main() -> int:
     p.add_argument("--time-limit", type=float, default=120, help="seconds per phase")
     p.add_argument("--profile-s", type=float, default=8,
                    help="py-spy the server under the same load after the runs (0: off)")
+    p.add_argument("--no-instrument", dest="instrument", action="store_false",
+                   help="do not time the SQLite write lock (bench/asgi.py BENCH_INSTRUMENT)")
     p.add_argument("--out", default="e2e.json")
     args = p.parse_args()
     kinds = [k.strip() for k in args.server.split(",") if k.strip()]

@@ -93,8 +93,27 @@ async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, byte
     return status, b"".join(chunks), hdrs
 
 
+HOPS = {"n": 0}
+
+
+def count_thread_hops() -> None:
+    """Count anyio.to_thread.run_sync calls (what Starlette/FastAPI use to run sync code
+    such as a `def` dependency in the thread pool)."""
+    import anyio.to_thread
+
+    orig = anyio.to_thread.run_sync
+
+    async def counted(*a: Any, **k: Any) -> Any:
+        HOPS["n"] += 1
+        return await orig(*a, **k)
+
+    anyio.to_thread.run_sync = counted  # type: ignore[assignment]
+
+
 async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    from bench.asgi import create_app
+    from bench.asgi import STATS, create_app
+
+    count_thread_hops()
 
     key = await asyncio.to_thread(create_key, data_dir, dict(os.environ))
     secret, account_id = key["key"], key["account_id"]
@@ -124,10 +143,16 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             "bare": ("/bench/raw", auth, 200),
         }
         timings: dict[str, float] = {}
+        per_request: dict[str, dict[str, float]] = {}
         for name, (path, headers, want) in targets.items():
             for _ in range(200):  # warm
                 st, _, _ = await call(app, "GET", path, headers)
                 assert st == want, (name, st)
+            HOPS["n"], sql0 = 0, STATS.sql
+            for _ in range(1000):
+                await call(app, "GET", path, headers)
+            per_request[name] = {"thread_hops": HOPS["n"] / 1000,
+                                 "sql_statements": (STATS.sql - sql0) / 1000}
             best = float("inf")
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -135,8 +160,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                     await call(app, "GET", path, headers)
                 best = min(best, (time.perf_counter() - t0) / args.n)
             timings[name] = round(best * 1e6, 1)
-            print(f"{name:14s} {timings[name]:8.1f} us/request (in-process, best of 3 x {args.n})",
-                  flush=True)
+            print(f"{name:14s} {timings[name]:8.1f} us/request (in-process, best of 3 x {args.n}); "
+                  f"thread-pool hops/request {per_request[name]['thread_hops']:.2f}, "
+                  f"SQL/request {per_request[name]['sql_statements']:.3f}", flush=True)
         prof = cProfile.Profile()
         path, headers, _ = targets["genq"]
         prof.enable()
@@ -149,7 +175,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         st_ = pstats.Stats(prof, stream=buf)
         st_.strip_dirs().sort_stats(sort).print_stats(args.top)
         texts[sort] = buf.getvalue()
-    return {"us_per_request": timings, "profile": texts, "n": args.n}
+    return {"us_per_request": timings, "per_request": per_request, "profile": texts,
+            "n": args.n}
 
 
 def main() -> int:
@@ -167,6 +194,7 @@ def main() -> int:
         os.environ["PYTHONPATH"] = str(ROOT) + (
             os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
         os.environ["BENCH_WORKERS"] = "1"
+        os.environ["BENCH_INSTRUMENT"] = "1"  # counts SQL statements
         os.environ["BENCH_ENGINE"] = args.engine
         os.environ["GENQ_PLANS"] = json.dumps(BENCH_PLANS)
         os.environ.pop("GENQ_ENGINES", None)

@@ -31,6 +31,21 @@ def start_worker(data_dir: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([*GENQ, "worker"], env=env, stdout=log, stderr=log)
 
 
+def ledger_kinds(data_dir: Path, job_id: str) -> list[str]:
+    async def main() -> list[str]:
+        store = Store(f"sqlite+aiosqlite:///{data_dir.resolve() / 'genq.db'}")
+        try:
+            job = await store.jobs.get(job_id)
+            assert job is not None
+            entries = await store.ledger.entries(job.account_id)
+            assert await store.ledger.audit() == []
+            return [e.kind for e in entries if e.job_id == job_id]
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
 def attempts(data_dir: Path, job_id: str) -> int:
     async def main() -> int:
         store = Store(f"sqlite+aiosqlite:///{data_dir.resolve() / 'genq.db'}")
@@ -63,6 +78,8 @@ def test_killed_worker_job_is_rerun_by_another(api_only: LiveServer) -> None:
                 # re-queued within lease (2 s) + reaper interval, then run again (~3 s)
                 assert time.monotonic() - killed_at < 15
                 assert body["credits"]["used"] == body["credits"]["estimate"]
+                # run twice, charged once
+                assert ledger_kinds(data, job["id"]) == ["hold", "capture", "release"]
             finally:
                 second.terminate()
                 second.wait(20)

@@ -28,7 +28,7 @@ Seed = Annotated[
         ge=0,
         le=2**32 - 1,
         description="Random seed (0 to 4294967295). The same seed and input give the same "
-        "result; leave it out to derive one from the prompt.",
+        "result; leave it out to derive one from the input.",
     ),
 ]
 ImageFormat = Literal["png", "jpeg", "webp"]
@@ -45,6 +45,7 @@ M = TypeVar("M", bound=BaseModel)
 def delay_field(default: float) -> Any:
     return Field(
         default=default,
+        title="Delay (s)",
         ge=0,
         le=600,
         description="Seconds to spread the work over, to look like a slow model; "
@@ -58,9 +59,10 @@ def input_of(ctx: JobContext, model: type[M]) -> M:
     return data if isinstance(data, model) else model.model_validate(data)
 
 
-def seed_from(text: str) -> int:
-    """A stable 32-bit seed from a text."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+def seed_from(data: str | bytes) -> int:
+    """A stable 32-bit seed from a text or bytes."""
+    raw = data.encode() if isinstance(data, str) else data
+    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "big")
 
 
 class Steps:
@@ -131,7 +133,7 @@ def prompt_palette(prompt: str, negative: str | None = None) -> Float:
     hsv = [
         (base, sat, val * 0.8),  # sky top
         (base + 0.05, sat * 0.5, min(1.0, val + 0.12)),  # horizon
-        (other + 0.5 * (scheme == 0), 0.35 + h[4] / 255 * 0.4, 1.0),  # sun
+        (other + 0.5 * (scheme == 0), 0.2 + h[4] / 255 * 0.35, 1.0),  # sun, a pale tint
         (other, sat * 0.7, val * 0.62),  # far land
         (other + 0.04, min(1.0, sat + 0.15), val * 0.28),  # near land
     ]

@@ -129,9 +129,9 @@ class ImageTo3D(_Base3D):
 
     def run(self, ctx: JobContext) -> None:
         data = input_of(ctx, ImageTo3DInput)
-        seed = data.seed if data.seed is not None else seed_from(data.image)
         steps = Steps(ctx, 6, data.delay_s)
         image = load_rgb(open_image(ctx, data.image), data.image)
+        seed = data.seed if data.seed is not None else seed_from(image.tobytes())
         steps.step("image decoded")
         mesh = heightfield_mesh(image, np.random.default_rng(seed), data.texture_size)
         steps.step("relief mesh")

@@ -72,6 +72,10 @@ class Text2Image(EngineBase):
     def run(self, ctx: JobContext) -> None:
         data = input_of(ctx, Text2ImageInput)
         seed = data.seed if data.seed is not None else seed_from(data.prompt)
+        if data.model_id and ctx.model is None:
+            ctx.logger.warning(
+                "model %s has no artifact; using the prompt's colours", data.model_id
+            )
         if ctx.model is not None:
             colors, _, brightness = read_palette(ctx.model)
             palette, target = _roles(colors).astype(F32), brightness
