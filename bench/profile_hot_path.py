@@ -93,21 +93,28 @@ async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, byte
     return status, b"".join(chunks), hdrs
 
 
-HOPS = {"n": 0}
+HOPS = {"n": 0, "asyncio": 0}
 
 
 def count_thread_hops() -> None:
-    """Count anyio.to_thread.run_sync calls (what Starlette/FastAPI use to run sync code
-    such as a `def` dependency in the thread pool)."""
+    """Count thread-pool round trips: anyio.to_thread.run_sync (what Starlette/FastAPI
+    use to run sync code such as a `def` dependency) and asyncio.to_thread (used by
+    libraries, e.g. `limits`' in-memory storage)."""
     import anyio.to_thread
 
     orig = anyio.to_thread.run_sync
+    orig_asyncio = asyncio.to_thread
 
     async def counted(*a: Any, **k: Any) -> Any:
         HOPS["n"] += 1
         return await orig(*a, **k)
 
+    async def counted_asyncio(*a: Any, **k: Any) -> Any:
+        HOPS["asyncio"] += 1
+        return await orig_asyncio(*a, **k)
+
     anyio.to_thread.run_sync = counted  # type: ignore[assignment]
+    asyncio.to_thread = counted_asyncio  # type: ignore[assignment]
 
 
 async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
@@ -148,10 +155,12 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             for _ in range(200):  # warm
                 st, _, _ = await call(app, "GET", path, headers)
                 assert st == want, (name, st)
-            HOPS["n"], sql0 = 0, STATS.sql
+            HOPS["n"], HOPS["asyncio"], sql0 = 0, 0, STATS.sql
             for _ in range(1000):
                 await call(app, "GET", path, headers)
-            per_request[name] = {"thread_hops": HOPS["n"] / 1000,
+            per_request[name] = {"thread_hops": (HOPS["n"] + HOPS["asyncio"]) / 1000,
+                                 "anyio_thread_hops": HOPS["n"] / 1000,
+                                 "asyncio_thread_hops": HOPS["asyncio"] / 1000,
                                  "sql_statements": (STATS.sql - sql0) / 1000}
             best = float("inf")
             for _ in range(3):
@@ -161,7 +170,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 best = min(best, (time.perf_counter() - t0) / args.n)
             timings[name] = round(best * 1e6, 1)
             print(f"{name:14s} {timings[name]:8.1f} us/request (in-process, best of 3 x {args.n}); "
-                  f"thread-pool hops/request {per_request[name]['thread_hops']:.2f}, "
+                  f"thread-pool hops/request {per_request[name]['anyio_thread_hops']:.2f} (anyio) "
+                  f"+ {per_request[name]['asyncio_thread_hops']:.2f} (asyncio.to_thread), "
                   f"SQL/request {per_request[name]['sql_statements']:.3f}", flush=True)
         prof = cProfile.Profile()
         path, headers, _ = targets["genq"]

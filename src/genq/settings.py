@@ -54,7 +54,6 @@ class Settings(BaseSettings):
     plans: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="JSON: plan overrides and additions (genq.plans)"
     )
-    default_plan: str = "free"
     idempotency_ttl_s: float = Field(86400.0, gt=0, description="Idempotency-Key lifetime")
     compat_engines: dict[str, str] = Field(
         default_factory=dict,

@@ -49,9 +49,11 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, server: LiveServer) -> Iterator[Any]:
     """A fresh tab. Fails the test on an uncaught script error, a CSP violation or any
-    request that leaves this machine (the dashboard must need no network)."""
+    request that leaves this machine (the dashboard must need no network). It depends
+    on `server` so that it closes first: an open event stream would hold up the
+    server's shutdown."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems: list[str] = []

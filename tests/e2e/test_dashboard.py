@@ -4,18 +4,14 @@ progress and image previews, the 3D viewer, cancel from the list, the account pa
 from __future__ import annotations
 
 import io
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image, ImageStat
 
-from tests.conftest import LiveServer, make_settings, wait_for
-from tests.e2e.conftest import new_key, sign_in
+from tests.conftest import LiveServer, wait_for
+from tests.e2e.conftest import sign_in
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -233,67 +229,3 @@ def test_cancel_a_running_job_from_the_list(
     page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 4")
     assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
     shoot(page, "jobs-narrow")
-
-
-class Receiver:
-    """A webhook endpoint on a loopback port that answers 204."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["content-length"]))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def hooked(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(make_settings(tmp_path / "hooked", webhook_allow_private=True)).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def test_account_page(page: Any, hooked: LiveServer, shoot: Any) -> None:
-    key = new_key(hooked, "acme")
-    rx = Receiver()
-    try:
-        with hooked.client(key) as api:
-            job_id = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {},
-                                                "webhook": {"url": rx.url}}).json()["id"]
-            wait_for(api, job_id)
-            prefix = api.get("/v1/account").json()["key"]["prefix"]
-            for _ in range(100):
-                if api.get("/v1/deliveries").json()["data"][0]["status"] != "pending":
-                    break
-                page.wait_for_timeout(100)
-            sign_in(page, hooked, key)
-            page.get_by_role("link", name="Account").click()
-            page.get_by_role("heading", name="Account", exact=True).wait_for()
-            page.get_by_text("acme", exact=True).wait_for()
-            page.get_by_text(prefix, exact=False).first.wait_for()
-            assert page.locator("#webhook-secret").count() == 0  # hidden until asked
-            page.get_by_role("button", name="Show secret").click()
-            secret = page.locator("#webhook-secret")
-            secret.wait_for()
-            assert secret.inner_text() == api.get("/v1/account/webhook-secret").json()["secret"]
-            deliveries = page.locator("table.deliveries tbody tr")
-            deliveries.first.wait_for()
-            assert job_id in deliveries.first.inner_text()
-            page.keyboard.press("Tab")  # focus is visible and lands on a control
-            assert page.evaluate("document.activeElement.tagName") in ("BUTTON", "A")
-            shoot(page, "account", docs=True)
-    finally:
-        rx.close()

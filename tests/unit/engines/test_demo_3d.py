@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from genq.engines.context import run_local
 from genq.engines.contract import EngineError, Output
-from genq.engines.demo import ImageTo3D, ImageTo3DInput, TextTo3D, TextTo3DInput, _export3d
+from genq.engines.demo import ImageTo3D, ImageTo3DInput, TextTo3D, TextTo3DInput, _fbx
 from genq.engines.demo.model3d import pick_shape
 
 from .helpers import check_progress, outputs, resolver, write_png
@@ -97,7 +97,7 @@ def test_text_to_3d_seeded(tmp_path: Path) -> None:
 
 
 def test_ascii_fbx_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_export3d.shutil, "which", lambda name: None)
+    monkeypatch.setattr(_fbx, "ASSIMP", "genq-test-no-such-program")
     records = run_local(
         TextTo3D(), {"prompt": "a box", "texture_size": 256, "delay_s": 0}, tmp_path
     )

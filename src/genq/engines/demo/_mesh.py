@@ -12,7 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageFilter
 
-from genq.engines.demo._common import Float, fbm, gradient_lut, luma, to_uint8
+from genq.engines.demo._common import Float, to_uint8
+from genq.engines.demo._procedural import fbm, gradient_lut, luma
 
 Int = NDArray[np.int64]
 SHAPES = ("sphere", "torus", "capsule", "rounded-box", "gourd")
@@ -142,3 +143,12 @@ def heightfield_mesh(image: Image.Image, rng: np.random.Generator, texture_size:
     faces = _grid_faces(gw - 1, gh - 1)
     tex = image.resize((texture_size, texture_size), Image.Resampling.LANCZOS)
     return Mesh(verts, faces, vertex_normals(verts, faces), uv, tex, double_sided=True)
+
+
+def sample_texture(mesh: Mesh, uv: Float) -> Float:
+    """RGB in 0..1 of the texture at texture coordinates `uv` (wrapping)."""
+    tex = np.asarray(mesh.texture.convert("RGB"), dtype=np.float64) / 255.0
+    h, w, _ = tex.shape
+    x = (np.mod(uv[:, 0], 1.0) * (w - 1)).round().astype(int)
+    y = ((1 - np.mod(uv[:, 1], 1.0)) * (h - 1)).round().astype(int)
+    return np.asarray(tex[y, x])

@@ -23,11 +23,12 @@ from genq.engines.demo._common import (
     input_of,
     load_rgb,
     open_image,
-    prompt_palette,
     seed_from,
 )
-from genq.engines.demo._export3d import render_png, write_fbx, write_glb, write_usdz
+from genq.engines.demo._export3d import render_png, write_glb, write_usdz
+from genq.engines.demo._fbx import write_fbx
 from genq.engines.demo._mesh import SHAPES, Mesh, heightfield_mesh, procedural_texture, shape_mesh
+from genq.engines.demo._procedural import prompt_palette
 
 TextureSize = Literal[256, 512, 1024, 2048]
 

@@ -22,14 +22,11 @@ from genq.engines.demo._common import (
     Steps,
     delay_field,
     encode_image,
-    fbm,
     input_of,
-    luma,
-    prompt_palette,
-    read_palette,
     seed_from,
     to_uint8,
 )
+from genq.engines.demo._procedural import fbm, luma, prompt_palette, read_palette
 
 F32 = np.float32
 Side = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]

@@ -22,12 +22,11 @@ from genq.engines.demo._common import (
     Seed,
     Steps,
     delay_field,
-    gradient_lut,
     input_of,
-    prompt_palette,
     seed_from,
     to_uint8,
 )
+from genq.engines.demo._procedural import gradient_lut, prompt_palette
 
 Side = Annotated[int, Field(ge=64, le=1280, multiple_of=16)]
 CHUNKS = 8

@@ -23,9 +23,9 @@ from genq.engines.demo._common import (
     delay_field,
     input_of,
     load_rgb,
-    luma,
     open_image,
 )
+from genq.engines.demo._procedural import luma
 
 CLUSTERS = 6
 SAMPLES_PER_IMAGE = 4096
