@@ -66,8 +66,9 @@ class LiveServer:
     def start(self) -> LiveServer:
         self.genq = Genq(self.settings)
         app = create_app(genq=self.genq, workers=self.workers)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.settings.port,
-                                log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -82,17 +83,18 @@ class LiveServer:
         self._server.should_exit = True
         self._thread.join(timeout=30)
 
-    def new_key(self, account: str = "alice", plan: str = "pro", credits: int | None = None
-                ) -> str:
+    def new_key(self, account: str = "alice", plan: str = "pro", credits: int | None = None) -> str:
         return create_key(self.settings, account, plan, credits)
 
     def client(self, key: str, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"},
-                            timeout=30, **kwargs)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30, **kwargs
+        )
 
 
-def create_key(settings: Settings, account: str, plan: str = "pro", credits: int | None = None
-               ) -> str:
+def create_key(
+    settings: Settings, account: str, plan: str = "pro", credits: int | None = None
+) -> str:
     """A key made through the service layer on its own connection (as the CLI does)."""
     from genq.migrate import upgrade
     from genq.store import Store
@@ -132,9 +134,12 @@ def api(server: LiveServer, key: str) -> Iterator[httpx.Client]:
         yield c
 
 
-def wait_for(api: httpx.Client, job_id: str, timeout: float = 30,
-             until: tuple[str, ...] = ("succeeded", "failed", "canceled", "expired")
-             ) -> dict[str, Any]:
+def wait_for(
+    api: httpx.Client,
+    job_id: str,
+    timeout: float = 30,
+    until: tuple[str, ...] = ("succeeded", "failed", "canceled", "expired"),
+) -> dict[str, Any]:
     """Poll a job until its status is in `until`."""
     deadline = time.monotonic() + timeout
     while True:

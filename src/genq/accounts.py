@@ -47,8 +47,9 @@ class AccountService:
             raise InvalidInput(f"no plan {name!r}; plans: {', '.join(sorted(self.plans))}")
         return plan
 
-    async def create(self, name: str | None = None, plan: str = "free",
-                     credits: int | None = None) -> Account:
+    async def create(
+        self, name: str | None = None, plan: str = "free", credits: int | None = None
+    ) -> Account:
         """A new account, granted `credits` (default: its plan's monthly credits)."""
         name = name or new_id("acct").lower()
         grant = self.plan(plan).monthly_credits if credits is None else credits
@@ -59,8 +60,9 @@ class AccountService:
             await self.store.ledger.grant(account.id, grant, f"{plan} plan credits")
         return await self.store.accounts.get(account.id) or account
 
-    async def get_or_create(self, name: str, plan: str = "free",
-                            credits: int | None = None) -> Account:
+    async def get_or_create(
+        self, name: str, plan: str = "free", credits: int | None = None
+    ) -> Account:
         found = await self.store.accounts.by_name(name)
         if found is None:
             return await self.create(name, plan, credits)

@@ -20,8 +20,11 @@ from genq.settings import Settings
 if TYPE_CHECKING:
     from genq.accounts import AccountService
 
-app = typer.Typer(help="genq: a self-hosted server for asynchronous generation jobs.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="genq: a self-hosted server for asynchronous generation jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts, plans and credits.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
@@ -52,10 +55,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address [GENQ_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="port [GENQ_PORT]")] = None,
     data_dir: DataDir = None,
-    workers: Annotated[int | None, typer.Option(
-        help="jobs run at once by in-process workers [GENQ_WORKER_SLOTS]")] = None,
-    no_workers: Annotated[bool, typer.Option(
-        "--no-workers", help="API only; `genq worker` processes run the jobs")] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="jobs run at once by in-process workers [GENQ_WORKER_SLOTS]")
+    ] = None,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="API only; `genq worker` processes run the jobs")
+    ] = False,
 ) -> None:
     """Serve the API with in-process workers."""
     import uvicorn
@@ -66,16 +71,22 @@ def serve(
     _logging(settings.log_level)
     application = create_app(settings, workers=not no_workers and workers != 0)
     err.print(f"genq serving on [bold]{settings.base_url}[/] (data in {settings.data_dir})")
-    uvicorn.run(application, host=settings.host, port=settings.port,
-                log_level=settings.log_level, timeout_graceful_shutdown=int(
-                    settings.shutdown_grace_s) + 5)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
 
 
 @app.command()
 def worker(
     data_dir: DataDir = None,
-    engines: Annotated[str | None, typer.Option(
-        help="comma-separated engine names this worker hosts (default: all)")] = None,
+    engines: Annotated[
+        str | None,
+        typer.Option(help="comma-separated engine names this worker hosts (default: all)"),
+    ] = None,
     slots: Annotated[int | None, typer.Option(help="jobs run at once")] = None,
 ) -> None:
     """Run workers only, against the same database as the server."""
@@ -127,8 +138,12 @@ def keys_create(
     data_dir: DataDir = None,
     account: Annotated[str, typer.Option(help="account name (created if new)")] = "default",
     plan: Annotated[str, typer.Option(help="plan of a new account")] = "free",
-    credits: Annotated[int | None, typer.Option(
-        help="credits to grant (a new account gets its plan's monthly credits otherwise)")] = None,
+    credits: Annotated[
+        int | None,
+        typer.Option(
+            help="credits to grant (a new account gets its plan's monthly credits otherwise)"
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -141,12 +156,23 @@ def keys_create(
 
     secret, acct = _with_accounts(settings_for(data_dir), create)
     if as_json:
-        typer.echo(json.dumps({"key": secret, "account": acct.name, "account_id": acct.id,
-                               "plan": acct.plan, "balance": acct.balance}))
+        typer.echo(
+            json.dumps(
+                {
+                    "key": secret,
+                    "account": acct.name,
+                    "account_id": acct.id,
+                    "plan": acct.plan,
+                    "balance": acct.balance,
+                }
+            )
+        )
     else:
         typer.echo(secret)
-        err.print(f"key for account [bold]{acct.name}[/] ({acct.plan}, {acct.balance} credits); "
-                  "it is not shown again")
+        err.print(
+            f"key for account [bold]{acct.name}[/] ({acct.plan}, {acct.balance} credits); "
+            "it is not shown again"
+        )
 
 
 @keys_app.command("revoke")
@@ -166,13 +192,19 @@ def keys_revoke(
 
 
 def _account_row(a: Any) -> dict[str, Any]:
-    return {"id": a.id, "name": a.name, "plan": a.plan, "balance": a.balance,
-            "created_at": a.created_at.isoformat()}
+    return {
+        "id": a.id,
+        "name": a.name,
+        "plan": a.plan,
+        "balance": a.balance,
+        "created_at": a.created_at.isoformat(),
+    }
 
 
 @accounts_app.command("list")
-def accounts_list(data_dir: DataDir = None,
-                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def accounts_list(
+    data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """All accounts with plan and balance."""
 
     async def run(svc: AccountService) -> list[Any]:
@@ -195,11 +227,20 @@ def accounts_show(name: str, data_dir: DataDir = None) -> None:
     async def run(svc: AccountService) -> dict[str, Any]:
         a = await svc.by_name(name)
         keys = await svc.store.accounts.keys(a.id)
-        return {**_account_row(a), "limits": svc.plan(a.plan).model_dump(),
-                "keys": [{"prefix": k.prefix, "name": k.name,
-                          "created_at": k.created_at.isoformat(),
-                          "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
-                          "revoked": k.revoked_at is not None} for k in keys]}
+        return {
+            **_account_row(a),
+            "limits": svc.plan(a.plan).model_dump(),
+            "keys": [
+                {
+                    "prefix": k.prefix,
+                    "name": k.name,
+                    "created_at": k.created_at.isoformat(),
+                    "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
+                    "revoked": k.revoked_at is not None,
+                }
+                for k in keys
+            ],
+        }
 
     typer.echo(json.dumps(_with_accounts(settings_for(data_dir), run), indent=2))
 
@@ -232,8 +273,9 @@ def accounts_plan(name: str, plan: str, data_dir: DataDir = None) -> None:
 
 
 @accounts_app.command("ledger")
-def accounts_ledger(name: str, data_dir: DataDir = None,
-                    as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def accounts_ledger(
+    name: str, data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """The account's credits ledger, oldest first."""
 
     async def run(svc: AccountService) -> tuple[Any, list[Any]]:
@@ -241,16 +283,33 @@ def accounts_ledger(name: str, data_dir: DataDir = None,
         return a, await svc.store.ledger.entries(a.id, limit=100_000)
 
     account, entries = _with_accounts(settings_for(data_dir), run)
-    rows = [{"id": e.id, "kind": e.kind, "amount": e.amount, "balance_after": e.balance_after,
-             "job_id": e.job_id, "note": e.note, "at": e.created_at.isoformat()} for e in entries]
+    rows = [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "amount": e.amount,
+            "balance_after": e.balance_after,
+            "job_id": e.job_id,
+            "note": e.note,
+            "at": e.created_at.isoformat(),
+        }
+        for e in entries
+    ]
     if as_json:
-        typer.echo(json.dumps({"account": account.name, "balance": account.balance,
-                               "entries": rows}))
+        typer.echo(
+            json.dumps({"account": account.name, "balance": account.balance, "entries": rows})
+        )
         return
     table = Table("#", "when", "kind", "amount", "balance", "job / note")
     for r in rows:
-        table.add_row(str(r["id"]), r["at"][:19], r["kind"], str(r["amount"]),
-                      str(r["balance_after"]), r["job_id"] or r["note"] or "")
+        table.add_row(
+            str(r["id"]),
+            r["at"][:19],
+            r["kind"],
+            str(r["amount"]),
+            str(r["balance_after"]),
+            r["job_id"] or r["note"] or "",
+        )
     out.print(table)
     out.print(f"balance: [bold]{account.balance}[/]")
 

@@ -33,16 +33,26 @@ from genq.client import (
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 
-BaseUrl = Annotated[str | None, typer.Option(
-    "--base-url", envvar="GENQ_BASE_URL", show_default=False,
-    help="server URL (default http://127.0.0.1:8000)")]
-ApiKey = Annotated[str | None, typer.Option(
-    "--api-key", envvar="GENQ_API_KEY", show_default=False, help="API key")]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        envvar="GENQ_BASE_URL",
+        show_default=False,
+        help="server URL (default http://127.0.0.1:8000)",
+    ),
+]
+ApiKey = Annotated[
+    str | None, typer.Option("--api-key", envvar="GENQ_API_KEY", show_default=False, help="API key")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
-WaitTimeoutS = Annotated[float | None, typer.Option(
-    "--timeout", min=0, help="give up waiting after this many seconds")]
-OutDir = Annotated[Path | None, typer.Option(
-    "--out", "-o", file_okay=False, help="download every output into this directory")]
+WaitTimeoutS = Annotated[
+    float | None, typer.Option("--timeout", min=0, help="give up waiting after this many seconds")
+]
+OutDir = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", file_okay=False, help="download every output into this directory"),
+]
 
 
 class ClientFactory(Protocol):
@@ -115,8 +125,7 @@ def _error_line(exc: GenqError, base_url: str) -> str:
     if isinstance(exc, APIStatusError):
         line = f"error: {exc.code or exc.status_code}: {exc.detail}"
         if isinstance(exc, InvalidInputError) and exc.errors:
-            fields = "; ".join(f"{e.get('field', '?')}: {e.get('message', '')}"
-                               for e in exc.errors)
+            fields = "; ".join(f"{e.get('field', '?')}: {e.get('message', '')}" for e in exc.errors)
             line += f" ({fields})"
         if isinstance(exc, AuthenticationError):
             line += " (set GENQ_API_KEY or pass --api-key)"
@@ -129,9 +138,7 @@ def _error_line(exc: GenqError, base_url: str) -> str:
 
 
 @contextmanager
-def _connect(
-    factory: ClientFactory, base_url: str | None, api_key: str | None
-) -> Iterator[Client]:
+def _connect(factory: ClientFactory, base_url: str | None, api_key: str | None) -> Iterator[Client]:
     """A client for one command; an SDK error becomes one line on stderr and exit 2."""
     client = factory(base_url=base_url, api_key=api_key)
     try:
@@ -156,8 +163,9 @@ class ProgressBar:
             console=_err(),
             disable=not enabled,
         )
-        self._task = self._progress.add_task(job_id, total=100, status="submitted",
-                                             eta="", message="")
+        self._task = self._progress.add_task(
+            job_id, total=100, status="submitted", eta="", message=""
+        )
 
     def __enter__(self) -> ProgressBar:
         self._progress.start()
@@ -169,12 +177,12 @@ class ProgressBar:
     def __call__(self, job: Job) -> None:
         message = job.message or ""
         if job.status == "queued" and job.queue_position is not None:
-            message = f"queue position {job.queue_position}" + (f" - {message}" if message
-                                                               else "")
+            message = f"queue position {job.queue_position}" + (f" - {message}" if message else "")
         eta = f"ETA {job.eta_s:.0f}s" if job.eta_s is not None and not job.is_terminal else ""
         done = 100.0 if job.status == "succeeded" else job.progress
-        self._progress.update(self._task, completed=done, status=job.status, eta=eta,
-                              message=message)
+        self._progress.update(
+            self._task, completed=done, status=job.status, eta=eta, message=message
+        )
 
 
 def _job_dict(job: Job, downloads: dict[str, Path] | None = None) -> dict[str, Any]:
@@ -216,10 +224,15 @@ def _describe(job: Job) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     rows: list[tuple[str, Any]] = [
-        ("id", job.id), ("engine", job.engine), ("status", job.status),
-        ("progress", f"{job.progress:.0f}%"), ("message", job.message),
-        ("queue position", job.queue_position), ("eta", job.eta_s and f"{job.eta_s:.0f}s"),
-        ("created", _ts(job.created_at)), ("completed", _ts(job.completed_at)),
+        ("id", job.id),
+        ("engine", job.engine),
+        ("status", job.status),
+        ("progress", f"{job.progress:.0f}%"),
+        ("message", job.message),
+        ("queue position", job.queue_position),
+        ("eta", job.eta_s and f"{job.eta_s:.0f}s"),
+        ("created", _ts(job.created_at)),
+        ("completed", _ts(job.completed_at)),
         ("error", job.error and f"{job.error.code}: {job.error.message}"),
     ]
     for name, value in rows:
@@ -242,11 +255,15 @@ class Commands:
     def run(
         self,
         engine: Annotated[str, typer.Argument(help="engine name, e.g. demo/text2image")],
-        inputs: Annotated[list[str] | None, typer.Option(
-            "--input", "-i", help="input key=value (value parsed as JSON when it is JSON)")
+        inputs: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--input", "-i", help="input key=value (value parsed as JSON when it is JSON)"
+            ),
         ] = None,
-        files: Annotated[list[str] | None, typer.Option(
-            "--file", "-f", help="upload a file as input: key=@path")] = None,
+        files: Annotated[
+            list[str] | None, typer.Option("--file", "-f", help="upload a file as input: key=@path")
+        ] = None,
         wait: Annotated[bool, typer.Option(help="wait for the job, showing progress")] = True,
         out: OutDir = None,
         as_json: AsJson = False,
@@ -289,8 +306,9 @@ class Commands:
 
     def jobs_list(
         self,
-        status: Annotated[str | None, typer.Option(
-            help="only these statuses (comma-separated)")] = None,
+        status: Annotated[
+            str | None, typer.Option(help="only these statuses (comma-separated)")
+        ] = None,
         engine: Annotated[str | None, typer.Option(help="only this engine")] = None,
         limit: Annotated[int | None, typer.Option(min=1, max=100, help="page size")] = None,
         after: Annotated[str | None, typer.Option(help="cursor of the previous page")] = None,
@@ -306,8 +324,9 @@ class Commands:
             return
         table = Table("ID", "ENGINE", "STATUS", "PROGRESS", "CREATED", box=None)
         for job in page.data:
-            table.add_row(job.id, job.engine, job.status, f"{job.progress:.0f}%",
-                          _ts(job.created_at) or "")
+            table.add_row(
+                job.id, job.engine, job.status, f"{job.progress:.0f}%", _ts(job.created_at) or ""
+            )
         _out().print(table)
         if page.has_more and page.next_cursor:
             _err().print(f"more: --after {page.next_cursor}", markup=False)

@@ -54,7 +54,9 @@ class Genq:
         self.sweeper = Sweeper(self.jobs, settings.sweep_interval_s)
         self.worker: Worker | None = None
         self.webhooks = WebhookSender(
-            store=self.store, jobs=self.jobs, bus=self.bus,
+            store=self.store,
+            jobs=self.jobs,
+            bus=self.bus,
             allow_private=settings.webhook_allow_private,
             schedule=settings.webhook_retry_schedule_s,
         )

@@ -58,8 +58,9 @@ class Idempotency:
     ) -> Reply:
         if not key or len(key) > MAX_KEY:
             raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
-        rec = await self.store.idempotency.begin(account_id, key, fingerprint, self.ttl_s,
-                                                stale_s=STALE_S)
+        rec = await self.store.idempotency.begin(
+            account_id, key, fingerprint, self.ttl_s, stale_s=STALE_S
+        )
         if rec is not None:
             if rec.request_hash != fingerprint:
                 raise IdempotencyKeyReused()
@@ -81,6 +82,7 @@ class Idempotency:
         if reply.status_code >= 500:
             await self.store.idempotency.abort(account_id, key)
         else:
-            await self.store.idempotency.finish(account_id, key, reply.status_code,
-                                                reply.headers, reply.body)
+            await self.store.idempotency.finish(
+                account_id, key, reply.status_code, reply.headers, reply.body
+            )
         return reply

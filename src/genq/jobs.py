@@ -144,8 +144,9 @@ class JobService:
         retention_days = plan.retention_days if plan else 31.0
         engine = self.engine(engine_name)
         if webhook:
-            netsafe.check_plainly(str(webhook["url"]),
-                                  allow_private=self.settings.webhook_allow_private)
+            netsafe.check_plainly(
+                str(webhook["url"]), allow_private=self.settings.webhook_allow_private
+            )
         try:
             data = engine.input_model.model_validate(dict(input))
         except ValidationError as exc:
@@ -346,8 +347,10 @@ class JobService:
         active = await self.store.jobs.active_count(account_id)
         if active < plan.concurrent_jobs:
             return None
-        return (f"throttled: the {plan.name} plan runs {plan.concurrent_jobs} jobs at once "
-                f"and {active} are running")
+        return (
+            f"throttled: the {plan.name} plan runs {plan.concurrent_jobs} jobs at once "
+            f"and {active} are running"
+        )
 
     async def _typical(self, engine_name: str) -> float:
         now = time.monotonic()
@@ -455,8 +458,7 @@ class JobService:
         """Expire an ended job now: its outputs are deleted at once; reads answer 410."""
         job = await self.get(account_id, job_id)
         if not job.terminal:
-            raise Conflict(f"job {job_id} is {job.status}; cancel it first",
-                           job_status=job.status)
+            raise Conflict(f"job {job_id} is {job.status}; cancel it first", job_status=job.status)
         [expired] = await self.store.jobs.expire(job_id=job_id) or [job]
         self._expired(expired)
         return expired

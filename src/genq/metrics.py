@@ -11,12 +11,21 @@ from genq.store import Store
 class Metrics:
     def __init__(self, bus: EventBus) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.events = Counter("genq_job_events", "Job events seen by this process",
-                              ["type"], registry=self.registry)
-        self.finished = Counter("genq_jobs_finished", "Jobs that reached a terminal status",
-                                ["status"], registry=self.registry)
-        self.jobs = Gauge("genq_jobs", "Jobs by status and engine (non-terminal only)",
-                          ["status", "engine"], registry=self.registry)
+        self.events = Counter(
+            "genq_job_events", "Job events seen by this process", ["type"], registry=self.registry
+        )
+        self.finished = Counter(
+            "genq_jobs_finished",
+            "Jobs that reached a terminal status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.jobs = Gauge(
+            "genq_jobs",
+            "Jobs by status and engine (non-terminal only)",
+            ["status", "engine"],
+            registry=self.registry,
+        )
         bus.subscribe(self._on_change)
 
     def _on_change(self, change: Change) -> None:

@@ -20,12 +20,30 @@ class Plan(BaseModel):
 DEFAULT_PLANS: dict[str, Plan] = {
     p.name: p
     for p in (
-        Plan(name="free", generation_per_min=20, status_per_min=300, concurrent_jobs=1,
-             retention_days=7, monthly_credits=100),
-        Plan(name="pro", generation_per_min=240, status_per_min=1200, concurrent_jobs=5,
-             retention_days=31, monthly_credits=5000),
-        Plan(name="ultimate", generation_per_min=600, status_per_min=3000, concurrent_jobs=20,
-             retention_days=31, monthly_credits=20000),
+        Plan(
+            name="free",
+            generation_per_min=20,
+            status_per_min=300,
+            concurrent_jobs=1,
+            retention_days=7,
+            monthly_credits=100,
+        ),
+        Plan(
+            name="pro",
+            generation_per_min=240,
+            status_per_min=1200,
+            concurrent_jobs=5,
+            retention_days=31,
+            monthly_credits=5000,
+        ),
+        Plan(
+            name="ultimate",
+            generation_per_min=600,
+            status_per_min=3000,
+            concurrent_jobs=20,
+            retention_days=31,
+            monthly_credits=20000,
+        ),
     )
 }
 

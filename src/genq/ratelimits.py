@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import coredis
 from limits import RateLimitItemPerMinute
@@ -44,12 +45,11 @@ class RateLimiter:
         self.plans = plans
         # our own Redis pool, so that close() can release its connections
         self._pool = coredis.ConnectionPool.from_url(redis_url) if redis_url else None
-        storage = (
-            storage_from_string("async+" + redis_url, key_prefix="genq",
-                                connection_pool=self._pool)
-            if redis_url
-            else MemoryStorage()
-        )
+        if redis_url:
+            options: dict[str, Any] = {"key_prefix": "genq", "connection_pool": self._pool}
+            storage = storage_from_string("async+" + redis_url, **options)
+        else:
+            storage = MemoryStorage()
         assert isinstance(storage, Storage)
         self.storage: Storage = storage
         self.strategy = MovingWindowRateLimiter(self.storage)
@@ -83,5 +83,6 @@ class RateLimiter:
         stats = await self.strategy.get_window_stats(
             RateLimitItemPerMinute(limit), account_id, kind
         )
-        return Window(kind, limit, max(0, stats.remaining),
-                      max(0, math.ceil(stats.reset_time - time.time())))
+        return Window(
+            kind, limit, max(0, stats.remaining), max(0, math.ceil(stats.reset_time - time.time()))
+        )

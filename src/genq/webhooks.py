@@ -98,7 +98,9 @@ class WebhookSender:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._client = httpx.AsyncClient(
-            follow_redirects=False, timeout=TIMEOUT_S, transport=transport,
+            follow_redirects=False,
+            timeout=TIMEOUT_S,
+            transport=transport,
             headers={"User-Agent": "genq-webhooks/1", "Content-Type": "application/json"},
         )
         self._unsubscribe = bus.subscribe(self._on_change)
@@ -169,17 +171,27 @@ class WebhookSender:
     async def _attempt(self, d: WebhookDelivery) -> None:
         found = await self.store.jobs.get_with_outputs(d.job_id)
         if found is None:
-            await self.store.webhooks.record(d, status_code=None, latency_ms=None,
-                                             error="job deleted", outcome=FAILED,
-                                             next_attempt_at=None)
+            await self.store.webhooks.record(
+                d,
+                status_code=None,
+                latency_ms=None,
+                error="job deleted",
+                outcome=FAILED,
+                next_attempt_at=None,
+            )
             return
         job, outputs = found
         try:
             target = await netsafe.resolve(d.url, allow_private=self.allow_private)
         except netsafe.UnsafeURL as exc:
-            await self.store.webhooks.record(d, status_code=None, latency_ms=None,
-                                             error=exc.detail, outcome=FAILED,
-                                             next_attempt_at=None)
+            await self.store.webhooks.record(
+                d,
+                status_code=None,
+                latency_ms=None,
+                error=exc.detail,
+                outcome=FAILED,
+                next_attempt_at=None,
+            )
             return
         now = utcnow()
         data = await self.jobs.render(job, outputs)
@@ -193,17 +205,27 @@ class WebhookSender:
         headers.update(sign(secret, d.id, now, body))
         started = time.perf_counter()
         try:
-            response = await self._client.post(url, content=body, headers=headers,
-                                               extensions=extensions)
+            response = await self._client.post(
+                url, content=body, headers=headers, extensions=extensions
+            )
         except httpx.HTTPError as exc:
-            await self._settle(d, None, (time.perf_counter() - started) * 1000,
-                               f"{type(exc).__name__}: {exc}"[:500])
+            await self._settle(
+                d,
+                None,
+                (time.perf_counter() - started) * 1000,
+                f"{type(exc).__name__}: {exc}"[:500],
+            )
             return
         latency = (time.perf_counter() - started) * 1000
         await self._settle(d, response, latency, None)
 
-    async def _settle(self, d: WebhookDelivery, response: httpx.Response | None,
-                      latency_ms: float | None, error: str | None) -> None:
+    async def _settle(
+        self,
+        d: WebhookDelivery,
+        response: httpx.Response | None,
+        latency_ms: float | None,
+        error: str | None,
+    ) -> None:
         code = response.status_code if response is not None else None
         if code is not None and 200 <= code < 300:
             outcome, when = DELIVERED, None
@@ -215,16 +237,21 @@ class WebhookSender:
                 if 300 <= code < 400:
                     error = f"receiver answered {code} (redirects are not followed)"
             delay = next_delay(d.attempts, self.schedule)
-            hinted = retry_after(response) if response is not None and code in (429, 503) \
-                else None
+            hinted = retry_after(response) if response is not None and code in (429, 503) else None
             if hinted is not None and delay is not None:
                 delay = max(delay, hinted)
             if delay is None:
                 outcome, when = FAILED, None
             else:
                 outcome, when = PENDING, utcnow() + timedelta(seconds=delay)
-        await self.store.webhooks.record(d, status_code=code, latency_ms=latency_ms, error=error,
-                                         outcome=outcome, next_attempt_at=when)
+        await self.store.webhooks.record(
+            d,
+            status_code=code,
+            latency_ms=latency_ms,
+            error=error,
+            outcome=outcome,
+            next_attempt_at=when,
+        )
         if outcome == PENDING:
             self._wake.set()
 
@@ -238,9 +265,13 @@ def render_delivery(d: WebhookDelivery, attempts: Sequence[Any]) -> dict[str, An
         "url": d.url,
         "status": d.status,
         "attempts": [
-            {"attempt": a.attempt, "at": iso(a.at), "status_code": a.status_code,
-             "latency_ms": round(a.latency_ms, 1) if a.latency_ms is not None else None,
-             "error": a.error}
+            {
+                "attempt": a.attempt,
+                "at": iso(a.at),
+                "status_code": a.status_code,
+                "latency_ms": round(a.latency_ms, 1) if a.latency_ms is not None else None,
+                "error": a.error,
+            }
             for a in attempts
         ],
         "next_attempt_at": iso(d.next_attempt_at) if d.status == PENDING else None,

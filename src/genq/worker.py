@@ -128,7 +128,10 @@ class Worker:
             return 0
         limits = {name: e.concurrency for name, e in self.engines.items()}
         claims = await self.store.jobs.claim(
-            self.owner, slots=free, limits=limits, lease_s=self.settings.lease_s,
+            self.owner,
+            slots=free,
+            limits=limits,
+            lease_s=self.settings.lease_s,
             account_limits=self.account_limits,
         )
         for claim in claims:

@@ -11,16 +11,24 @@ from PIL import Image
 from tests.conftest import GENQ, LiveServer, genq_env
 
 
-def genq(data_dir: Path, *args: str, env: dict[str, str] | None = None,
-         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*GENQ, *args], env=env or genq_env(data_dir), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def genq(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GENQ, *args],
+        env=env or genq_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_keys_accounts_ledger_and_doctor(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    made = genq(data, "keys", "create", "--account", "acme", "--plan", "pro", "--credits", "50",
-                "--json")
+    made = genq(
+        data, "keys", "create", "--account", "acme", "--plan", "pro", "--credits", "50", "--json"
+    )
     assert made.returncode == 0, made.stderr
     info = json.loads(made.stdout)
     assert info["key"].startswith("gq_") and info["account"] == "acme"
@@ -46,9 +54,25 @@ def test_keys_accounts_ledger_and_doctor(tmp_path: Path) -> None:
 def test_run_wait_out_downloads_outputs(server: LiveServer, key: str, tmp_path: Path) -> None:
     env = genq_env(server.settings.data_dir, GENQ_BASE_URL=server.url, GENQ_API_KEY=key)
     out = tmp_path / "out"
-    done = genq(server.settings.data_dir, "run", "demo/text2image", "-i", "prompt=a red fox",
-                "-i", "width=128", "-i", "height=96", "-i", "num_images=2", "-i", "delay_s=0.5",
-                "--wait", "--out", str(out), env=env)
+    done = genq(
+        server.settings.data_dir,
+        "run",
+        "demo/text2image",
+        "-i",
+        "prompt=a red fox",
+        "-i",
+        "width=128",
+        "-i",
+        "height=96",
+        "-i",
+        "num_images=2",
+        "-i",
+        "delay_s=0.5",
+        "--wait",
+        "--out",
+        str(out),
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     files = sorted(out.iterdir())
     assert [f.suffix for f in files] == [".png", ".png"]

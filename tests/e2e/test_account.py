@@ -52,8 +52,9 @@ def test_account_page(page: Any, server: LiveServer, shoot: Any) -> None:
     rx = Receiver()
     try:
         with server.client(key) as api:
-            job_id = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {},
-                                                "webhook": {"url": rx.url}}).json()["id"]
+            job_id = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {}, "webhook": {"url": rx.url}}
+            ).json()["id"]
             wait_for(api, job_id)
             prefix = api.get("/v1/account").json()["key"]["prefix"]
             for _ in range(100):
@@ -62,7 +63,7 @@ def test_account_page(page: Any, server: LiveServer, shoot: Any) -> None:
                 page.wait_for_timeout(100)
             sign_in(page, server, key)
             page.get_by_role("link", name="Account").click()
-            page.get_by_role("heading", name="Account", exact=True).wait_for()
+            page.get_by_role("heading", name="Account", level=1).wait_for()
             page.get_by_text("acme", exact=True).wait_for()
             page.get_by_text(prefix, exact=False).first.wait_for()
             assert page.locator("#webhook-secret").count() == 0  # hidden until asked

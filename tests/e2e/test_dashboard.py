@@ -116,8 +116,11 @@ def test_submit_from_the_form_and_watch_it_live(
     assert page.evaluate("window.__noReload") is True
     timeline = page.locator(".timeline li")
     assert timeline.filter(has_text="Status: running").count() == 1
-    assert timeline.locator("[data-type=completed], .ev-completed").count() + \
-        page.locator('.timeline li[data-type="completed"]').count() >= 1
+    assert (
+        timeline.locator("[data-type=completed], .ev-completed").count()
+        + page.locator('.timeline li[data-type="completed"]').count()
+        >= 1
+    )
     assert page.locator(".downloads a[download]").count() == 3
     assert page.get_by_role("button", name="Cancel job").count() == 0
     shoot(page, "job-image", docs=True)
@@ -146,8 +149,10 @@ def test_submit_from_the_form_and_watch_it_live(
 def test_3d_model_viewer_renders_and_rotates(
     page: Any, server: LiveServer, key: str, api: httpx.Client, shoot: Any
 ) -> None:
-    r = api.post("/v1/jobs", json={"engine": "demo/text-to-3d",
-                                   "input": {"prompt": "a small castle", "delay_s": 0}})
+    r = api.post(
+        "/v1/jobs",
+        json={"engine": "demo/text-to-3d", "input": {"prompt": "a small castle", "delay_s": 0}},
+    )
     assert r.status_code == 202, r.text
     job = wait_for(api, r.json()["id"])
     assert job["status"] == "succeeded", job
@@ -165,8 +170,7 @@ def test_3d_model_viewer_renders_and_rotates(
     assert len(img.getcolors(1 << 20) or []) > 200
 
     def theta() -> float:
-        return float(page.evaluate(
-            "document.querySelector('model-viewer').getCameraOrbit().theta"))
+        return float(page.evaluate("document.querySelector('model-viewer').getCameraOrbit().theta"))
 
     start = theta()
     box = viewer.bounding_box()
@@ -175,8 +179,10 @@ def test_3d_model_viewer_renders_and_rotates(
     page.mouse.down()
     page.mouse.move(cx + 160, cy, steps=8)
     page.mouse.up()
-    page.wait_for_function(f"() => Math.abs(document.querySelector('model-viewer')"
-                           f".getCameraOrbit().theta - {start}) > 0.1")
+    page.wait_for_function(
+        f"() => Math.abs(document.querySelector('model-viewer')"
+        f".getCameraOrbit().theta - {start}) > 0.1"
+    )
     assert abs(theta() - start) > 0.1
 
     links = page.locator(".downloads a[download]")
@@ -191,12 +197,17 @@ def test_3d_model_viewer_renders_and_rotates(
 def test_cancel_a_running_job_from_the_list(
     page: Any, server: LiveServer, key: str, api: httpx.Client, shoot: Any
 ) -> None:
-    done = [api.post("/v1/jobs", json=body).json()["id"] for body in (
-        {"engine": "demo/text2image", "input": {"prompt": "a lighthouse at dusk",
-                                                "delay_s": 0}},
-        {"engine": "demo/text-to-3d", "input": {"prompt": "a small castle", "delay_s": 0}},
-        {"engine": "test/boom", "input": {}},
-    )]
+    done = [
+        api.post("/v1/jobs", json=body).json()["id"]
+        for body in (
+            {
+                "engine": "demo/text2image",
+                "input": {"prompt": "a lighthouse at dusk", "delay_s": 0},
+            },
+            {"engine": "demo/text-to-3d", "input": {"prompt": "a small castle", "delay_s": 0}},
+            {"engine": "test/boom", "input": {}},
+        )
+    ]
     for job_id in done:
         wait_for(api, job_id)
 
@@ -204,8 +215,10 @@ def test_cancel_a_running_job_from_the_list(
     page.locator(".live[data-state=open]").wait_for()
     page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 3")
     # Submitted while the list is open: it appears and runs without a reload.
-    r = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                   "input": {"seconds": 60, "steps": 60, "text": "slow one"}})
+    r = api.post(
+        "/v1/jobs",
+        json={"engine": "test/sleep", "input": {"seconds": 60, "steps": 60, "text": "slow one"}},
+    )
     job_id = r.json()["id"]
     row = job_row(page, job_id)
     row.locator(".badge[data-status=running]").wait_for()

@@ -57,8 +57,9 @@ def test_refunds_on_failure_and_cancel(server: LiveServer) -> None:
     with server.client(key) as api:
         failed = wait_for(api, api.post("/v1/jobs", json={"engine": "test/boom"}).json()["id"])
         assert failed["credits"] == {"estimate": 1, "used": 0, "refunded": 1}
-        job = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                         "input": {"seconds": 20, "steps": 20}}).json()
+        job = api.post(
+            "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 20, "steps": 20}}
+        ).json()
         assert api.get("/v1/account").json()["balance"] == 100 - 3
         wait_for(api, job["id"], until=("running",))
         api.post(f"/v1/jobs/{job['id']}/cancel")
@@ -79,8 +80,9 @@ def test_idempotency_replay_mismatch_and_in_flight(server: LiveServer, api: http
     assert again.content == first.content  # byte for byte
     assert again.headers["idempotent-replayed"] == "true"
     assert api.get("/v1/jobs", params={"limit": 100}).json()["data"].__len__() == 1
-    other = api.post("/v1/jobs", json={**body, "input": {"text": "twice"}},
-                     headers={"Idempotency-Key": "k1"})
+    other = api.post(
+        "/v1/jobs", json={**body, "input": {"text": "twice"}}, headers={"Idempotency-Key": "k1"}
+    )
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     # the same key is a different key for another account
     with server.client(server.new_key("bob")) as bob:
@@ -89,8 +91,11 @@ def test_idempotency_replay_mismatch_and_in_flight(server: LiveServer, api: http
     # a twin racing in flight gets 409: hold the first request with Prefer: wait
     slow = {"engine": "test/sleep", "input": {"seconds": 2, "steps": 2}}
     results: list[httpx.Response] = []
-    t = threading.Thread(target=lambda: results.append(api.post(
-        "/v1/jobs", json=slow, headers={"Idempotency-Key": "k2", "Prefer": "wait=10"})))
+    t = threading.Thread(
+        target=lambda: results.append(
+            api.post("/v1/jobs", json=slow, headers={"Idempotency-Key": "k2", "Prefer": "wait=10"})
+        )
+    )
     t.start()
     time.sleep(0.5)
     twin = api.post("/v1/jobs", json=slow, headers={"Idempotency-Key": "k2"})
@@ -129,8 +134,15 @@ def test_rate_limit_admits_exactly_the_plan(tmp_path: Path) -> None:
 def test_two_servers_sharing_redis_share_the_count(tmp_path: Path) -> None:
     redis_url = "redis://127.0.0.1:6379/15"
     data = tmp_path / "data"
-    plans = {"tiny": {"generation_per_min": 30, "status_per_min": 1000, "concurrent_jobs": 5,
-                      "retention_days": 1, "monthly_credits": 100000}}
+    plans = {
+        "tiny": {
+            "generation_per_min": 30,
+            "status_per_min": 1000,
+            "concurrent_jobs": 5,
+            "retention_days": 1,
+            "monthly_credits": 100000,
+        }
+    }
     a = LiveServer(make_settings(data, redis_url=redis_url, plans=plans)).start()
     b = LiveServer(make_settings(data, redis_url=redis_url, plans=plans)).start()
     try:
@@ -149,9 +161,12 @@ def test_two_servers_sharing_redis_share_the_count(tmp_path: Path) -> None:
 def test_account_concurrency_keeps_jobs_queued(server: LiveServer) -> None:
     key = server.new_key("one-at-a-time", plan="free", credits=1000)  # free: 1 at a time
     with server.client(key) as api:
-        ids = [api.post("/v1/jobs", json={"engine": "test/sync-sleep",
-                                          "input": {"seconds": 1, "steps": 2}}).json()["id"]
-               for _ in range(3)]
+        ids = [
+            api.post(
+                "/v1/jobs", json={"engine": "test/sync-sleep", "input": {"seconds": 1, "steps": 2}}
+            ).json()["id"]
+            for _ in range(3)
+        ]
         wait_for(api, ids[0], until=("running",))
         second = api.get(f"/v1/jobs/{ids[1]}").json()
         assert second["status"] == "queued"
@@ -167,8 +182,15 @@ def test_account_concurrency_keeps_jobs_queued(server: LiveServer) -> None:
 
 
 def test_delete_and_retention_expire_jobs(tmp_path: Path) -> None:
-    plans = {"brief": {"generation_per_min": 100, "status_per_min": 1000, "concurrent_jobs": 5,
-                       "retention_days": 2 / 86400, "monthly_credits": 1000}}
+    plans = {
+        "brief": {
+            "generation_per_min": 100,
+            "status_per_min": 1000,
+            "concurrent_jobs": 5,
+            "retention_days": 2 / 86400,
+            "monthly_credits": 1000,
+        }
+    }
     srv = LiveServer(make_settings(tmp_path / "data", plans=plans, sweep_interval_s=0.5)).start()
     try:
         with srv.client(srv.new_key("brief", plan="brief")) as api:
@@ -184,8 +206,9 @@ def test_delete_and_retention_expire_jobs(tmp_path: Path) -> None:
             assert httpx.get(url).status_code == 404
         with srv.client(srv.new_key("keeper", plan="pro")) as api:
             job = wait_for(api, api.post("/v1/jobs", json={"engine": "test/sleep"}).json()["id"])
-            running = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                                 "input": {"seconds": 5}}).json()
+            running = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 5}}
+            ).json()
             assert api.delete(f"/v1/jobs/{running['id']}").status_code == 409
             assert api.delete(f"/v1/jobs/{job['id']}").status_code == 204
             assert api.get(f"/v1/jobs/{job['id']}").status_code == 410
@@ -196,9 +219,12 @@ def test_delete_and_retention_expire_jobs(tmp_path: Path) -> None:
     assert audit(srv) == []
 
 
-@pytest.mark.parametrize("path", ["/v1/jobs/{id}", "/v1/jobs/{id}/events", "/v1/jobs/{id}/deliveries"])
-def test_cross_account_probes_look_missing(server: LiveServer, api: httpx.Client,
-                                           path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["/v1/jobs/{id}", "/v1/jobs/{id}/events", "/v1/jobs/{id}/deliveries"]
+)
+def test_cross_account_probes_look_missing(
+    server: LiveServer, api: httpx.Client, path: str
+) -> None:
     job = wait_for(api, api.post("/v1/jobs", json={"engine": "test/sleep"}).json()["id"])
     with server.client(server.new_key("eve")) as eve:
         theirs = eve.get(path.format(id=job["id"]))

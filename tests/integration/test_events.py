@@ -31,8 +31,9 @@ def sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
                 event[name] = value
 
 
-def collect(api: httpx.Client, path: str, headers: dict[str, str] | None = None,
-            limit: int | None = None) -> list[dict[str, Any]]:
+def collect(
+    api: httpx.Client, path: str, headers: dict[str, str] | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with api.stream("GET", path, headers=headers or {}) as r:
         assert r.status_code == 200, r.read()
@@ -45,8 +46,9 @@ def collect(api: httpx.Client, path: str, headers: dict[str, str] | None = None,
 
 
 def test_job_stream_in_order_and_closes(api: httpx.Client) -> None:
-    job = api.post("/v1/jobs", json={"engine": "test/sync-sleep",
-                                     "input": {"seconds": 0.6, "steps": 3}}).json()
+    job = api.post(
+        "/v1/jobs", json={"engine": "test/sync-sleep", "input": {"seconds": 0.6, "steps": 3}}
+    ).json()
     events = collect(api, f"/v1/jobs/{job['id']}/events")
     ids = [int(e["id"]) for e in events]
     assert ids == list(range(1, len(ids) + 1))
@@ -61,11 +63,11 @@ def test_job_stream_in_order_and_closes(api: httpx.Client) -> None:
 
 
 def test_resume_after_disconnect_misses_nothing(api: httpx.Client) -> None:
-    job = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                     "input": {"seconds": 1.5, "steps": 6}}).json()
+    job = api.post(
+        "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 1.5, "steps": 6}}
+    ).json()
     first = collect(api, f"/v1/jobs/{job['id']}/events", limit=3)
-    rest = collect(api, f"/v1/jobs/{job['id']}/events",
-                   headers={"Last-Event-ID": first[-1]["id"]})
+    rest = collect(api, f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": first[-1]["id"]})
     ids = [int(e["id"]) for e in first + rest]
     assert ids == list(range(1, len(ids) + 1))
     assert rest[-1]["event"] == "completed"
@@ -90,8 +92,10 @@ def test_account_stream_sees_every_job(api: httpx.Client) -> None:
     t.start()
     ready.wait(10)
     time.sleep(0.2)
-    ids = [api.post("/v1/jobs", json={"engine": "test/sleep", "input": {}}).json()["id"]
-           for _ in range(2)]
+    ids = [
+        api.post("/v1/jobs", json={"engine": "test/sleep", "input": {}}).json()["id"]
+        for _ in range(2)
+    ]
     t.join(20)
     assert not t.is_alive()
     assert {e["data"].get("job_id") or e["data"].get("id") for e in got} == set(ids)
@@ -105,8 +109,9 @@ def test_events_are_private_and_resume_across_restart(tmp_path: Path) -> None:
     key = srv.new_key("alice")
     try:
         with srv.client(key) as api:
-            job = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                             "input": {"seconds": 0.3}}).json()
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 0.3}}
+            ).json()
             seen = collect(api, f"/v1/jobs/{job['id']}/events", limit=2)
             wait_for(api, job["id"])
             with srv.client(srv.new_key("mallory")) as other:
@@ -117,8 +122,9 @@ def test_events_are_private_and_resume_across_restart(tmp_path: Path) -> None:
     srv = LiveServer(settings).start()  # same data dir and port, a new process state
     try:
         with srv.client(key) as api:
-            rest = collect(api, f"/v1/jobs/{job['id']}/events",
-                           headers={"Last-Event-ID": seen[-1]["id"]})
+            rest = collect(
+                api, f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": seen[-1]["id"]}
+            )
             ids = [int(e["id"]) for e in seen + rest]
             assert ids == list(range(1, len(ids) + 1))
             assert rest[-1]["event"] == "completed"

@@ -61,8 +61,11 @@ def test_long_poll_returns_on_change_not_timeout(api: httpx.Client) -> None:
     job = submit(api, "test/sleep", seconds=0.6, steps=1)
     first = api.get(f"/v1/jobs/{job['id']}")
     t0 = time.monotonic()
-    r = api.get(f"/v1/jobs/{job['id']}", params={"wait": 20},
-                headers={"If-None-Match": first.headers["etag"]})
+    r = api.get(
+        f"/v1/jobs/{job['id']}",
+        params={"wait": 20},
+        headers={"If-None-Match": first.headers["etag"]},
+    )
     assert time.monotonic() - t0 < 10
     assert r.status_code == 200
     assert r.headers["etag"] != first.headers["etag"]
@@ -155,17 +158,26 @@ def test_bad_input_gets_problem_json(server: LiveServer, api: httpx.Client) -> N
     r = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": "x"}})
     check(r, 422, "invalid_input")
     assert r.json()["errors"][0]["field"] == "input.seconds"
-    check(api.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}),
-          422, "invalid_input")
-    check(api.post("/v1/jobs", content=b"engine=x", headers={"content-type": "text/plain"}),
-          415, "unsupported_media_type")
+    check(
+        api.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}),
+        422,
+        "invalid_input",
+    )
+    check(
+        api.post("/v1/jobs", content=b"engine=x", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
     check(api.post("/v1/jobs", json={"engine": "test/sleep", "surprise": 1}), 422, "invalid_input")
     big = {"engine": "test/sleep", "input": {"text": "x" * (2 << 20)}}
     check(api.post("/v1/jobs", json=big), 413, "too_large")
     check(api.get("/v1/jobs/job_nope"), 404, "not_found")
     check(httpx.get(f"{server.url}/v1/jobs"), 401, "unauthorized")
-    check(httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": "Bearer gq_wrong"}),
-          401, "unauthorized")
+    check(
+        httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": "Bearer gq_wrong"}),
+        401,
+        "unauthorized",
+    )
     check(api.get("/files/a/b/c"), 404, "not_found")
     check(api.get("/files/../../etc/passwd"), 404, "not_found")
 
@@ -178,7 +190,8 @@ def test_accounts_are_isolated(server: LiveServer, api: httpx.Client, tmp_path: 
         assert r.status_code == 404 and r.json()["code"] == "not_found"
         missing = other.get("/v1/jobs/job_01M0000000000000000000000")
         assert r.json()["detail"].replace(mine["id"], "X") == missing.json()["detail"].replace(
-            "job_01M0000000000000000000000", "X")
+            "job_01M0000000000000000000000", "X"
+        )
         assert other.post(f"/v1/jobs/{mine['id']}/cancel").status_code == 404
         assert other.get(f"/v1/files/{upload['id']}").status_code == 404
         assert other.get(f"/v1/files/{upload['id']}/content").status_code == 404
@@ -186,8 +199,9 @@ def test_accounts_are_isolated(server: LiveServer, api: httpx.Client, tmp_path: 
         # someone else's file cannot be used as an input
         r = other.post("/v1/jobs", json={"engine": "test/copy", "input": {"source": upload["id"]}})
         assert r.status_code == 422 and "no such file" in r.json()["detail"]
-        r = other.post("/v1/jobs", json={"engine": "test/copy",
-                                         "input": {"source": f"{mine['id']}/text"}})
+        r = other.post(
+            "/v1/jobs", json={"engine": "test/copy", "input": {"source": f"{mine['id']}/text"}}
+        )
         assert r.status_code == 422
 
 
@@ -198,19 +212,27 @@ def test_upload_and_use_as_input(api: httpx.Client) -> None:
     assert f["filename"] == "evil_name.bin" and f["bytes"] == 9
     assert api.get(f"/v1/files/{f['id']}").json() == f
     assert api.get(f"/v1/files/{f['id']}/content").content == b"\x00\x01payload"
-    job = wait_for(api, api.post("/v1/jobs", json={"engine": "test/copy",
-                                                   "input": {"source": f["id"]}}).json()["id"])
+    job = wait_for(
+        api,
+        api.post("/v1/jobs", json={"engine": "test/copy", "input": {"source": f["id"]}}).json()[
+            "id"
+        ],
+    )
     assert job["status"] == "succeeded", job
     assert httpx.get(job["outputs"][0]["url"]).content == b"\x00\x01payload"
     # an earlier job's output works as an input too
-    chained = api.post("/v1/jobs", json={"engine": "test/copy",
-                                         "input": {"source": f"{job['id']}/copy"}})
+    chained = api.post(
+        "/v1/jobs", json={"engine": "test/copy", "input": {"source": f"{job['id']}/copy"}}
+    )
     assert wait_for(api, chained.json()["id"])["status"] == "succeeded"
 
 
 def test_prefer_wait_holds_until_done(api: httpx.Client) -> None:
-    r = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 0.3}},
-                 headers={"Prefer": "wait=10"})
+    r = api.post(
+        "/v1/jobs",
+        json={"engine": "test/sleep", "input": {"seconds": 0.3}},
+        headers={"Prefer": "wait=10"},
+    )
     assert r.status_code == 200
     assert r.json()["status"] == "succeeded"
 

@@ -24,11 +24,18 @@ async def make_store(tmp_path: Path) -> tuple[Store, str]:
 
 
 async def add_job(store: Store, account_id: str, engine: str = "e") -> str:
-    job = await store.jobs.create({
-        "id": new_id("job"), "account_id": account_id, "engine": engine, "task": "noop",
-        "input": {}, "metadata": {}, "credits_estimate": 5,
-        "expires_at": utcnow() + timedelta(days=1),
-    })
+    job = await store.jobs.create(
+        {
+            "id": new_id("job"),
+            "account_id": account_id,
+            "engine": engine,
+            "task": "noop",
+            "input": {},
+            "metadata": {},
+            "credits_estimate": 5,
+            "expires_at": utcnow() + timedelta(days=1),
+        }
+    )
     return job.id
 
 
@@ -46,9 +53,18 @@ async def test_zombie_worker_cannot_write_after_reap(tmp_path: Path) -> None:
         with pytest.raises(LeaseLost):
             await store.jobs.progress(zombie, 50, "late")
         with pytest.raises(LeaseLost):
-            await store.jobs.add_output(zombie, {"name": "x", "kind": "other",
-                                                 "content_type": "text/plain", "bytes": 1,
-                                                 "sha256": "0", "path": "a/b/c", "meta": {}})
+            await store.jobs.add_output(
+                zombie,
+                {
+                    "name": "x",
+                    "kind": "other",
+                    "content_type": "text/plain",
+                    "bytes": 1,
+                    "sha256": "0",
+                    "path": "a/b/c",
+                    "meta": {},
+                },
+            )
         with pytest.raises(LeaseLost):
             await store.jobs.finish(zombie, "succeeded", credits_used=5)
         held, _ = await store.jobs.heartbeat("A", [zombie], 30)
@@ -83,10 +99,12 @@ async def test_claim_is_atomic_across_concurrent_claimers(tmp_path: Path) -> Non
     other = Store(store.db.url)  # a second pool: as another process would
     try:
         ids = {await add_job(store, acct) for _ in range(30)}
-        results = await asyncio.gather(*[
-            s.jobs.claim(f"W{i}", slots=4, limits={"e": 100}, lease_s=30)
-            for i, s in enumerate([store, other] * 6)
-        ])
+        results = await asyncio.gather(
+            *[
+                s.jobs.claim(f"W{i}", slots=4, limits={"e": 100}, lease_s=30)
+                for i, s in enumerate([store, other] * 6)
+            ]
+        )
         claimed = [c.job.id for batch in results for c in batch]
         assert len(claimed) == len(set(claimed)) == 30
         assert set(claimed) == ids

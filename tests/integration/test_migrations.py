@@ -24,7 +24,15 @@ def test_migrations_match_models(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert diff == []
-    assert {"jobs", "job_events", "job_outputs", "accounts", "api_keys", "files", "models"} <= tables
+    assert {
+        "jobs",
+        "job_events",
+        "job_outputs",
+        "accounts",
+        "api_keys",
+        "files",
+        "models",
+    } <= tables
 
 
 def test_upgrade_is_idempotent(tmp_path: Path) -> None:

@@ -63,8 +63,9 @@ class Receiver:
 
 @pytest.fixture
 def hooked(tmp_path: Path) -> Iterator[LiveServer]:
-    settings = make_settings(tmp_path / "data", webhook_allow_private=True,
-                             webhook_retry_schedule_s=[0.2, 0.2, 0.2, 0.2])
+    settings = make_settings(
+        tmp_path / "data", webhook_allow_private=True, webhook_retry_schedule_s=[0.2, 0.2, 0.2, 0.2]
+    )
     srv = LiveServer(settings).start()
     try:
         yield srv
@@ -78,10 +79,14 @@ def test_signed_delivery_verifies_with_standardwebhooks(hooked: LiveServer) -> N
         with hooked.client(hooked.new_key()) as api:
             secret = api.get("/v1/account/webhook-secret").json()["secret"]
             assert secret.startswith("whsec_")
-            job = api.post("/v1/jobs", json={
-                "engine": "test/sleep", "input": {"seconds": 0.4, "steps": 2},
-                "webhook": {"url": rx.url, "events": ["started", "progress", "completed"]},
-            }).json()
+            job = api.post(
+                "/v1/jobs",
+                json={
+                    "engine": "test/sleep",
+                    "input": {"seconds": 0.4, "steps": 2},
+                    "webhook": {"url": rx.url, "events": ["started", "progress", "completed"]},
+                },
+            ).json()
             wait_for(api, job["id"])
             rx.wait(3)
             time.sleep(0.3)
@@ -106,8 +111,9 @@ def test_retries_keep_the_same_webhook_id(hooked: LiveServer) -> None:
     try:
         with hooked.client(hooked.new_key()) as api:
             t0 = time.monotonic()
-            job = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {},
-                                             "webhook": {"url": rx.url}}).json()
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {}, "webhook": {"url": rx.url}}
+            ).json()
             done = wait_for(api, job["id"])
             assert done["status"] == "succeeded"
             rx.wait(4)
@@ -126,16 +132,18 @@ def test_redirects_not_followed_and_410_disables(hooked: LiveServer) -> None:
     gone = Receiver(script=[410])
     try:
         with hooked.client(hooked.new_key()) as api:
-            job = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {},
-                                             "webhook": {"url": rx.url}}).json()
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {}, "webhook": {"url": rx.url}}
+            ).json()
             wait_for(api, job["id"])
             rx.wait(5)
             time.sleep(0.5)
             [d] = api.get(f"/v1/jobs/{job['id']}/deliveries").json()["data"]
             assert d["status"] == "failed" and len(d["attempts"]) == 5
             assert "redirects are not followed" in d["attempts"][0]["error"]
-            job2 = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {},
-                                              "webhook": {"url": gone.url}}).json()
+            job2 = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {}, "webhook": {"url": gone.url}}
+            ).json()
             wait_for(api, job2["id"])
             gone.wait(1)
             time.sleep(0.3)
@@ -153,21 +161,46 @@ def test_redirects_not_followed_and_410_disables(hooked: LiveServer) -> None:
 def test_dead_receiver_never_delays_the_job(hooked: LiveServer) -> None:
     with hooked.client(hooked.new_key()) as api:
         t0 = time.monotonic()
-        job = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {},
-                                         "webhook": {"url": "http://127.0.0.1:9/nothing"}})
+        job = api.post(
+            "/v1/jobs",
+            json={
+                "engine": "test/sleep",
+                "input": {},
+                "webhook": {"url": "http://127.0.0.1:9/nothing"},
+            },
+        )
         assert wait_for(api, job.json()["id"])["status"] == "succeeded"
         assert time.monotonic() - t0 < 5
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/x", "http://2130706433/x", "http://0177.0.0.1/x", "http://0x7f.0.0.1/x",
-    "http://127.1/x", "http://[::1]/x", "http://[::ffff:127.0.0.1]/x", "http://localhost/x",
-    "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/x", "http://172.16.5.4/x",
-    "http://192.168.1.1/x", "http://100.64.0.1/x", "http://[64:ff9b::7f00:1]/x",
-    "http://[2002:7f00:1::]/x", "http://[fe80::1]/x", "http://[fc00::1]/x", "file:///etc/passwd",
-    "http://example.com@127.0.0.1/x", "http://user:pw@example.com/x", "gopher://example.com/",
-    "http://0.0.0.0/x", "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://2130706433/x",
+        "http://0177.0.0.1/x",
+        "http://0x7f.0.0.1/x",
+        "http://127.1/x",
+        "http://[::1]/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://localhost/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/x",
+        "http://172.16.5.4/x",
+        "http://192.168.1.1/x",
+        "http://100.64.0.1/x",
+        "http://[64:ff9b::7f00:1]/x",
+        "http://[2002:7f00:1::]/x",
+        "http://[fe80::1]/x",
+        "http://[fc00::1]/x",
+        "file:///etc/passwd",
+        "http://example.com@127.0.0.1/x",
+        "http://user:pw@example.com/x",
+        "gopher://example.com/",
+        "http://0.0.0.0/x",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x",
+    ],
+)
 def test_ssrf_corpus_refused(server: LiveServer, api: httpx.Client, url: str) -> None:
     r = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {}, "webhook": {"url": url}})
     assert r.status_code == 422, (url, r.text)

@@ -25,15 +25,26 @@ def api_only(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def start_worker(data_dir: Path) -> subprocess.Popen[bytes]:
-    env = genq_env(data_dir, GENQ_LEASE_S="2", GENQ_REAPER_INTERVAL_S="0.5",
-                   GENQ_POLL_INTERVAL_S="0.2", GENQ_SHUTDOWN_GRACE_S="1")
+    env = genq_env(
+        data_dir,
+        GENQ_LEASE_S="2",
+        GENQ_REAPER_INTERVAL_S="0.5",
+        GENQ_POLL_INTERVAL_S="0.2",
+        GENQ_SHUTDOWN_GRACE_S="1",
+    )
     with (data_dir / f"worker-{time.monotonic_ns()}.log").open("wb") as log:
         return subprocess.Popen([*GENQ, "worker"], env=env, stdout=log, stderr=log)
 
 
+def db_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir.resolve() / 'genq.db'}"
+
+
 def ledger_kinds(data_dir: Path, job_id: str) -> list[str]:
+    url = db_url(data_dir)
+
     async def main() -> list[str]:
-        store = Store(f"sqlite+aiosqlite:///{data_dir.resolve() / 'genq.db'}")
+        store = Store(url)
         try:
             job = await store.jobs.get(job_id)
             assert job is not None
@@ -47,8 +58,10 @@ def ledger_kinds(data_dir: Path, job_id: str) -> list[str]:
 
 
 def attempts(data_dir: Path, job_id: str) -> int:
+    url = db_url(data_dir)
+
     async def main() -> int:
-        store = Store(f"sqlite+aiosqlite:///{data_dir.resolve() / 'genq.db'}")
+        store = Store(url)
         try:
             job = await store.jobs.get(job_id)
             assert job is not None
@@ -64,8 +77,9 @@ def test_killed_worker_job_is_rerun_by_another(api_only: LiveServer) -> None:
     with api_only.client(api_only.new_key()) as api:
         first = start_worker(data)
         try:
-            job = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                             "input": {"seconds": 3, "steps": 6}}).json()
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 3, "steps": 6}}
+            ).json()
             wait_for(api, job["id"], until=("running",), timeout=20)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
@@ -92,8 +106,9 @@ def test_sigterm_requeues_unfinished_work(api_only: LiveServer) -> None:
     data = api_only.settings.data_dir
     with api_only.client(api_only.new_key()) as api:
         worker = start_worker(data)
-        job = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                         "input": {"seconds": 30, "steps": 30}}).json()
+        job = api.post(
+            "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 30, "steps": 30}}
+        ).json()
         wait_for(api, job["id"], until=("running",), timeout=20)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(20) == 0
@@ -107,9 +122,12 @@ def test_two_workers_share_the_queue(api_only: LiveServer) -> None:
     with api_only.client(api_only.new_key()) as api:
         workers = [start_worker(data) for _ in range(2)]
         try:
-            ids = [api.post("/v1/jobs", json={"engine": "test/sync-sleep",
-                                              "input": {"seconds": 0.2}}).json()["id"]
-                   for _ in range(12)]
+            ids = [
+                api.post(
+                    "/v1/jobs", json={"engine": "test/sync-sleep", "input": {"seconds": 0.2}}
+                ).json()["id"]
+                for _ in range(12)
+            ]
             for job_id in ids:
                 assert wait_for(api, job_id, timeout=60)["status"] == "succeeded"
             assert all(attempts(data, j) == 1 for j in ids)
@@ -126,13 +144,15 @@ def test_api_wakes_waiters_for_other_process_changes(api_only: LiveServer) -> No
     with api_only.client(api_only.new_key()) as api:
         worker = start_worker(data)
         try:
-            job = api.post("/v1/jobs", json={"engine": "test/sleep",
-                                             "input": {"seconds": 0.5, "steps": 1}}).json()
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 0.5, "steps": 1}}
+            ).json()
             etag = api.get(f"/v1/jobs/{job['id']}").headers["etag"]
             deadline = time.monotonic() + 30
             while True:
-                r = api.get(f"/v1/jobs/{job['id']}", params={"wait": 10},
-                            headers={"If-None-Match": etag})
+                r = api.get(
+                    f"/v1/jobs/{job['id']}", params={"wait": 10}, headers={"If-None-Match": etag}
+                )
                 if r.status_code == 200:
                     etag = r.headers["etag"]
                     if r.json()["status"] == "succeeded":

@@ -9,10 +9,26 @@ import pytest
 from genq import netsafe
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "127.1",
-                                  "::1", "::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::",
-                                  "2001:0:4136:e378:8000:63bf:80ff:fffe", "169.254.169.254",
-                                  "10.1.2.3", "100.64.0.1", "fd00::1", "0.0.0.0"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "2130706433",
+        "0177.0.0.1",
+        "0x7f.0.0.1",
+        "127.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        "169.254.169.254",
+        "10.1.2.3",
+        "100.64.0.1",
+        "fd00::1",
+        "0.0.0.0",
+    ],
+)
 def test_private_forms_are_not_public(host: str) -> None:
     ip = netsafe.literal_ip(host)
     assert ip is not None
@@ -38,8 +54,9 @@ async def test_resolve_checks_every_address_and_pins() -> None:
     assert url == "https://[::1]:443/hook" and ext == {"sni_hostname": "::1"}
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/", "http://a@example.com/", "http:///x",
-                                 "http://example.com:99999/"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/", "http://a@example.com/", "http:///x", "http://example.com:99999/"]
+)
 def test_malformed_or_disallowed_urls(url: str) -> None:
     with pytest.raises(netsafe.UnsafeURL):
         netsafe.check_plainly(url, allow_private=False)

@@ -50,6 +50,5 @@ def create_app(
         app.include_router(router)
     core.webhooks.formats.update(compat.webhook_formats())
     app.add_middleware(RateLimitHeaders)
-    app.add_middleware(BodyLimit, max_bytes=max(settings.max_upload_bytes,
-                                                settings.max_json_bytes))
+    app.add_middleware(BodyLimit, max_bytes=max(settings.max_upload_bytes, settings.max_json_bytes))
     return app

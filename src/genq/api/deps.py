@@ -75,11 +75,14 @@ async def idempotent(
 
     async def replay_resource(resource_id: str) -> Reply:
         item = await genq.jobs.body(caller.account.id, resource_id)
-        return Reply(202, {"content-type": "application/json",
-                           "location": f"/v1/jobs/{resource_id}"}, item.body, replayed=True)
+        return Reply(
+            202,
+            {"content-type": "application/json", "location": f"/v1/jobs/{resource_id}"},
+            item.body,
+            replayed=True,
+        )
 
-    reply = await genq.idempotency.run(caller.account.id, key, fingerprint, run,
-                                       replay_resource)
+    reply = await genq.idempotency.run(caller.account.id, key, fingerprint, run, replay_resource)
     headers = dict(reply.headers)
     if reply.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -98,10 +101,13 @@ async def json_body(request: Request, model: type[M], *, max_bytes: int) -> M:
     try:
         data: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}", errors=[
-            {"field": "body", "message": str(exc), "type": "json_invalid"}]) from exc
+        raise InvalidInput(
+            f"the body is not valid JSON: {exc}",
+            errors=[{"field": "body", "message": str(exc), "type": "json_invalid"}],
+        ) from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput("the request body is not valid", errors=pydantic_errors(exc, "body")
-                           ) from exc
+        raise InvalidInput(
+            "the request body is not valid", errors=pydantic_errors(exc, "body")
+        ) from exc

@@ -52,8 +52,12 @@ class BodyLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    response = problem(413, "too_large", "Payload too large",
-                                       f"the body is larger than {self.max_bytes} bytes")
+                    response = problem(
+                        413,
+                        "too_large",
+                        "Payload too large",
+                        f"the body is larger than {self.max_bytes} bytes",
+                    )
                     await response(scope, receive, send)
                     return
         seen = 0

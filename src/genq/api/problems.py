@@ -27,8 +27,14 @@ _HTTP_CODES = {
 
 
 def problem(
-    status: int, code: str, title: str, detail: str, *, instance: str | None = None,
-    headers: dict[str, str] | None = None, **extra: Any,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Response:
     body: dict[str, Any] = {
         "type": f"https://genq.dev/problems/{code}",
@@ -46,8 +52,9 @@ def problem(
 def from_error(exc: GenqError, instance: str | None = None) -> Response:
     extra = dict(exc.extra)
     headers = extra.pop("headers", None)
-    return problem(exc.status, exc.code, exc.title, exc.detail, instance=instance,
-                   headers=headers, **extra)
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, instance=instance, headers=headers, **extra
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -65,20 +72,37 @@ def install(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        return problem(422, "invalid_input", "Invalid input", "the request is not valid",
-                       instance=request.url.path, errors=errors)
+        return problem(
+            422,
+            "invalid_input",
+            "Invalid input",
+            "the request is not valid",
+            instance=request.url.path,
+            errors=errors,
+        )
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
-        return problem(exc.status_code, code, title, detail, instance=request.url.path,
-                       headers=dict(exc.headers or {}))
+        return problem(
+            exc.status_code,
+            code,
+            title,
+            detail,
+            instance=request.url.path,
+            headers=dict(exc.headers or {}),
+        )
 
     async def on_crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal", "Internal error", "the server failed; it was logged",
-                       instance=request.url.path)
+        return problem(
+            500,
+            "internal",
+            "Internal error",
+            "the server failed; it was logged",
+            instance=request.url.path,
+        )
 
     app.add_exception_handler(GenqError, on_genq)
     app.add_exception_handler(RequestValidationError, on_validation)

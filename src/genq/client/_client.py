@@ -67,9 +67,14 @@ class Client:
     ) -> None:
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout, follow_redirects=True)
-        self._core = Core(base_url=base_url, api_key=api_key, timeout=timeout,
-                          max_retries=max_retries, http=self._http,
-                          bind_output=self._bind_output)
+        self._core = Core(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            http=self._http,
+            bind_output=self._bind_output,
+        )
         self._sleep: Callable[[float], None] = time.sleep  # injectable for tests
         self.jobs = Jobs(self)
         self.engines = Engines(self)
@@ -159,9 +164,14 @@ class AsyncClient:
     ) -> None:
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout, follow_redirects=True)
-        self._core = Core(base_url=base_url, api_key=api_key, timeout=timeout,
-                          max_retries=max_retries, http=self._http,
-                          bind_output=self._bind_output)
+        self._core = Core(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            http=self._http,
+            bind_output=self._bind_output,
+        )
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # injectable
         self.jobs = AsyncJobs(self)
         self.engines = AsyncEngines(self)

@@ -151,7 +151,9 @@ class Core:
 
     def same_origin(self, url: httpx.URL) -> bool:
         return (url.scheme, url.host, url.port) == (
-            self.base_url.scheme, self.base_url.host, self.base_url.port
+            self.base_url.scheme,
+            self.base_url.host,
+            self.base_url.port,
         )
 
     def build(
@@ -174,10 +176,12 @@ class Core:
         h.update(headers or {})
         t = self.timeout if timeout is None else to_timeout(timeout)
         if extra_read_s and t.read is not None:
-            t = httpx.Timeout(connect=t.connect, read=t.read + extra_read_s, write=t.write,
-                              pool=t.pool)
-        return self.http.build_request(method, url, params=params, json=json, files=files,
-                                       headers=h, timeout=t)
+            t = httpx.Timeout(
+                connect=t.connect, read=t.read + extra_read_s, write=t.write, pool=t.pool
+            )
+        return self.http.build_request(
+            method, url, params=params, json=json, files=files, headers=h, timeout=t
+        )
 
     # -- sending, with retries ---------------------------------------------------
 
@@ -206,8 +210,13 @@ class Core:
                     return outcome
             if sink is not None:
                 sink.discard()
-            delay = next_retry(request, outcome, attempt=attempt,
-                               max_retries=self.max_retries, jitter=self.jitter())
+            delay = next_retry(
+                request,
+                outcome,
+                attempt=attempt,
+                max_retries=self.max_retries,
+                jitter=self.jitter(),
+            )
             if delay is None:
                 cause = outcome if isinstance(outcome, Exception) else None
                 raise error_for(request, outcome) from cause

@@ -165,9 +165,7 @@ class WaitTimeout(GenqError):
     def __init__(self, job: Job, timeout: float) -> None:
         self.job = job
         self.timeout = timeout
-        super().__init__(
-            f"job {job.id} still {job.status} after waiting {timeout:g}s"
-        )
+        super().__init__(f"job {job.id} still {job.status} after waiting {timeout:g}s")
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

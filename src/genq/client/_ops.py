@@ -61,8 +61,9 @@ def create_job(
     if metadata is not None:
         body["metadata"] = dict(metadata)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    response = yield from core.request("POST", "/v1/jobs", json=body, headers=headers,
-                                       timeout=timeout)
+    response = yield from core.request(
+        "POST", "/v1/jobs", json=body, headers=headers, timeout=timeout
+    )
     job = core.job(response)
     core.remember(job.id, response)
     return job
@@ -77,8 +78,9 @@ def fetch_job(
     headers = {"If-None-Match": cached[0]} if cached else None
     params = {"wait": wait} if wait > 0 else None
     path = f"/v1/jobs/{_seg(job_id)}"
-    response = yield from core.request("GET", path, params=params, headers=headers,
-                                       timeout=timeout, extra_read_s=float(wait))
+    response = yield from core.request(
+        "GET", path, params=params, headers=headers, timeout=timeout, extra_read_s=float(wait)
+    )
     if response.status_code == 304:
         if cached is not None:
             return core.job(response, cached[1]), response
@@ -122,8 +124,7 @@ def list_jobs(
 
 
 def cancel_job(core: Core, job_id: str, *, timeout: TimeoutArg) -> Op[Job]:
-    response = yield from core.request("POST", f"/v1/jobs/{_seg(job_id)}/cancel",
-                                       timeout=timeout)
+    response = yield from core.request("POST", f"/v1/jobs/{_seg(job_id)}/cancel", timeout=timeout)
     return core.job(response)
 
 
@@ -165,21 +166,34 @@ def run_job(
     timeout: float | None,
     on_progress: ProgressCallback | None,
 ) -> Op[Job]:
-    created = yield from create_job(core, engine=engine, input=input, webhook=webhook,
-                                    metadata=metadata, idempotency_key=idempotency_key,
-                                    timeout=None)
-    job = yield from wait_job(core, created.id, timeout=timeout, on_progress=on_progress,
-                              poll_interval=None)
+    created = yield from create_job(
+        core,
+        engine=engine,
+        input=input,
+        webhook=webhook,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+        timeout=None,
+    )
+    job = yield from wait_job(
+        core, created.id, timeout=timeout, on_progress=on_progress, poll_interval=None
+    )
     if job.status != "succeeded":
         raise JobFailed(job)
     return job
 
 
 def download_path(output: JobOutput, path: StrPath) -> Path:
-    """Where `output.download(path)` saves: `path` itself, or `<name><ext>` inside it
-    when it is a directory (existing, or spelled with a trailing slash)."""
+    """Where `output.download(path)` saves: `<name><ext>` inside `path` when it is a
+    directory (existing, spelled with a trailing slash, or a new path without a file
+    extension, like `./out`), else `path` itself."""
     target = Path(path)
-    if not (target.is_dir() or str(path).endswith(("/", os.sep))):
+    is_dir = (
+        target.is_dir()
+        or str(path).endswith(("/", os.sep))
+        or (not target.exists() and not target.suffix)
+    )
+    if not is_dir:
         return target
     suffix = PurePosixPath(httpx.URL(output.url).path).suffix
     if not suffix and output.content_type:
@@ -206,8 +220,9 @@ def list_engines(core: Core, *, timeout: TimeoutArg) -> Op[list[Engine]]:
 
 def retrieve_engine(core: Core, name: str, *, timeout: TimeoutArg) -> Op[Engine]:
     # Engine names hold a slash (`demo/text2image`) that the route expects as is.
-    response = yield from core.request("GET", f"/v1/engines/{quote(name, safe='/')}",
-                                       timeout=timeout)
+    response = yield from core.request(
+        "GET", f"/v1/engines/{quote(name, safe='/')}", timeout=timeout
+    )
     return core.parse(Engine, response)
 
 
@@ -230,9 +245,9 @@ def upload_file(
         content, name = file, filename or Path(getattr(file, "name", "upload")).name
     ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
     try:
-        response = yield from core.request("POST", "/v1/files",
-                                           files={"file": (name, content, ctype)},
-                                           timeout=timeout)
+        response = yield from core.request(
+            "POST", "/v1/files", files={"file": (name, content, ctype)}, timeout=timeout
+        )
     finally:
         if opened is not None:
             opened.close()
@@ -262,8 +277,12 @@ def create_model(
 def train_model(
     core: Core, model_id: str, *, input: Mapping[str, Any] | None, timeout: TimeoutArg
 ) -> Op[Job]:
-    response = yield from core.request("POST", f"/v1/models/{_seg(model_id)}/train",
-                                       json={"input": dict(input or {})}, timeout=timeout)
+    response = yield from core.request(
+        "POST",
+        f"/v1/models/{_seg(model_id)}/train",
+        json={"input": dict(input or {})},
+        timeout=timeout,
+    )
     job = core.job(response)
     core.remember(job.id, response)
     return job

@@ -61,9 +61,17 @@ class Jobs(_Sync):
         """Submit a job (`POST /v1/jobs`); it is queued and returned at once. With an
         `idempotency_key` the request is retried safely on errors. `webhook` is a URL
         or `{"url": ..., "events": [...]}`."""
-        return self._client._run(_ops.create_job(
-            self._core, engine=engine, input=input or {}, webhook=webhook,
-            metadata=metadata, idempotency_key=idempotency_key, timeout=timeout))
+        return self._client._run(
+            _ops.create_job(
+                self._core,
+                engine=engine,
+                input=input or {},
+                webhook=webhook,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+            )
+        )
 
     def retrieve(self, job_id: str, /, *, timeout: TimeoutArg = None) -> Job:
         """The job (`GET /v1/jobs/{id}`); revalidated with its last ETag (a 304 returns
@@ -80,11 +88,20 @@ class Jobs(_Sync):
         timeout: TimeoutArg = None,
     ) -> JobPage:
         """One page of the account's jobs, newest first; `.iter_all()` pages on."""
-        page = self._client._run(_ops.list_jobs(
-            self._core, JobPage, status=status, engine=engine, limit=limit, after=after,
-            timeout=timeout))
+        page = self._client._run(
+            _ops.list_jobs(
+                self._core,
+                JobPage,
+                status=status,
+                engine=engine,
+                limit=limit,
+                after=after,
+                timeout=timeout,
+            )
+        )
         page._fetch = lambda cursor: self.list(
-            status=status, engine=engine, limit=limit, after=cursor, timeout=timeout)
+            status=status, engine=engine, limit=limit, after=cursor, timeout=timeout
+        )
         return page
 
     def list_all(
@@ -112,9 +129,15 @@ class Jobs(_Sync):
         and whenever status, progress, message or queue position change. `timeout` is
         the whole wait in seconds (None: no limit; then `WaitTimeout`).
         `poll_interval` overrides the server's `Retry-After` pacing."""
-        return self._client._run(_ops.wait_job(
-            self._core, job_id, timeout=timeout, on_progress=on_progress,
-            poll_interval=poll_interval))
+        return self._client._run(
+            _ops.wait_job(
+                self._core,
+                job_id,
+                timeout=timeout,
+                on_progress=on_progress,
+                poll_interval=poll_interval,
+            )
+        )
 
     def run(
         self,
@@ -129,10 +152,18 @@ class Jobs(_Sync):
     ) -> Job:
         """`create` then `wait`; returns the succeeded job, raises `JobFailed` if it
         ended failed, canceled or expired and `WaitTimeout` after `timeout` seconds."""
-        return self._client._run(_ops.run_job(
-            self._core, engine=engine, input=input or {}, webhook=webhook,
-            metadata=metadata, idempotency_key=idempotency_key, timeout=timeout,
-            on_progress=on_progress))
+        return self._client._run(
+            _ops.run_job(
+                self._core,
+                engine=engine,
+                input=input or {},
+                webhook=webhook,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+                on_progress=on_progress,
+            )
+        )
 
     def download(
         self, output: JobOutput, path: StrPath = ".", *, timeout: TimeoutArg = None
@@ -154,9 +185,17 @@ class AsyncJobs(_Async):
         idempotency_key: str | None = None,
         timeout: TimeoutArg = None,
     ) -> Job:
-        return await self._client._run(_ops.create_job(
-            self._core, engine=engine, input=input or {}, webhook=webhook,
-            metadata=metadata, idempotency_key=idempotency_key, timeout=timeout))
+        return await self._client._run(
+            _ops.create_job(
+                self._core,
+                engine=engine,
+                input=input or {},
+                webhook=webhook,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+            )
+        )
 
     async def retrieve(self, job_id: str, /, *, timeout: TimeoutArg = None) -> Job:
         return await self._client._run(_ops.retrieve_job(self._core, job_id, timeout=timeout))
@@ -170,11 +209,20 @@ class AsyncJobs(_Async):
         after: str | None = None,
         timeout: TimeoutArg = None,
     ) -> AsyncJobPage:
-        page = await self._client._run(_ops.list_jobs(
-            self._core, AsyncJobPage, status=status, engine=engine, limit=limit, after=after,
-            timeout=timeout))
+        page = await self._client._run(
+            _ops.list_jobs(
+                self._core,
+                AsyncJobPage,
+                status=status,
+                engine=engine,
+                limit=limit,
+                after=after,
+                timeout=timeout,
+            )
+        )
         page._fetch = lambda cursor: self.list(
-            status=status, engine=engine, limit=limit, after=cursor, timeout=timeout)
+            status=status, engine=engine, limit=limit, after=cursor, timeout=timeout
+        )
         return page
 
     async def list_all(
@@ -197,9 +245,15 @@ class AsyncJobs(_Async):
         poll_interval: float | None = None,
     ) -> Job:
         """See `Jobs.wait`; `on_progress` may also be an `async def`."""
-        return await self._client._run(_ops.wait_job(
-            self._core, job_id, timeout=timeout, on_progress=on_progress,
-            poll_interval=poll_interval))
+        return await self._client._run(
+            _ops.wait_job(
+                self._core,
+                job_id,
+                timeout=timeout,
+                on_progress=on_progress,
+                poll_interval=poll_interval,
+            )
+        )
 
     async def run(
         self,
@@ -212,16 +266,23 @@ class AsyncJobs(_Async):
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> Job:
-        return await self._client._run(_ops.run_job(
-            self._core, engine=engine, input=input or {}, webhook=webhook,
-            metadata=metadata, idempotency_key=idempotency_key, timeout=timeout,
-            on_progress=on_progress))
+        return await self._client._run(
+            _ops.run_job(
+                self._core,
+                engine=engine,
+                input=input or {},
+                webhook=webhook,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+                on_progress=on_progress,
+            )
+        )
 
     async def download(
         self, output: JobOutput, path: StrPath = ".", *, timeout: TimeoutArg = None
     ) -> Path:
-        return await self._client._run(_ops.download(self._core, output, path,
-                                                     timeout=timeout))
+        return await self._client._run(_ops.download(self._core, output, path, timeout=timeout))
 
 
 class Engines(_Sync):
@@ -257,8 +318,11 @@ class Files(_Sync):
     ) -> File:
         """Upload a path, bytes or a binary file object (multipart field `file`); the
         content type is guessed from the name unless given."""
-        return self._client._run(_ops.upload_file(
-            self._core, file, filename=filename, content_type=content_type, timeout=timeout))
+        return self._client._run(
+            _ops.upload_file(
+                self._core, file, filename=filename, content_type=content_type, timeout=timeout
+            )
+        )
 
     def retrieve(self, file_id: str, /, *, timeout: TimeoutArg = None) -> File:
         return self._client._run(_ops.retrieve_file(self._core, file_id, timeout=timeout))
@@ -274,12 +338,14 @@ class AsyncFiles(_Async):
         content_type: str | None = None,
         timeout: TimeoutArg = None,
     ) -> File:
-        return await self._client._run(_ops.upload_file(
-            self._core, file, filename=filename, content_type=content_type, timeout=timeout))
+        return await self._client._run(
+            _ops.upload_file(
+                self._core, file, filename=filename, content_type=content_type, timeout=timeout
+            )
+        )
 
     async def retrieve(self, file_id: str, /, *, timeout: TimeoutArg = None) -> File:
-        return await self._client._run(_ops.retrieve_file(self._core, file_id,
-                                                          timeout=timeout))
+        return await self._client._run(_ops.retrieve_file(self._core, file_id, timeout=timeout))
 
 
 class Models(_Sync):
@@ -293,8 +359,11 @@ class Models(_Sync):
         metadata: Mapping[str, Any] | None = None,
         timeout: TimeoutArg = None,
     ) -> Model:
-        return self._client._run(_ops.create_model(
-            self._core, name=name, engine=engine, metadata=metadata, timeout=timeout))
+        return self._client._run(
+            _ops.create_model(
+                self._core, name=name, engine=engine, metadata=metadata, timeout=timeout
+            )
+        )
 
     def train(
         self,
@@ -305,8 +374,9 @@ class Models(_Sync):
         timeout: TimeoutArg = None,
     ) -> Job:
         """Start training; returns the training job (wait for it with `jobs.wait`)."""
-        return self._client._run(_ops.train_model(self._core, model_id, input=input,
-                                                  timeout=timeout))
+        return self._client._run(
+            _ops.train_model(self._core, model_id, input=input, timeout=timeout)
+        )
 
     def retrieve(self, model_id: str, /, *, timeout: TimeoutArg = None) -> Model:
         return self._client._run(_ops.retrieve_model(self._core, model_id, timeout=timeout))
@@ -324,8 +394,11 @@ class AsyncModels(_Async):
         metadata: Mapping[str, Any] | None = None,
         timeout: TimeoutArg = None,
     ) -> Model:
-        return await self._client._run(_ops.create_model(
-            self._core, name=name, engine=engine, metadata=metadata, timeout=timeout))
+        return await self._client._run(
+            _ops.create_model(
+                self._core, name=name, engine=engine, metadata=metadata, timeout=timeout
+            )
+        )
 
     async def train(
         self,
@@ -335,12 +408,12 @@ class AsyncModels(_Async):
         input: Mapping[str, Any] | None = None,
         timeout: TimeoutArg = None,
     ) -> Job:
-        return await self._client._run(_ops.train_model(self._core, model_id, input=input,
-                                                        timeout=timeout))
+        return await self._client._run(
+            _ops.train_model(self._core, model_id, input=input, timeout=timeout)
+        )
 
     async def retrieve(self, model_id: str, /, *, timeout: TimeoutArg = None) -> Model:
-        return await self._client._run(_ops.retrieve_model(self._core, model_id,
-                                                           timeout=timeout))
+        return await self._client._run(_ops.retrieve_model(self._core, model_id, timeout=timeout))
 
     async def list(self, *, timeout: TimeoutArg = None) -> builtins.list[Model]:
         return await self._client._run(_ops.list_models(self._core, timeout=timeout))

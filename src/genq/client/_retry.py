@@ -74,8 +74,7 @@ def next_retry(
     if attempt >= max_retries:
         return None
     if isinstance(outcome, httpx.TransportError):
-        return backoff(attempt, jitter) if never_sent(outcome) or is_replayable(request) \
-            else None
+        return backoff(attempt, jitter) if never_sent(outcome) or is_replayable(request) else None
     if not (is_retryable_status(outcome.status_code) and is_replayable(request)):
         return None
     advised = parse_retry_after(outcome.headers)

@@ -55,8 +55,9 @@ class JobOutput(Record):
     _adownload: AsyncDownloader | None = PrivateAttr(default=None)
 
     def download(self, path: StrPath = ".") -> Path:
-        """Save the output to `path` (a file, or an existing directory where it is saved
-        as `<name><ext>`), streaming. Returns the file's path."""
+        """Save the output to `path`, streaming: into a directory as `<name><ext>` (an
+        existing one, or a new path without an extension such as `./out`), else to
+        that file. Returns the file's path."""
         if self._download is None:
             raise TypeError(
                 "this output is not bound to a sync Client; use `await output.adownload()`"

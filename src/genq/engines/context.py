@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import logging
 import re
 import shutil
@@ -103,7 +104,8 @@ class Context:
         self._closed = False
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"genq-{job_id}-"))
-        self.logger = logging.getLogger(f"genq.job.{job_id}")
+        # not logging.getLogger: that would keep one registered logger per job forever
+        self.logger = logging.Logger(f"genq.job.{job_id}")
         self.logger.propagate = False
         self.logger.setLevel(logging.INFO)
         self._handler = _RecordHandler(self)
@@ -210,7 +212,7 @@ class Context:
 
 
 def _is_async(engine: Engine) -> bool:
-    return asyncio.iscoroutinefunction(engine.run)
+    return inspect.iscoroutinefunction(engine.run)
 
 
 async def call_engine(engine: Engine, ctx: Context) -> None:

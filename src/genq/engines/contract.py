@@ -53,14 +53,23 @@ TASKS = (
 class Engine(Protocol):
     """What genq needs of an engine. See `genq.engines.demo` for examples."""
 
-    name: str  # "vendor/name", unique on the server, e.g. "demo/text2image"
-    task: str  # one of TASKS (or a new word for a new kind of work)
-    input_model: type[BaseModel]  # validated at submission; its JSON Schema is published
-    media: tuple[OutputKind, ...]  # kinds of output it makes
-    price: int  # credits per job (see `estimate` for input-dependent prices)
-    typical_duration_s: float  # used for ETAs until real durations are known
-    concurrency: int  # most jobs of this engine running at once, across all workers
-    timeout_s: float  # the job fails with `timeout` past this
+    # read-only members, so that class attributes (as on EngineBase) satisfy them
+    @property
+    def name(self) -> str: ...  # "vendor/name", unique on the server, e.g. "demo/text2image"
+    @property
+    def task(self) -> str: ...  # one of TASKS (or a new word for a new kind of work)
+    @property
+    def input_model(self) -> type[BaseModel]: ...  # validated at submission; schema published
+    @property
+    def media(self) -> tuple[OutputKind, ...]: ...  # kinds of output it makes
+    @property
+    def price(self) -> int: ...  # credits per job (see `EngineBase.estimate`)
+    @property
+    def typical_duration_s(self) -> float: ...  # used for ETAs until real durations are known
+    @property
+    def concurrency(self) -> int: ...  # most jobs running at once, across all workers
+    @property
+    def timeout_s(self) -> float: ...  # the job fails with `timeout` past this
 
     def run(self, ctx: JobContext) -> Awaitable[None] | None: ...
 

@@ -33,8 +33,9 @@ class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def begin(self, account_id: str, key: str, request_hash: str, ttl_s: float,
-                    stale_s: float = 120.0) -> IdempotencyRecord | None:
+    async def begin(
+        self, account_id: str, key: str, request_hash: str, ttl_s: float, stale_s: float = 120.0
+    ) -> IdempotencyRecord | None:
         """Claim `key` for a new request: None when this request should run, else the
         existing record (done: replay it; in flight: a twin is running)."""
         now = utcnow()
@@ -44,30 +45,35 @@ class IdempotencyStore:
             ).first()
             if row is not None:
                 rec = IdempotencyRecord.from_row(row)
-                abandoned = (rec.state == IN_FLIGHT and rec.resource_id is None
-                             and rec.created_at < now - timedelta(seconds=stale_s))
+                abandoned = (
+                    rec.state == IN_FLIGHT
+                    and rec.resource_id is None
+                    and rec.created_at < now - timedelta(seconds=stale_s)
+                )
                 if rec.expires_at > now and not abandoned:
                     return rec
                 await conn.execute(sa.delete(t.idempotency_keys).where(_key(account_id, key)))
             try:
                 await conn.execute(
                     sa.insert(t.idempotency_keys).values(
-                        account_id=account_id, key=key, request_hash=request_hash,
-                        state=IN_FLIGHT, created_at=now,
+                        account_id=account_id,
+                        key=key,
+                        request_hash=request_hash,
+                        state=IN_FLIGHT,
+                        created_at=now,
                         expires_at=now + timedelta(seconds=ttl_s),
                     )
                 )
             except IntegrityError:  # a twin inserted it first (PostgreSQL)
                 row = (
-                    await conn.execute(
-                        sa.select(t.idempotency_keys).where(_key(account_id, key))
-                    )
+                    await conn.execute(sa.select(t.idempotency_keys).where(_key(account_id, key)))
                 ).one()
                 return IdempotencyRecord.from_row(row)
         return None
 
-    async def finish(self, account_id: str, key: str, status_code: int,
-                     headers: dict[str, str], body: bytes) -> None:
+    async def finish(
+        self, account_id: str, key: str, status_code: int, headers: dict[str, str], body: bytes
+    ) -> None:
         async with self.db.write() as conn:
             await conn.execute(
                 sa.update(t.idempotency_keys)

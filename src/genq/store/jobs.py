@@ -119,8 +119,9 @@ class JobStore:
 
     # -- creation and reads ----------------------------------------------------------
 
-    async def create(self, values: dict[str, Any],
-                     idempotency: tuple[str, str] | None = None) -> Job:
+    async def create(
+        self, values: dict[str, Any], idempotency: tuple[str, str] | None = None
+    ) -> Job:
         now = utcnow()
         row = {
             "status": QUEUED,
@@ -588,8 +589,13 @@ class JobStore:
             )
             where = J.id.in_(due.scalar_subquery())
         async with self.db.write() as conn:
-            rows = await _bump(conn, where, {"status": EXPIRED, "message": "expired"},
-                               "status", {"message": "expired: outputs deleted"})
+            rows = await _bump(
+                conn,
+                where,
+                {"status": EXPIRED, "message": "expired"},
+                "status",
+                {"message": "expired: outputs deleted"},
+            )
             if rows:
                 await conn.execute(
                     sa.delete(t.job_outputs).where(t.job_outputs.c.job_id.in_([j.id for j in rows]))

@@ -15,26 +15,37 @@ from genq.store.records import SUCCEEDED, Job, LedgerEntry
 A, L = t.accounts.c, t.credit_ledger.c
 
 
-async def _move(conn: AsyncConnection, account_id: str, delta: int, job_id: str | None,
-                kind: str, amount: int, note: str | None = None) -> int:
+async def _move(
+    conn: AsyncConnection,
+    account_id: str,
+    delta: int,
+    job_id: str | None,
+    kind: str,
+    amount: int,
+    note: str | None = None,
+) -> int:
     stmt = sa.update(t.accounts).where(A.id == account_id)
     if delta < 0:
         stmt = stmt.where(A.balance >= -delta)
     row = (await conn.execute(stmt.values(balance=A.balance + delta).returning(A.balance))).first()
     if row is None:
-        balance = (
-            await conn.execute(sa.select(A.balance).where(A.id == account_id))
-        ).scalar()
+        balance = (await conn.execute(sa.select(A.balance).where(A.id == account_id))).scalar()
         if balance is None:
             raise NotFound(f"no account {account_id!r}")
         raise InsufficientCredits(
             f"this needs {-delta} credits; the balance is {balance}",
-            balance=int(balance), needed=-delta,
+            balance=int(balance),
+            needed=-delta,
         )
     await conn.execute(
         sa.insert(t.credit_ledger).values(
-            account_id=account_id, job_id=job_id, kind=kind, amount=amount,
-            balance_after=int(row.balance), note=note, created_at=utcnow(),
+            account_id=account_id,
+            job_id=job_id,
+            kind=kind,
+            amount=amount,
+            balance_after=int(row.balance),
+            note=note,
+            created_at=utcnow(),
         )
     )
     return int(row.balance)
@@ -104,17 +115,21 @@ class LedgerStore:
         stmt = sa.select(J.id, J.status, per_job.c.held, per_job.c.settled).join_from(
             t.jobs, per_job, per_job.c.job_id == J.id, isouter=True
         )
-        moves = sa.select(
-            L.account_id,
-            sa.func.sum(
-                sa.case(
-                    (L.kind == "hold", -L.amount),
-                    (L.kind.in_(("release", "grant")), L.amount),
-                    (L.kind == "adjust", -L.amount),
-                    else_=0,
-                )
-            ).label("net"),
-        ).group_by(L.account_id).subquery()
+        moves = (
+            sa.select(
+                L.account_id,
+                sa.func.sum(
+                    sa.case(
+                        (L.kind == "hold", -L.amount),
+                        (L.kind.in_(("release", "grant")), L.amount),
+                        (L.kind == "adjust", -L.amount),
+                        else_=0,
+                    )
+                ).label("net"),
+            )
+            .group_by(L.account_id)
+            .subquery()
+        )
         balances = sa.select(A.id, A.balance, moves.c.net).join_from(
             t.accounts, moves, moves.c.account_id == A.id, isouter=True
         )

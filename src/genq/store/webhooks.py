@@ -36,8 +36,9 @@ class WebhookStore:
                 await conn.execute(
                     sa.update(t.webhook_deliveries)
                     .where(D.id.in_(pick.scalar_subquery()))
-                    .values(attempts=D.attempts + 1,
-                            next_attempt_at=now + timedelta(seconds=lease_s))
+                    .values(
+                        attempts=D.attempts + 1, next_attempt_at=now + timedelta(seconds=lease_s)
+                    )
                     .returning(*t.webhook_deliveries.c)
                 )
             ).all()
@@ -69,8 +70,12 @@ class WebhookStore:
         async with self.db.write() as conn:
             await conn.execute(
                 sa.insert(t.webhook_attempts).values(
-                    delivery_id=delivery.id, attempt=delivery.attempts, at=now,
-                    status_code=status_code, latency_ms=latency_ms, error=error,
+                    delivery_id=delivery.id,
+                    attempt=delivery.attempts,
+                    at=now,
+                    status_code=status_code,
+                    latency_ms=latency_ms,
+                    error=error,
                 )
             )
             await conn.execute(
@@ -87,8 +92,11 @@ class WebhookStore:
             if outcome == DISABLED:  # the receiver said 410 Gone: stop sending it more
                 await conn.execute(
                     sa.update(t.webhook_deliveries)
-                    .where(D.account_id == delivery.account_id, D.url == delivery.url,
-                           D.status == PENDING)
+                    .where(
+                        D.account_id == delivery.account_id,
+                        D.url == delivery.url,
+                        D.status == PENDING,
+                    )
                     .values(status=DISABLED, last_error="endpoint disabled by 410")
                 )
 

@@ -40,8 +40,9 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_client(server: FakeServer, clock: FakeClock, *, base_url: str = BASE_URL,
-                api_key: str = API_KEY) -> Client:
+def make_client(
+    server: FakeServer, clock: FakeClock, *, base_url: str = BASE_URL, api_key: str = API_KEY
+) -> Client:
     http = httpx.Client(transport=httpx.MockTransport(server))
     client = Client(base_url, api_key, http_client=http)
     client._sleep = clock.sleep

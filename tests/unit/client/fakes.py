@@ -55,45 +55,77 @@ class FakeJob:
         status, progress, message = self.script[self.step]
         error = None
         if self.canceled:
-            status, error = "canceled", {"code": "canceled", "message": "canceled by the user",
-                                         "retryable": False}
+            status, error = (
+                "canceled",
+                {"code": "canceled", "message": "canceled by the user", "retryable": False},
+            )
         elif status == "failed":
             error = {"code": "engine_error", "message": "the engine crashed", "retryable": True}
         outputs = []
         if status == "succeeded":
             outputs = [
-                {"name": "image_0", "kind": "image",
-                 "url": f"{BASE_URL}/files/{self.id}/t/image_0.png",
-                 "content_type": "image/png", "bytes": len(OUTPUT_BYTES), "width": 512,
-                 "height": 512, "sha256": hashlib.sha256(OUTPUT_BYTES).hexdigest()},
-                {"name": "thumbnail", "kind": "thumbnail",
-                 "url": f"/files/{self.id}/t/thumbnail.webp", "content_type": "image/webp",
-                 "bytes": len(OUTPUT_BYTES), "sha256": "x", "future_field": 1},
+                {
+                    "name": "image_0",
+                    "kind": "image",
+                    "url": f"{BASE_URL}/files/{self.id}/t/image_0.png",
+                    "content_type": "image/png",
+                    "bytes": len(OUTPUT_BYTES),
+                    "width": 512,
+                    "height": 512,
+                    "sha256": hashlib.sha256(OUTPUT_BYTES).hexdigest(),
+                },
+                {
+                    "name": "thumbnail",
+                    "kind": "thumbnail",
+                    "url": f"/files/{self.id}/t/thumbnail.webp",
+                    "content_type": "image/webp",
+                    "bytes": len(OUTPUT_BYTES),
+                    "sha256": "x",
+                    "future_field": 1,
+                },
             ]
         terminal = status in ("succeeded", "failed", "canceled", "expired")
         return {
-            "id": self.id, "object": "job", "engine": self.engine, "task": "text2image",
-            "status": status, "progress": progress, "message": message,
+            "id": self.id,
+            "object": "job",
+            "engine": self.engine,
+            "task": "text2image",
+            "status": status,
+            "progress": progress,
+            "message": message,
             "queue_position": 1 if status == "queued" else None,
             "eta_s": None if terminal else 3.0,
-            "input": self.input, "outputs": outputs, "error": error,
-            "credits": {"estimate": 20, "used": 20 if status == "succeeded" else 0,
-                        "refunded": 0},
-            "parent_id": None, "model_id": None, "metadata": self.metadata,
-            "created_at": self.created_at, "started_at": None,
+            "input": self.input,
+            "outputs": outputs,
+            "error": error,
+            "credits": {"estimate": 20, "used": 20 if status == "succeeded" else 0, "refunded": 0},
+            "parent_id": None,
+            "model_id": None,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+            "started_at": None,
             "completed_at": "2026-11-22T10:00:05.000Z" if terminal else None,
-            "expires_at": "2026-11-29T10:00:00.000Z", "processing_time_s": None,
+            "expires_at": "2026-11-29T10:00:00.000Z",
+            "processing_time_s": None,
             "urls": {"self": f"{BASE_URL}/v1/jobs/{self.id}"},
             "a_new_server_field": {"x": 1},
         }
 
 
-def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
-            **extra: Any) -> httpx.Response:
-    body = {"type": f"https://genq.dev/problems/{code}", "title": code.replace("_", " "),
-            "status": status, "detail": detail, "code": code, **extra}
-    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json",
-                                                       **(headers or {})})
+def problem(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> httpx.Response:
+    body = {
+        "type": f"https://genq.dev/problems/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return httpx.Response(
+        status, json=body, headers={"content-type": "application/problem+json", **(headers or {})}
+    )
 
 
 @dataclass
@@ -111,10 +143,14 @@ class FakeServer:
 
     def add_job(self, engine: str = "demo/text2image", **kw: Any) -> FakeJob:
         n = len(self.jobs) + 1
-        job = FakeJob(id=f"job_{n:04d}", engine=engine, input=kw.get("input", {}),
-                      metadata=kw.get("metadata", {}),
-                      created_at=f"2026-11-22T10:{n // 60:02d}:{n % 60:02d}.000Z",
-                      script=list(SCRIPTS[engine]))
+        job = FakeJob(
+            id=f"job_{n:04d}",
+            engine=engine,
+            input=kw.get("input", {}),
+            metadata=kw.get("metadata", {}),
+            created_at=f"2026-11-22T10:{n // 60:02d}:{n % 60:02d}.000Z",
+            script=list(SCRIPTS[engine]),
+        )
         self.jobs[job.id] = job
         return job
 
@@ -132,8 +168,7 @@ class FakeServer:
             return canned
         path = request.url.path
         if path.startswith("/files/"):
-            return httpx.Response(200, content=OUTPUT_BYTES,
-                                  headers={"content-type": "image/png"})
+            return httpx.Response(200, content=OUTPUT_BYTES, headers={"content-type": "image/png"})
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return problem(401, "unauthorized", "A valid API key is required")
         for pattern, method, handler in self._routes():
@@ -159,8 +194,9 @@ class FakeServer:
             (r"/v1/account", "GET", self.account),
         ]
 
-    def job_response(self, job: FakeJob, status_code: int = 200,
-                     request: httpx.Request | None = None) -> httpx.Response:
+    def job_response(
+        self, job: FakeJob, status_code: int = 200, request: httpx.Request | None = None
+    ) -> httpx.Response:
         content = json.dumps(job.body()).encode()
         etag = '"' + hashlib.sha256(content).hexdigest()[:16] + '"'
         headers = {"etag": etag, "content-type": "application/json"}
@@ -175,10 +211,13 @@ class FakeServer:
         if body.get("engine") not in SCRIPTS:
             return problem(404, "engine_not_found", f"no engine {body.get('engine')!r}")
         if not isinstance(body.get("input"), dict):
-            return problem(422, "invalid_input", "the request is not valid",
-                           errors=[{"field": "input", "message": "must be an object"}])
-        job = self.add_job(body["engine"], input=body["input"],
-                           metadata=body.get("metadata", {}))
+            return problem(
+                422,
+                "invalid_input",
+                "the request is not valid",
+                errors=[{"field": "input", "message": "must be an object"}],
+            )
+        job = self.add_job(body["engine"], input=body["input"], metadata=body.get("metadata", {}))
         response = self.job_response(job, 202)
         response.headers["location"] = f"/v1/jobs/{job.id}"
         return response
@@ -201,9 +240,15 @@ class FakeServer:
             jobs = [j for j in jobs if j.id < q["after"]]
         limit = int(q.get("limit", 20))
         page, more = jobs[:limit], len(jobs) > limit
-        return httpx.Response(200, json={"object": "list", "data": [j.body() for j in page],
-                                         "has_more": more,
-                                         "next_cursor": page[-1].id if more else None})
+        return httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "data": [j.body() for j in page],
+                "has_more": more,
+                "next_cursor": page[-1].id if more else None,
+            },
+        )
 
     def cancel_job(self, request: httpx.Request, job_id: str) -> httpx.Response:
         job = self.jobs.get(job_id)
@@ -215,8 +260,9 @@ class FakeServer:
         return httpx.Response(200, json={**job.body(), "cancel": "canceled"})
 
     def list_engines(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"object": "list", "data": [
-            self.engine(name) for name in SCRIPTS]})
+        return httpx.Response(
+            200, json={"object": "list", "data": [self.engine(name) for name in SCRIPTS]}
+        )
 
     def get_engine(self, request: httpx.Request, name: str) -> httpx.Response:
         if name not in SCRIPTS:
@@ -225,10 +271,18 @@ class FakeServer:
 
     @staticmethod
     def engine(name: str) -> dict[str, Any]:
-        return {"name": name, "object": "engine", "task": name.split("/")[1],
-                "description": f"the {name} engine", "media": ["image"], "price": 20,
-                "typical_duration_s": 2.5, "concurrency": 4, "timeout_s": 60,
-                "input_schema": {"type": "object"}}
+        return {
+            "name": name,
+            "object": "engine",
+            "task": name.split("/")[1],
+            "description": f"the {name} engine",
+            "media": ["image"],
+            "price": 20,
+            "typical_duration_s": 2.5,
+            "concurrency": 4,
+            "timeout_s": 60,
+            "input_schema": {"type": "object"},
+        }
 
     def upload_file(self, request: httpx.Request) -> httpx.Response:
         ctype = request.headers.get("content-type", "")
@@ -238,9 +292,14 @@ class FakeServer:
             return problem(415, "unsupported_media_type", "multipart field `file` expected")
         file_id = f"file_{len(self.files) + 1:04d}"
         self.files[file_id] = {
-            "id": file_id, "object": "file", "filename": m.group(1).decode(),
-            "content_type": m.group(2).decode(), "bytes": len(body), "sha256": "x",
-            "created_at": "2026-11-22T10:00:00.000Z", "purpose": None,
+            "id": file_id,
+            "object": "file",
+            "filename": m.group(1).decode(),
+            "content_type": m.group(2).decode(),
+            "bytes": len(body),
+            "sha256": "x",
+            "created_at": "2026-11-22T10:00:00.000Z",
+            "purpose": None,
         }
         return httpx.Response(201, json=self.files[file_id])
 
@@ -253,9 +312,16 @@ class FakeServer:
         body = json.loads(request.content)
         model_id = f"model_{len(self.models) + 1:04d}"
         self.models[model_id] = {
-            "id": model_id, "object": "model", "name": body["name"], "engine": body["engine"],
-            "status": "created", "job_id": None, "error": None, "weights_url": None,
-            "metadata": body.get("metadata", {}), "created_at": "2026-11-22T10:00:00.000Z",
+            "id": model_id,
+            "object": "model",
+            "name": body["name"],
+            "engine": body["engine"],
+            "status": "created",
+            "job_id": None,
+            "error": None,
+            "weights_url": None,
+            "metadata": body.get("metadata", {}),
+            "created_at": "2026-11-22T10:00:00.000Z",
             "updated_at": "2026-11-22T10:00:00.000Z",
         }
         return httpx.Response(201, json=self.models[model_id])
@@ -277,10 +343,20 @@ class FakeServer:
         return self.job_response(job, 202)
 
     def account(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={
-            "id": "acct_1", "object": "account", "name": "test", "plan": "free",
-            "created_at": "2026-11-22T10:00:00.000Z",
-            "key": {"id": "key_1", "prefix": "gq_test", "name": None,
-                    "created_at": "2026-11-22T10:00:00.000Z"},
-            "credits": {"balance": 1000},
-        })
+        return httpx.Response(
+            200,
+            json={
+                "id": "acct_1",
+                "object": "account",
+                "name": "test",
+                "plan": "free",
+                "created_at": "2026-11-22T10:00:00.000Z",
+                "key": {
+                    "id": "key_1",
+                    "prefix": "gq_test",
+                    "name": None,
+                    "created_at": "2026-11-22T10:00:00.000Z",
+                },
+                "credits": {"balance": 1000},
+            },
+        )

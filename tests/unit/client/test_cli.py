@@ -26,14 +26,16 @@ def made() -> list[tuple[str | None, str | None]]:
 
 
 @pytest.fixture
-def cli(server: FakeServer, clock: FakeClock,
-        made: list[tuple[str | None, str | None]]) -> Iterator[Invoke]:
+def cli(
+    server: FakeServer, clock: FakeClock, made: list[tuple[str | None, str | None]]
+) -> Iterator[Invoke]:
     clients: list[Client] = []
 
     def factory(*, base_url: str | None, api_key: str | None) -> Client:
         made.append((base_url, api_key))
-        clients.append(make_client(server, clock, base_url=base_url or BASE_URL,
-                                   api_key=api_key or API_KEY))
+        clients.append(
+            make_client(server, clock, base_url=base_url or BASE_URL, api_key=api_key or API_KEY)
+        )
         return clients[-1]
 
     app = typer.Typer()
@@ -55,11 +57,29 @@ def body_of_create(server: FakeServer) -> dict[str, object]:
 
 
 def test_parse_inputs():
-    assert parse_inputs(["num_images=2", "prompt=a red fox", "strength=0.5", "flag=true",
-                         "tags=[\"a\",\"b\"]", "opts={\"x\":1}", "seed=007", "empty=",
-                         "quoted=\"2\"", "eq=a=b"]) == {
-        "num_images": 2, "prompt": "a red fox", "strength": 0.5, "flag": True,
-        "tags": ["a", "b"], "opts": {"x": 1}, "seed": "007", "empty": "", "quoted": "2",
+    assert parse_inputs(
+        [
+            "num_images=2",
+            "prompt=a red fox",
+            "strength=0.5",
+            "flag=true",
+            'tags=["a","b"]',
+            'opts={"x":1}',
+            "seed=007",
+            "empty=",
+            'quoted="2"',
+            "eq=a=b",
+        ]
+    ) == {
+        "num_images": 2,
+        "prompt": "a red fox",
+        "strength": 0.5,
+        "flag": True,
+        "tags": ["a", "b"],
+        "opts": {"x": 1},
+        "seed": "007",
+        "empty": "",
+        "quoted": "2",
         "eq": "a=b",
     }
     with pytest.raises(typer.BadParameter):
@@ -76,14 +96,17 @@ def test_parse_file_inputs(tmp_path: Path):
 
 def test_run_waits_and_downloads(cli: Invoke, server: FakeServer, tmp_path: Path):
     out = tmp_path / "out"
-    result = cli("run", "demo/text2image", "-i", "num_images=2", "-i", "prompt=a red fox",
-                 "--out", str(out))
+    result = cli(
+        "run", "demo/text2image", "-i", "num_images=2", "-i", "prompt=a red fox", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert body_of_create(server)["input"] == {"num_images": 2, "prompt": "a red fox"}
     assert (out / "image_0.png").read_bytes() == OUTPUT_BYTES
     assert (out / "thumbnail.webp").exists()
-    assert result.stdout.splitlines() == [f"image_0\t{out / 'image_0.png'}",
-                                          f"thumbnail\t{out / 'thumbnail.webp'}"]
+    assert result.stdout.splitlines() == [
+        f"image_0\t{out / 'image_0.png'}",
+        f"thumbnail\t{out / 'thumbnail.webp'}",
+    ]
     assert "succeeded" in result.stderr  # the progress bar's last state
 
 
@@ -114,8 +137,10 @@ def test_run_json_waits_for_the_result(cli: Invoke, tmp_path: Path):
     assert result.exit_code == 0, result.output
     job = json.loads(result.stdout)
     assert job["status"] == "succeeded"
-    assert job["downloads"] == {"image_0": str(tmp_path / "image_0.png"),
-                                "thumbnail": str(tmp_path / "thumbnail.webp")}
+    assert job["downloads"] == {
+        "image_0": str(tmp_path / "image_0.png"),
+        "thumbnail": str(tmp_path / "thumbnail.webp"),
+    }
 
 
 def test_a_failed_job_exits_1_with_its_error(cli: Invoke):
@@ -148,8 +173,7 @@ def test_connection_options_and_env(cli: Invoke, made: list[tuple[str | None, st
     cli("engines", "--base-url", "http://genq.test", "--api-key", API_KEY)
     cli("engines", env={"GENQ_BASE_URL": "http://genq.test/", "GENQ_API_KEY": API_KEY})
     cli("engines", env={"GENQ_BASE_URL": None, "GENQ_API_KEY": None})  # type: ignore[dict-item]
-    assert made == [("http://genq.test", API_KEY), ("http://genq.test/", API_KEY),
-                    (None, None)]
+    assert made == [("http://genq.test", API_KEY), ("http://genq.test/", API_KEY), (None, None)]
 
 
 def test_jobs_get(cli: Invoke, server: FakeServer):
@@ -197,7 +221,8 @@ def test_jobs_watch_timeout(cli: Invoke, server: FakeServer):
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: job {job.id} still running after waiting 2s"
-        f" (it goes on; follow it: genq jobs watch {job.id})")
+        f" (it goes on; follow it: genq jobs watch {job.id})"
+    )
 
 
 def test_engines(cli: Invoke):

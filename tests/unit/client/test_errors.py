@@ -62,8 +62,10 @@ def test_not_found_codes_are_distinguished(client: Client):
 
 def test_unauthenticated(server: FakeServer):
     http = httpx.Client(transport=httpx.MockTransport(server))
-    with Client(BASE_URL, "wrong", http_client=http) as c, pytest.raises(
-            sdk.AuthenticationError) as info:
+    with (
+        Client(BASE_URL, "wrong", http_client=http) as c,
+        pytest.raises(sdk.AuthenticationError) as info,
+    ):
         c.account.retrieve()
     assert info.value.code == "unauthorized"
     http.close()

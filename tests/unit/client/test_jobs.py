@@ -21,8 +21,12 @@ from .fakes import API_KEY, FakeServer
 
 
 def test_create_sends_body_headers_and_parses_the_job(client: Client, server: FakeServer):
-    job = client.jobs.create(engine="demo/text2image", input={"prompt": "a red fox"},
-                             metadata={"user": "u1"}, webhook="https://hook.example/x")
+    job = client.jobs.create(
+        engine="demo/text2image",
+        input={"prompt": "a red fox"},
+        metadata={"user": "u1"},
+        webhook="https://hook.example/x",
+    )
     assert isinstance(job, Job)
     assert job.id == "job_0001" and job.status == "queued" and not job.is_terminal
     assert job.queue_position == 1 and job.credits is not None and job.credits.estimate == 20
@@ -34,8 +38,10 @@ def test_create_sends_body_headers_and_parses_the_job(client: Client, server: Fa
     assert request.headers["user-agent"] == f"genq-python/{__version__}"
     assert "idempotency-key" not in request.headers
     assert json.loads(request.content) == {
-        "engine": "demo/text2image", "input": {"prompt": "a red fox"},
-        "webhook": {"url": "https://hook.example/x"}, "metadata": {"user": "u1"},
+        "engine": "demo/text2image",
+        "input": {"prompt": "a red fox"},
+        "webhook": {"url": "https://hook.example/x"},
+        "metadata": {"user": "u1"},
     }
 
 
@@ -76,10 +82,10 @@ def test_list_pages_with_the_cursor(client: Client, server: FakeServer):
     assert params["engine"] == "demo/text2image" and "after" not in params
 
     assert [j.id for j in page.iter_all()] == [f"job_{n:04d}" for n in (5, 4, 3, 2, 1)]
-    assert [r.url.params.get("after") for r in server.requests] == [
-        None, "job_0004", "job_0002"]
+    assert [r.url.params.get("after") for r in server.requests] == [None, "job_0004", "job_0002"]
     assert [j.id for j in client.jobs.list_all(limit=3)] == [
-        f"job_{n:04d}" for n in (5, 4, 3, 2, 1)]
+        f"job_{n:04d}" for n in (5, 4, 3, 2, 1)
+    ]
 
 
 def test_list_rejects_a_bad_limit(client: Client):
@@ -88,8 +94,9 @@ def test_list_rejects_a_bad_limit(client: Client):
 
 
 async def test_async_create_retrieve_cancel(aclient: AsyncClient, server: FakeServer):
-    created = await aclient.jobs.create(engine="demo/text2image", input={"prompt": "x"},
-                                        idempotency_key="k")
+    created = await aclient.jobs.create(
+        engine="demo/text2image", input={"prompt": "x"}, idempotency_key="k"
+    )
     assert created.status == "queued"
     assert server.requests[0].headers["idempotency-key"] == "k"
     job = await aclient.jobs.retrieve(created.id)
@@ -105,4 +112,5 @@ async def test_async_list_pages(aclient: AsyncClient, server: FakeServer):
     assert isinstance(page, AsyncJobPage) and page.has_more
     assert [j.id async for j in page.iter_all()] == [f"job_{n:04d}" for n in (5, 4, 3, 2, 1)]
     assert [j.id async for j in aclient.jobs.list_all(limit=4)] == [
-        f"job_{n:04d}" for n in (5, 4, 3, 2, 1)]
+        f"job_{n:04d}" for n in (5, 4, 3, 2, 1)
+    ]

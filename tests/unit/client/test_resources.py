@@ -43,14 +43,21 @@ def test_output_download_into_a_directory(done: Job, server: FakeServer, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image_0.png", "thumbnail.webp"]
 
 
+def test_output_download_into_a_new_directory(done: Job, tmp_path: Path):
+    # a path that does not exist yet and has no extension is a directory to make
+    path = done.output("image_0").download(tmp_path / "out")
+    assert path == tmp_path / "out" / "image_0.png" and path.read_bytes() == OUTPUT_BYTES
+
+
 def test_output_download_to_a_file(done: Job, tmp_path: Path):
     target = tmp_path / "sub" / "fox.png"
     assert done.outputs[0].download(target) == target
     assert target.read_bytes() == OUTPUT_BYTES
 
 
-def test_a_failed_download_leaves_no_file(client: Client, done: Job, server: FakeServer,
-                                          tmp_path: Path):
+def test_a_failed_download_leaves_no_file(
+    client: Client, done: Job, server: FakeServer, tmp_path: Path
+):
     server.fail_next(problem(404, "not_found", "no such file"))
     client._core.max_retries = 0
     with pytest.raises(NotFoundError):
@@ -81,8 +88,7 @@ def test_a_server_chosen_name_stays_inside_the_directory(client: Client, tmp_pat
     assert path.parent == tmp_path and path.name.endswith("etc_passwd.png")
 
 
-def test_the_api_key_is_not_sent_to_other_hosts(client: Client, server: FakeServer,
-                                                tmp_path: Path):
+def test_the_api_key_is_not_sent_to_other_hosts(client: Client, server: FakeServer, tmp_path: Path):
     same = JobOutput(name="a", url="http://genq.test/files/a.png")
     other = JobOutput(name="b", url="https://cdn.example/files/b.png")
     client.jobs.download(same, tmp_path)
@@ -118,8 +124,9 @@ def test_engines(client: Client, server: FakeServer):
     assert info.value.code == "engine_not_found"
 
 
-def test_files_upload_a_path_bytes_or_a_file_object(client: Client, server: FakeServer,
-                                                    tmp_path: Path):
+def test_files_upload_a_path_bytes_or_a_file_object(
+    client: Client, server: FakeServer, tmp_path: Path
+):
     src = tmp_path / "fox.png"
     src.write_bytes(b"png-bytes")
     record = client.files.upload(src)
@@ -128,8 +135,7 @@ def test_files_upload_a_path_bytes_or_a_file_object(client: Client, server: Fake
     assert b'name="file"; filename="fox.png"' in server.requests[-1].content
     assert client.files.upload(b"raw", filename="a.jpg").content_type == "image/jpeg"
     assert client.files.upload(b"raw").filename == "upload"
-    blob = client.files.upload(io.BytesIO(b"x"), filename="m.glb",
-                               content_type="model/gltf-binary")
+    blob = client.files.upload(io.BytesIO(b"x"), filename="m.glb", content_type="model/gltf-binary")
     assert blob.content_type == "model/gltf-binary"
     assert client.files.retrieve(record.id) == record
 

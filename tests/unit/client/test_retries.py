@@ -34,9 +34,7 @@ def test_5xx_backs_off_exponentially(client: Client, server: FakeServer, clock: 
     assert clock.sleeps == [0.5, 1.0]  # jitter pinned to 0 by the fixture
 
 
-def test_retries_are_bounded_by_max_retries(
-    client: Client, server: FakeServer, clock: FakeClock
-):
+def test_retries_are_bounded_by_max_retries(client: Client, server: FakeServer, clock: FakeClock):
     server.fail_next(*(problem(503, "unavailable", "busy") for _ in range(3)))
     with pytest.raises(sdk.InternalServerError):
         client.jobs.retrieve("job_x")
@@ -52,10 +50,15 @@ def test_a_too_long_retry_after_is_raised_not_slept(
     assert info.value.retry_after == 3600.0 and clock.sleeps == []
 
 
-@pytest.mark.parametrize("failure", [
-    problem(503, "unavailable", "busy"), rate_limited("1"),
-    httpx.ReadTimeout("read timed out"), httpx.RemoteProtocolError("peer closed"),
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        problem(503, "unavailable", "busy"),
+        rate_limited("1"),
+        httpx.ReadTimeout("read timed out"),
+        httpx.RemoteProtocolError("peer closed"),
+    ],
+)
 def test_a_post_without_idempotency_key_is_not_retried(
     client: Client, server: FakeServer, clock: FakeClock, failure: httpx.Response | Exception
 ):

@@ -10,18 +10,44 @@ import genq.client
 
 EXPECTED = {
     # clients
-    "Client", "AsyncClient",
+    "Client",
+    "AsyncClient",
     # records
-    "Job", "JobOutput", "JobError", "Credits", "JobPage", "AsyncJobPage", "Engine", "File",
-    "Model", "Account",
+    "Job",
+    "JobOutput",
+    "JobError",
+    "Credits",
+    "JobPage",
+    "AsyncJobPage",
+    "Engine",
+    "File",
+    "Model",
+    "Account",
     # errors
-    "GenqError", "APIError", "APIConnectionError", "APITimeoutError",
-    "APIResponseValidationError", "APIStatusError", "BadRequestError", "AuthenticationError",
-    "InsufficientCreditsError", "PermissionDeniedError", "NotFoundError", "ConflictError",
-    "GoneError", "PayloadTooLargeError", "UnsupportedMediaTypeError", "InvalidInputError",
-    "RateLimitError", "InternalServerError", "JobFailed", "WaitTimeout",
+    "GenqError",
+    "APIError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "BadRequestError",
+    "AuthenticationError",
+    "InsufficientCreditsError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "GoneError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+    "InvalidInputError",
+    "RateLimitError",
+    "InternalServerError",
+    "JobFailed",
+    "WaitTimeout",
     # constants
-    "DEFAULT_BASE_URL", "TERMINAL_STATUSES", "__version__",
+    "DEFAULT_BASE_URL",
+    "TERMINAL_STATUSES",
+    "__version__",
 }
 
 
@@ -69,8 +95,10 @@ def test_the_sdk_imports_nothing_of_the_server():
         "'typer'))))"
     )
     # A fresh interpreter: `genq/__init__` may re-export the client, never the server.
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     modules = json.loads(out)
-    assert all(m == "genq" or m == "genq.client" or m.startswith("genq.client.")
-               for m in modules), modules
+    assert all(
+        m == "genq" or m == "genq.client" or m.startswith("genq.client.") for m in modules
+    ), modules

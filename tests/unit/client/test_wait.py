@@ -23,8 +23,12 @@ def test_wait_reports_changes_and_returns_the_terminal_job(
     job = client.jobs.wait(created.id, on_progress=lambda j: seen.append(snapshot(j)))
     assert job.status == "succeeded" and job.is_terminal and len(job.outputs) == 2
     # The repeated "step 1 of 4" state is not reported twice.
-    assert seen == [("queued", 0.0, None), ("running", 25.0, "step 1 of 4"),
-                    ("running", 75.0, "step 3 of 4"), ("succeeded", 100.0, None)]
+    assert seen == [
+        ("queued", 0.0, None),
+        ("running", 25.0, "step 1 of 4"),
+        ("running", 75.0, "step 3 of 4"),
+        ("succeeded", 100.0, None),
+    ]
     gets = server.requests[1:]
     assert all(r.url.params["wait"] == "30" for r in gets)
     # The ETag from the create response is revalidated at once.
@@ -33,8 +37,7 @@ def test_wait_reports_changes_and_returns_the_terminal_job(
     assert all(r.extensions["timeout"]["read"] == 60.0 for r in gets)  # 30 s + the wait
 
 
-def test_wait_paces_by_retry_after_with_a_cap(client: Client, server: FakeServer,
-                                              clock: FakeClock):
+def test_wait_paces_by_retry_after_with_a_cap(client: Client, server: FakeServer, clock: FakeClock):
     server.retry_after = "60"
     job = server.add_job()
     client.jobs.wait(job.id)
@@ -45,14 +48,12 @@ def test_wait_paces_by_retry_after_with_a_cap(client: Client, server: FakeServer
     assert clock.sleeps == [1.0] * 4
 
 
-def test_poll_interval_overrides_retry_after(client: Client, server: FakeServer,
-                                             clock: FakeClock):
+def test_poll_interval_overrides_retry_after(client: Client, server: FakeServer, clock: FakeClock):
     client.jobs.wait(server.add_job().id, poll_interval=0.25)
     assert clock.sleeps == [0.25] * 4
 
 
-def test_wait_timeout_carries_the_last_job(client: Client, server: FakeServer,
-                                           clock: FakeClock):
+def test_wait_timeout_carries_the_last_job(client: Client, server: FakeServer, clock: FakeClock):
     job = server.add_job("demo/static")
     with pytest.raises(WaitTimeout) as info:
         client.jobs.wait(job.id, timeout=2.5)
@@ -88,8 +89,11 @@ def test_a_server_that_holds_the_request_is_asked_again_at_once(
 
 def test_run_returns_the_succeeded_job(client: Client, server: FakeServer):
     calls: list[str] = []
-    job = client.jobs.run(engine="demo/text2image", input={"prompt": "fox"},
-                          on_progress=lambda j: calls.append(j.status))
+    job = client.jobs.run(
+        engine="demo/text2image",
+        input={"prompt": "fox"},
+        on_progress=lambda j: calls.append(j.status),
+    )
     assert job.status == "succeeded" and calls[-1] == "succeeded"
     assert server.requests[0].method == "POST"
 
@@ -140,8 +144,7 @@ def test_a_sync_client_rejects_an_async_callback(client: Client, server: FakeSer
         client.jobs.wait(server.add_job().id, on_progress=on_progress)
 
 
-async def test_async_wait_and_run(aclient: AsyncClient, server: FakeServer,
-                                  clock: FakeClock):
+async def test_async_wait_and_run(aclient: AsyncClient, server: FakeServer, clock: FakeClock):
     seen: list[str] = []
 
     async def on_progress(job: Job) -> None:

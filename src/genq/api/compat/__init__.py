@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-FACES: tuple[str, ...] = ("masterpiecex",)
+FACES: tuple[str, ...] = ("masterpiecex", "useapi", "photogpt", "vivix")
 Formatter = Callable[[dict[str, Any]], dict[str, Any]]
 
 

@@ -36,10 +36,15 @@ TERMINAL = ("succeeded", "failed", "canceled", "expired")
 CANONICAL_STATES = ("queued", "starting", "running", *TERMINAL)
 
 
-def json_response(data: Any, status_code: int = 200,
-                  headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status_code,
-                    media_type="application/json", headers=dict(headers or {}))
+def json_response(
+    data: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(data),
+        status_code=status_code,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
 
 
 def retry_headers(exc: GenqError) -> dict[str, str]:
@@ -64,8 +69,11 @@ def face_router(prefix: str, name: str, render_error: ErrorRenderer) -> APIRoute
                     return render_error(exc)
                 except RequestValidationError as exc:
                     errors = [
-                        {"field": ".".join(str(p) for p in e.get("loc", ())),
-                         "message": e.get("msg", ""), "type": e.get("type", "")}
+                        {
+                            "field": ".".join(str(p) for p in e.get("loc", ())),
+                            "message": e.get("msg", ""),
+                            "type": e.get("type", ""),
+                        }
                         for e in exc.errors()
                     ]
                     return render_error(InvalidInput("the request is not valid", errors=errors))
@@ -76,8 +84,9 @@ def face_router(prefix: str, name: str, render_error: ErrorRenderer) -> APIRoute
 
 
 def invalid(field: str, message: str, type_: str = "value_error") -> InvalidInput:
-    return InvalidInput(f"{field}: {message}",
-                        errors=[{"field": field, "message": message, "type": type_}])
+    return InvalidInput(
+        f"{field}: {message}", errors=[{"field": field, "message": message, "type": type_}]
+    )
 
 
 def first_error(exc: InvalidInput) -> str:
@@ -93,8 +102,9 @@ def first_error(exc: InvalidInput) -> str:
 # -- requests -------------------------------------------------------------------------
 
 
-async def read_body(request: Request, max_bytes: int
-                    ) -> tuple[dict[str, Any], dict[str, UploadFile]]:
+async def read_body(
+    request: Request, max_bytes: int
+) -> tuple[dict[str, Any], dict[str, UploadFile]]:
     """The request's fields and uploaded files: a JSON object, or a multipart /
     url-encoded form. An empty body is no fields."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -126,8 +136,9 @@ def parse(model: type[M], data: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise InvalidInput("the request body is not valid",
-                           errors=pydantic_errors(exc, "body")) from exc
+        raise InvalidInput(
+            "the request body is not valid", errors=pydantic_errors(exc, "body")
+        ) from exc
 
 
 def extra_input(request: Request) -> dict[str, Any]:
@@ -160,13 +171,16 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 
 def engine_fields(genq: Genq, engine_name: str) -> dict[str, Any]:
     """The JSON Schema properties of an engine's input (raises EngineNotFound)."""
-    props: dict[str, Any] = _schema(genq.jobs.engine(engine_name).input_model).get(
-        "properties", {})
+    props: dict[str, Any] = _schema(genq.jobs.engine(engine_name).input_model).get("properties", {})
     return props
 
 
-def fit(genq: Genq, engine_name: str, candidate: Mapping[str, Any],
-        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def fit(
+    genq: Genq,
+    engine_name: str,
+    candidate: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The engine input: the face's candidate fields that the engine accepts (a
     provider field the engine has no use for is dropped, None values too), then the
     `X-Genq-Input` extras on top."""
@@ -189,9 +203,16 @@ def _ratio(aspect: str | None) -> float:
     return ratio
 
 
-def sized(genq: Genq, engine_name: str, *, aspect: str | None = None,
-          pixels: float | None = None, long_side: int | None = None,
-          short_side: int | None = None, area_scale: float = 1.0) -> dict[str, int]:
+def sized(
+    genq: Genq,
+    engine_name: str,
+    *,
+    aspect: str | None = None,
+    pixels: float | None = None,
+    long_side: int | None = None,
+    short_side: int | None = None,
+    area_scale: float = 1.0,
+) -> dict[str, int]:
     """`width` and `height` for the engine from an aspect ratio and a size given as a
     pixel count, a long side or a short side (default: the engine's default area
     times `area_scale`), rounded to the engine's multiple and kept inside its limits.
@@ -199,8 +220,13 @@ def sized(genq: Genq, engine_name: str, *, aspect: str | None = None,
     fields = engine_fields(genq, engine_name)
     if "width" not in fields or "height" not in fields:
         return {}
-    if (aspect is None and pixels is None and long_side is None and short_side is None
-            and area_scale == 1.0):
+    if (
+        aspect is None
+        and pixels is None
+        and long_side is None
+        and short_side is None
+        and area_scale == 1.0
+    ):
         return {}
     wf, hf = fields["width"], fields["height"]
     step = int(wf.get("multipleOf", 1))
@@ -212,8 +238,9 @@ def sized(genq: Genq, engine_name: str, *, aspect: str | None = None,
     elif short_side is not None:
         w, h = (short_side * ratio, short_side) if ratio >= 1 else (short_side, short_side / ratio)
     else:
-        area = pixels or (float(wf.get("default", 512)) * float(hf.get("default", 512))
-                          * area_scale)
+        area = pixels or (
+            float(wf.get("default", 512)) * float(hf.get("default", 512)) * area_scale
+        )
         w, h = math.sqrt(area * ratio), math.sqrt(area / ratio)
     shrink = min(1.0, hi / max(w, h))
     w, h = w * shrink, h * shrink
@@ -304,7 +331,7 @@ def job_id_in_output_url(genq: Genq, url: str) -> str | None:
     prefix = f"{genq.settings.base_url}/files/"
     if not url.startswith(prefix):
         return None
-    job_id = url[len(prefix):].split("/", 1)[0]
+    job_id = url[len(prefix) :].split("/", 1)[0]
     return job_id if job_id.startswith("job_") else None
 
 
@@ -321,8 +348,12 @@ async def image_ref(genq: Genq, account_id: str, value: str, field: str) -> str:
     if job_id is None and is_url(value):
         job_id = job_id_in_output_url(genq, value)
         if job_id is None:
-            raise invalid(field, "remote image URLs are not fetched by this server; upload "
-                          "the image and pass its id instead", "url_not_supported")
+            raise invalid(
+                field,
+                "remote image URLs are not fetched by this server; upload "
+                "the image and pass its id instead",
+                "url_not_supported",
+            )
     if job_id is None:
         raise invalid(field, f"no such image {value!r}", "not_found")
     try:

@@ -91,9 +91,16 @@ MODEL_OUTPUTS: Final = ("fbx", "glb", "usdz", "thumbnail")
 ASSET_URL_TTL_S: Final = 24 * 3600
 MEGAPIXEL: Final = 1024 * 1024
 _ERRORS: Final[dict[int, str]] = {
-    400: "bad_request", 401: "unauthorized", 402: "insufficient_credits", 404: "not_found",
-    409: "conflict", 410: "not_found", 413: "too_large", 415: "unsupported_media_type",
-    422: "bad_request", 429: "rate_limited",
+    400: "bad_request",
+    401: "unauthorized",
+    402: "insufficient_credits",
+    404: "not_found",
+    409: "conflict",
+    410: "not_found",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "bad_request",
+    429: "rate_limited",
 }
 
 
@@ -184,12 +191,19 @@ class AssetCreate(_Body):
     description: str | None = Field(default=None, max_length=2000)
 
 
-async def _submit(request: Request, genq: Genq, account: Account, function: str,
-                  candidate: dict[str, Any], model_id: str | None = None) -> Response:
+async def _submit(
+    request: Request,
+    genq: Genq,
+    account: Account,
+    function: str,
+    candidate: dict[str, Any],
+    model_id: str | None = None,
+) -> Response:
     engine = engine_for(genq, f"{NAME}:{function}", ENGINES[function])
     data = fit(genq, engine, candidate, extra_input(request))
-    job = await genq.jobs.submit(account, engine, data, model_id=model_id,
-                                 metadata={"compat": NAME, "function": function})
+    job = await genq.jobs.submit(
+        account, engine, data, model_id=model_id, metadata={"compat": NAME, "function": function}
+    )
     balance = await genq.store.ledger.balance(account.id)
     return json_response({"requestId": job.id, "status": STATUS["queued"], "balance": balance})
 
@@ -198,8 +212,9 @@ async def _submit(request: Request, genq: Genq, account: Account, function: str,
 async def general(request: Request, genq: App, caller: Creator) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(General, fields)
-    return await _submit(request, genq, caller.account, "functions/general",
-                         body.model_dump(exclude_none=True))
+    return await _submit(
+        request, genq, caller.account, "functions/general", body.model_dump(exclude_none=True)
+    )
 
 
 @router.post("/functions/imageto3d", summary="Image to 3D")
@@ -228,8 +243,12 @@ async def text2image(request: Request, genq: App, caller: Creator) -> Response:
         "seed": body.seed,
         "output_format": "jpeg" if body.output_format == "jpg" else body.output_format,
         "model_id": model_id,
-        **sized(genq, engine, aspect=body.aspect_ratio,
-                pixels=body.megapixels * MEGAPIXEL if body.megapixels else None),
+        **sized(
+            genq,
+            engine,
+            aspect=body.aspect_ratio,
+            pixels=body.megapixels * MEGAPIXEL if body.megapixels else None,
+        ),
     }
     return await _submit(request, genq, caller.account, function, candidate, model_id)
 
@@ -243,8 +262,9 @@ async def status(request_id: str, genq: App, caller: Caller) -> Response:
 # -- assets (input images) ------------------------------------------------------------
 
 
-def _signature(secret: str, account_id: str, asset_id: str, name: str, ctype: str,
-               expires: int) -> str:
+def _signature(
+    secret: str, account_id: str, asset_id: str, name: str, ctype: str, expires: int
+) -> str:
     msg = "\n".join(("masterpiecex-asset", account_id, asset_id, name, ctype, str(expires)))
     return hmac.new(secret.encode(), msg.encode(), hashlib.sha256).hexdigest()
 
@@ -259,22 +279,35 @@ async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
     ctype = body.type or ""
     expires = int(time.time()) + ASSET_URL_TTL_S
     secret = await genq.store.webhooks.secret(account_id, new_secret())
-    query = urlencode({
-        "account": account_id, "name": name, "type": ctype, "expires": expires,
-        "signature": _signature(secret, account_id, asset_id, name, ctype, expires),
-    })
+    query = urlencode(
+        {
+            "account": account_id,
+            "name": name,
+            "type": ctype,
+            "expires": expires,
+            "signature": _signature(secret, account_id, asset_id, name, ctype, expires),
+        }
+    )
     url = f"{genq.settings.base_url}/compat/{NAME}/assets/{asset_id}/content?{query}"
     balance = await genq.store.ledger.balance(account_id)
-    return json_response({"assetId": asset_id, "requestId": asset_id, "assetUrl": url,
-                          "balance": balance})
+    return json_response(
+        {"assetId": asset_id, "requestId": asset_id, "assetUrl": url, "balance": balance}
+    )
 
 
-@router.api_route("/assets/{asset_id}/content", methods=["PUT", "POST"],
-                  summary="Upload an asset's bytes (the signed assetUrl; no auth)")
+@router.api_route(
+    "/assets/{asset_id}/content",
+    methods=["PUT", "POST"],
+    summary="Upload an asset's bytes (the signed assetUrl; no auth)",
+)
 async def upload_asset(
-    asset_id: str, request: Request, genq: App,
-    account: Annotated[str, Query()], name: Annotated[str, Query()],
-    expires: Annotated[int, Query()], signature: Annotated[str, Query()],
+    asset_id: str,
+    request: Request,
+    genq: App,
+    account: Annotated[str, Query()],
+    name: Annotated[str, Query()],
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query()],
     type: Annotated[str, Query()] = "",
 ) -> Response:
     if not asset_id.startswith("file_"):
@@ -295,8 +328,14 @@ async def upload_asset(
         async for chunk in request.stream():
             spool.write(chunk)
         spool.seek(0)
-        record = await genq.files.save(account, cast(BinaryIO, spool), filename=name,
-                                       content_type=ctype, purpose=f"{NAME}-asset",
-                                       file_id=asset_id)
-    return json_response({"assetId": record.id, "requestId": record.id, "status": "complete",
-                          "size": record.bytes})
+        record = await genq.files.save(
+            account,
+            cast(BinaryIO, spool),
+            filename=name,
+            content_type=ctype,
+            purpose=f"{NAME}-asset",
+            file_id=asset_id,
+        )
+    return json_response(
+        {"assetId": record.id, "requestId": record.id, "status": "complete", "size": record.bytes}
+    )

@@ -97,9 +97,13 @@ ENGINES: Final[dict[str, str]] = {
 }
 API_VERSION: Final = "1"
 _CODES: Final[dict[type[GenqError], str]] = {
-    Unauthorized: "unauthorized", InsufficientCredits: "insufficient_credits",
-    Expired: "not_found", NotFound: "not_found", Conflict: "conflict",
-    RateLimited: "rate_limited", InvalidInput: "invalid_request",
+    Unauthorized: "unauthorized",
+    InsufficientCredits: "insufficient_credits",
+    Expired: "not_found",
+    NotFound: "not_found",
+    Conflict: "conflict",
+    RateLimited: "rate_limited",
+    InvalidInput: "invalid_request",
 }
 
 
@@ -141,8 +145,11 @@ def render(job: Job) -> dict[str, Any]:
     done = status == "success"
 
     def records(kind: str) -> list[dict[str, str]]:
-        return [{"id": f"{job['id']}/{o['name']}", "url": o["url"]}
-                for o in outputs(job, (kind,))] if done else []
+        return (
+            [{"id": f"{job['id']}/{o['name']}", "url": o["url"]} for o in outputs(job, (kind,))]
+            if done
+            else []
+        )
 
     error = None
     if status == "failed":
@@ -216,14 +223,23 @@ class ModelCreate(_Body):
     eyeColor: str | None = Field(default=None, max_length=50)
 
 
-async def _submit(request: Request, genq: Genq, caller: Principal, endpoint: str,
-                  engine: str, candidate: dict[str, Any], md: dict[str, Any],
-                  model_id: str | None = None) -> Response:
+async def _submit(
+    request: Request,
+    genq: Genq,
+    caller: Principal,
+    endpoint: str,
+    engine: str,
+    candidate: dict[str, Any],
+    md: dict[str, Any],
+    model_id: str | None = None,
+) -> Response:
     data = fit(genq, engine, candidate, extra_input(request))
-    metadata = {"compat": NAME, "endpoint": endpoint,
-                **{k: v for k, v in md.items() if v is not None}}
-    job = await genq.jobs.submit(caller.account, engine, data, metadata=metadata,
-                                 model_id=model_id)
+    metadata = {
+        "compat": NAME,
+        "endpoint": endpoint,
+        **{k: v for k, v in md.items() if v is not None},
+    }
+    job = await genq.jobs.submit(caller.account, engine, data, metadata=metadata, model_id=model_id)
     return result({"jobId": job.id})
 
 
@@ -247,11 +263,13 @@ async def images_generation(request: Request, genq: App, caller: Creator) -> Res
     else:
         candidate.update(sized(genq, engine, aspect=body.aspectRatio))
     if body.inputImageId:
-        candidate["image"] = await image_ref(genq, caller.account.id, body.inputImageId,
-                                             "inputImageId")
+        candidate["image"] = await image_ref(
+            genq, caller.account.id, body.inputImageId, "inputImageId"
+        )
     md = {"preset": body.preset, "steps": body.steps, "modelID": body.modelID}
-    return await _submit(request, genq, caller, "images/generation", engine, candidate, md,
-                         body.modelID)
+    return await _submit(
+        request, genq, caller, "images/generation", engine, candidate, md, body.modelID
+    )
 
 
 @router.post("/images/upscaling", summary="Upscale an image")
@@ -260,8 +278,15 @@ async def images_upscaling(request: Request, genq: App, caller: Creator) -> Resp
     body = parse(Upscaling, fields)
     engine = engine_for(genq, f"{NAME}:images/upscaling", ENGINES["images/upscaling"])
     image = await image_ref(genq, caller.account.id, body.imageID, "imageID")
-    return await _submit(request, genq, caller, "images/upscaling", engine,
-                         {"image": image, "scale": body.scale}, {"imageID": body.imageID})
+    return await _submit(
+        request,
+        genq,
+        caller,
+        "images/upscaling",
+        engine,
+        {"image": image, "scale": body.scale},
+        {"imageID": body.imageID},
+    )
 
 
 @router.post("/videos/generation", summary="Generate videos")
@@ -269,11 +294,12 @@ async def videos_generation(request: Request, genq: App, caller: Creator) -> Res
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(VideoGeneration, fields)
     default = engine_for(genq, f"{NAME}:videos/generation", ENGINES["videos/generation"])
-    engine = engine_for(genq, f"{NAME}:videos/{body.modelID}", default) if body.modelID \
-        else default
+    engine = engine_for(genq, f"{NAME}:videos/{body.modelID}", default) if body.modelID else default
     candidate: dict[str, Any] = {"prompt": body.prompt, "num_videos": body.numVideos}
-    refs = [await image_ref(genq, caller.account.id, r, "referenceImages")
-            for r in body.referenceImages or []]
+    refs = [
+        await image_ref(genq, caller.account.id, r, "referenceImages")
+        for r in body.referenceImages or []
+    ]
     if refs:
         candidate["image"], candidate["images"] = refs[0], refs
     md = {"modelID": body.modelID, "numVideos": body.numVideos}
@@ -294,14 +320,12 @@ async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     body = parse(ModelCreate, fields)
     engine = engine_for(genq, f"{NAME}:models", ENGINES["models"])
     md = {"compat": NAME, **body.model_dump(exclude={"name"}, exclude_none=True)}
-    model = await genq.models.create(caller.account.id, name=body.name, engine=engine,
-                                     metadata=md)
+    model = await genq.models.create(caller.account.id, name=body.name, engine=engine, metadata=md)
     return result({"id": model.id, "name": model.name, "status": model.status}, 201)
 
 
 @router.post("/models/{model_id}/images", summary="Upload training images to a model")
-async def upload_images(model_id: str, request: Request, genq: App, caller: Caller
-                        ) -> Response:
+async def upload_images(model_id: str, request: Request, genq: App, caller: Caller) -> Response:
     await genq.models.get(caller.account.id, model_id)
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
@@ -312,17 +336,20 @@ async def upload_images(model_id: str, request: Request, genq: App, caller: Call
         raise InvalidInput("no image file in the form")
     saved = []
     for upload in uploads:
-        record = await genq.files.save(caller.account.id, upload.file,
-                                       filename=upload.filename,
-                                       content_type=upload.content_type,
-                                       model_id=model_id, purpose="training")
+        record = await genq.files.save(
+            caller.account.id,
+            upload.file,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            model_id=model_id,
+            purpose="training",
+        )
         saved.append({"id": record.id})
     return result({"modelId": model_id, "images": saved}, 201)
 
 
 @router.get("/models/{model_id}/train", summary="Start training a model")
-async def train_model(model_id: str, request: Request, genq: App, caller: Creator
-                      ) -> Response:
+async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
     await genq.models.train(caller.account, model_id, extra_input(request))
     return result("success")
 

@@ -57,6 +57,7 @@ from genq.api.compat._common import (
     json_response,
     outputs,
     parse,
+    parse_time,
     read_body,
     retry_headers,
     sized,
@@ -96,9 +97,25 @@ UPSCALES: Final = ("U1", "U2", "U3", "U4", "⏫")
 NO_SUBSCRIPTION: Final = "Account has no subscription or subscription expired"
 BUSY_RETRY_S: Final = 10
 # fields of the job model kept in the job's metadata and shown as they were given
-SHOWN: Final = ("prompt", "negative_prompt", "style", "aspect_ratio", "character", "motion",
-                "hd_quality", "seed_value", "button", "image", "face", "discord", "server",
-                "channel", "maxJobs", "replyUrl", "replyRef")
+SHOWN: Final = (
+    "prompt",
+    "negative_prompt",
+    "style",
+    "aspect_ratio",
+    "character",
+    "motion",
+    "hd_quality",
+    "seed_value",
+    "button",
+    "image",
+    "face",
+    "discord",
+    "server",
+    "channel",
+    "maxJobs",
+    "replyUrl",
+    "replyRef",
+)
 
 
 def error_response(exc: GenqError) -> Response:
@@ -161,19 +178,25 @@ def render(job: Job) -> dict[str, Any]:
     body: dict[str, Any] = {"jobid": job["id"]}
     if job.get("parent_id"):
         body["parentJobId"] = job["parent_id"]
-    body.update({
-        "verb": md.get("verb") or "pixverse-create",
-        "status": word,
-        "created": job["created_at"],
-        "updated": _updated(job),
-    })
+    body.update(
+        {
+            "verb": md.get("verb") or "pixverse-create",
+            "status": word,
+            "created": job["created_at"],
+            "updated": _updated(job),
+        }
+    )
     body.update({k: md[k] for k in SHOWN if md.get(k) is not None})
     prompt = md.get("prompt") or data.get("prompt")
     if prompt is not None:
         body["prompt"] = prompt
     if "seed_value" not in body and isinstance(data.get("seed"), int):
         body["seed_value"] = data["seed"]
+    body["messageId"] = job["id"]  # no Discord here: the job's own id
     body["content"] = _content(job, word, md, prompt)
+    stamp = parse_time(job.get("started_at") or job["created_at"])
+    if stamp is not None:
+        body["timestamp"] = stamp.isoformat(timespec="microseconds")
     if word == "completed":
         upscaled = md.get("button") in UPSCALES
         body["buttons"] = [] if upscaled else list(BUTTONS)
@@ -211,10 +234,20 @@ def WEBHOOK_FORMAT(job: Job) -> dict[str, Any]:
 Seed = Annotated[int | None, Field(default=None, ge=0, le=2**32 - 1)]
 Style = Literal["Realistic", "Anime", "3D Animation"]
 Aspect = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
-Character = Literal["eula", "ganyu", "hutao", "kamisatoayaka", "keqing", "klee", "nahida",
-                    "ningguang", "raidenshogun", "xiangling", "yaemiko"]
-ButtonName = Literal["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "ReDo",
-                     "🔄", "🔀", "⏫"]
+Character = Literal[
+    "eula",
+    "ganyu",
+    "hutao",
+    "kamisatoayaka",
+    "keqing",
+    "klee",
+    "nahida",
+    "ningguang",
+    "raidenshogun",
+    "xiangling",
+    "yaemiko",
+]
+ButtonName = Literal["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "ReDo", "🔄", "🔀", "⏫"]
 Prompt = Annotated[str, Field(min_length=1, max_length=512)]
 
 
@@ -268,8 +301,7 @@ def _masked(token: str | None) -> str | None:
 
 def _metadata(verb: str, body: _Common, shown: dict[str, Any]) -> dict[str, Any]:
     md: dict[str, Any] = {"compat": NAME, "verb": f"pixverse-{verb}"}
-    md.update(body.model_dump(exclude_none=True, exclude={"discord", "image", "face",
-                                                          "jobid"}))
+    md.update(body.model_dump(exclude_none=True, exclude={"discord", "image", "face", "jobid"}))
     md.update(shown)
     if body.discord:
         md["discord"] = _masked(body.discord)
@@ -281,12 +313,17 @@ async def _busy_check(genq: Genq, account_id: str, max_jobs: int | None) -> None
     made through this face."""
     if max_jobs is None:
         return
-    running = [j.id for j in await genq.store.jobs.page(account_id, status=NON_TERMINAL,
-                                                          limit=1000)
-               if j.metadata.get("compat") == NAME]
+    running = [
+        j.id
+        for j in await genq.store.jobs.page(account_id, status=NON_TERMINAL, limit=1000)
+        if j.metadata.get("compat") == NAME
+    ]
     if len(running) >= max_jobs:
-        raise RateLimited(f"Account is busy executing {len(running)} jobs",
-                          headers={"Retry-After": str(BUSY_RETRY_S)}, runningJobs=running)
+        raise RateLimited(
+            f"Account is busy executing {len(running)} jobs",
+            headers={"Retry-After": str(BUSY_RETRY_S)},
+            runningJobs=running,
+        )
 
 
 async def _job(genq: Genq, account_id: str, jobid: str) -> Job:
@@ -298,16 +335,21 @@ async def _job(genq: Genq, account_id: str, jobid: str) -> Job:
         raise NotFound(f"Unable to locate job {jobid}") from exc
 
 
-async def _media(genq: Genq, caller: Principal, field: str, fields: dict[str, Any],
-                 files: dict[str, UploadFile]) -> tuple[str, dict[str, Any]]:
+async def _media(
+    genq: Genq, caller: Principal, field: str, fields: dict[str, Any], files: dict[str, UploadFile]
+) -> tuple[str, dict[str, Any]]:
     """The engine reference of the image in `field` (an upload or a reference) and its
     `{size, type}` for the job model."""
     account_id = caller.account.id
     upload = files.get(field)
     if upload is not None:
-        record = await genq.files.save(account_id, upload.file, filename=upload.filename,
-                                       content_type=upload.content_type,
-                                       purpose=f"{NAME}-{field}")
+        record = await genq.files.save(
+            account_id,
+            upload.file,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            purpose=f"{NAME}-{field}",
+        )
         return record.id, {"size": record.bytes, "type": record.content_type}
     ref = await image_ref(genq, account_id, str(fields[field]), field)
     if ref.startswith("file_"):
@@ -316,18 +358,28 @@ async def _media(genq: Genq, caller: Principal, field: str, fields: dict[str, An
     return ref, {}
 
 
-async def _submit(request: Request, genq: Genq, caller: Principal, verb: str,
-                  engine: str, candidate: dict[str, Any], md: dict[str, Any],
-                  reply_url: str | None, parent_id: str | None = None) -> Response:
+async def _submit(
+    request: Request,
+    genq: Genq,
+    caller: Principal,
+    verb: str,
+    engine: str,
+    candidate: dict[str, Any],
+    md: dict[str, Any],
+    reply_url: str | None,
+    parent_id: str | None = None,
+) -> Response:
     data = fit(genq, engine, candidate, extra_input(request))
     hook = {"url": reply_url, "events": ["completed"], "format": NAME} if reply_url else None
-    job = await genq.jobs.submit(caller.account, engine, data, metadata=md, webhook=hook,
-                                 parent_id=parent_id)
+    job = await genq.jobs.submit(
+        caller.account, engine, data, metadata=md, webhook=hook, parent_id=parent_id
+    )
     return json_response(render(await genq.jobs.canonical(caller.account.id, job.id)))
 
 
-async def _generate(request: Request, genq: Genq, caller: Principal, verb: str,
-                    model: type[_Common]) -> Response:
+async def _generate(
+    request: Request, genq: Genq, caller: Principal, verb: str, model: type[_Common]
+) -> Response:
     fields, files = await read_body(request, genq.settings.max_json_bytes)
     file_field = {"animate": "image", "meme_face": "face"}.get(verb)
     if file_field and file_field in files:
@@ -344,12 +396,14 @@ async def _generate(request: Request, genq: Genq, caller: Principal, verb: str,
     params = body.model_dump()
     prompt = params.get("prompt") or "the picture comes alive"
     hd = params.get("hd_quality") == "Yes"
-    candidate.update({
-        "prompt": prompt,
-        "negative_prompt": params.get("negative_prompt"),
-        "seed": params.get("seed_value"),
-        **sized(genq, engine, aspect=params.get("aspect_ratio"), area_scale=4.0 if hd else 1.0),
-    })
+    candidate.update(
+        {
+            "prompt": prompt,
+            "negative_prompt": params.get("negative_prompt"),
+            "seed": params.get("seed_value"),
+            **sized(genq, engine, aspect=params.get("aspect_ratio"), area_scale=4.0 if hd else 1.0),
+        }
+    )
     md = _metadata(verb, body, shown)
     return await _submit(request, genq, caller, verb, engine, candidate, md, body.replyUrl)
 
@@ -380,8 +434,9 @@ async def button(request: Request, genq: App, caller: Creator) -> Response:
     body = parse(Button, fields)
     parent = await _job(genq, caller.account.id, body.jobid)
     if parent["status"] != "succeeded":
-        raise InvalidInput(f"Job {body.jobid} is {render(parent)['status']}, "
-                           "buttons apply to completed jobs")
+        raise InvalidInput(
+            f"Job {body.jobid} is {render(parent)['status']}, buttons apply to completed jobs"
+        )
     await _busy_check(genq, caller.account.id, body.maxJobs)
     engine = genq.settings.compat_engines.get(f"{NAME}:pixverse-button") or parent["engine"]
     candidate = dict(parent.get("input") or {})
@@ -402,8 +457,17 @@ async def button(request: Request, genq: App, caller: Creator) -> Response:
     md: dict[str, Any] = {**_metadata("button", body, {}), **inherited}
     if body.prompt:
         md["prompt"] = body.prompt
-    return await _submit(request, genq, caller, "button", engine, candidate, md,
-                         body.replyUrl, parent_id=parent["id"])
+    return await _submit(
+        request,
+        genq,
+        caller,
+        "button",
+        engine,
+        candidate,
+        md,
+        body.replyUrl,
+        parent_id=parent["id"],
+    )
 
 
 @router.get("/v1/pixverse/jobs/", summary="A job's status and results")

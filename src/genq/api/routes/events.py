@@ -37,15 +37,25 @@ async def event_data(genq: Genq, ev: JobEvent) -> dict[str, Any]:
         job = await genq.store.jobs.get(ev.job_id)
         if job is not None:
             return await genq.jobs.render(job)
-    return {"job_id": ev.job_id, "seq": ev.seq, "type": ev.type,
-            "created_at": iso(ev.created_at), **ev.data}
+    return {
+        "job_id": ev.job_id,
+        "seq": ev.seq,
+        "type": ev.type,
+        "created_at": iso(ev.created_at),
+        **ev.data,
+    }
 
 
-@router.get("/v1/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}},
-                                                   **PROBLEMS},
-            summary="Stream a job's events (SSE)")
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}, **PROBLEMS},
+    summary="Stream a job's events (SSE)",
+)
 async def job_events(
-    job_id: str, request: Request, genq: App, caller: Caller,
+    job_id: str,
+    request: Request,
+    genq: App,
+    caller: Caller,
     after: Annotated[int | None, Query(ge=0, description="resume after this seq")] = None,
 ) -> StreamingResponse:
     """`id:` is the job's event sequence number; `event:` is status, progress, output,
@@ -75,10 +85,15 @@ async def job_events(
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.get("/v1/events", responses={200: {"content": {"text/event-stream": {}}}, **PROBLEMS},
-            summary="Stream all of the account's job events (SSE)")
+@router.get(
+    "/v1/events",
+    responses={200: {"content": {"text/event-stream": {}}}, **PROBLEMS},
+    summary="Stream all of the account's job events (SSE)",
+)
 async def account_events(
-    request: Request, genq: App, caller: Caller,
+    request: Request,
+    genq: App,
+    caller: Caller,
     after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
 ) -> StreamingResponse:
     """Every event of every job of the account; `id:` is a global event id. Without

@@ -24,7 +24,10 @@ async def upload_file(
     """Multipart upload (field `file`). Returns the file record; use its id as an
     engine input (e.g. `demo/upscale`'s `image`)."""
     record = await genq.files.save(
-        caller.account.id, file.file, filename=file.filename, content_type=file.content_type,
+        caller.account.id,
+        file.file,
+        filename=file.filename,
+        content_type=file.content_type,
         purpose=purpose,
     )
     return JSONResponse(genq.files.render(record), status_code=201)
@@ -38,12 +41,17 @@ async def get_file(file_id: str, genq: App, caller: Caller) -> Response:
 @router.get("/v1/files/{file_id}/content", responses=PROBLEMS, summary="An uploaded file's bytes")
 async def get_file_content(file_id: str, genq: App, caller: Caller) -> Response:
     record = await genq.files.get(caller.account.id, file_id)
-    return FileResponse(genq.storage.uploads / record.path, media_type=record.content_type,
-                        filename=record.filename)
+    return FileResponse(
+        genq.storage.uploads / record.path, media_type=record.content_type, filename=record.filename
+    )
 
 
-@router.get("/files/{job_id}/{token}/{filename}", include_in_schema=True, tags=["public"],
-            summary="An output file (public, unguessable URL)")
+@router.get(
+    "/files/{job_id}/{token}/{filename}",
+    include_in_schema=True,
+    tags=["public"],
+    summary="An output file (public, unguessable URL)",
+)
 async def public_file(job_id: str, token: str, filename: str, genq: App) -> Response:
     path = genq.storage.public_file(f"{job_id}/{token}/{filename}")
     if path is None:

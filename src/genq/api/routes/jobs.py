@@ -24,8 +24,12 @@ MAX_WAIT_S = 60.0
 _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait=(\d+(?:\.\d+)?)")
 
 
-def job_response(item: CachedJob, genq_retry: int | None, status_code: int = 200,
-                 headers: dict[str, str] | None = None) -> Response:
+def job_response(
+    item: CachedJob,
+    genq_retry: int | None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
     h = {"ETag": item.etag, "Cache-Control": "no-cache"}
     if genq_retry is not None and item.status in NON_TERMINAL:
         h["Retry-After"] = str(genq_retry)
@@ -41,8 +45,13 @@ def job_response(item: CachedJob, genq_retry: int | None, status_code: int = 200
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {JSON: {"schema": JobCreate.model_json_schema(
-                ref_template="#/components/schemas/{model}")}},
+            "content": {
+                JSON: {
+                    "schema": JobCreate.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    )
+                }
+            },
         }
     },
     summary="Submit a job",
@@ -70,8 +79,9 @@ async def _create_job(request: Request, genq: Genq, caller: Principal) -> Respon
     if wait:
         deadline = time.monotonic() + min(float(wait.group(1)), MAX_WAIT_S)
         while item.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
-            item = await genq.jobs.wait_body(caller.account.id, job.id, seen=None,
-                                             after_seq=item.seq, timeout=left)
+            item = await genq.jobs.wait_body(
+                caller.account.id, job.id, seen=None, after_seq=item.seq, timeout=left
+            )
         extra["Preference-Applied"] = f"wait={wait.group(1)}"
         status_code = 200 if item.status in TERMINAL else 202
     return job_response(item, genq.jobs.retry_after(item.status, item.engine), status_code, extra)
@@ -90,8 +100,10 @@ async def list_jobs(
     statuses = [s for s in (status or "").split(",") if s]
     bad = [s for s in statuses if s not in NON_TERMINAL + TERMINAL]
     if bad:
-        raise InvalidInput(f"unknown status {bad[0]!r}", errors=[
-            {"field": "status", "message": f"unknown status {bad[0]!r}", "type": "enum"}])
+        raise InvalidInput(
+            f"unknown status {bad[0]!r}",
+            errors=[{"field": "status", "message": f"unknown status {bad[0]!r}", "type": "enum"}],
+        )
     data, cursor = await genq.jobs.list(
         caller.account.id, status=statuses, engine=engine, limit=limit, after=after
     )
@@ -99,8 +111,9 @@ async def list_jobs(
     return Response(orjson.dumps(body), media_type=JSON)
 
 
-@router.get("/{job_id}", responses={200: {"model": JobOut}, 304: {}, **PROBLEMS},
-            summary="Get a job")
+@router.get(
+    "/{job_id}", responses={200: {"model": JobOut}, 304: {}, **PROBLEMS}, summary="Get a job"
+)
 async def get_job(
     job_id: str,
     request: Request,
@@ -135,8 +148,9 @@ async def delete_job(job_id: str, genq: App, caller: Caller) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{job_id}/cancel", responses={200: {"model": JobOut}, **PROBLEMS},
-             summary="Cancel a job")
+@router.post(
+    "/{job_id}/cancel", responses={200: {"model": JobOut}, **PROBLEMS}, summary="Cancel a job"
+)
 async def cancel_job(job_id: str, genq: App, caller: Caller) -> Response:
     """A queued job is canceled at once; a running one is asked to stop and ends
     `canceled` when its engine stops or its grace period passes. 409 once it has ended.
@@ -145,5 +159,6 @@ async def cancel_job(job_id: str, genq: App, caller: Caller) -> Response:
     item = await genq.jobs.body(caller.account.id, job_id)
     body = orjson.loads(item.body)
     body["cancel"] = what
-    return Response(orjson.dumps(body), status_code=200 if what == "canceled" else 202,
-                    media_type=JSON)
+    return Response(
+        orjson.dumps(body), status_code=200 if what == "canceled" else 202, media_type=JSON
+    )

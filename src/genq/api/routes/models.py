@@ -15,12 +15,25 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def _json_body(schema: type[BaseModel]) -> dict[str, object]:
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": schema.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": schema.model_json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
+        }
+    }
 
 
-@router.post("", status_code=201, responses=PROBLEMS, openapi_extra=_json_body(ModelCreate),
-             summary="Create a trainable model")
+@router.post(
+    "",
+    status_code=201,
+    responses=PROBLEMS,
+    openapi_extra=_json_body(ModelCreate),
+    summary="Create a trainable model",
+)
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     async def create() -> Response:
         body = await json_body(request, ModelCreate, max_bytes=genq.settings.max_json_bytes)
@@ -45,26 +58,42 @@ async def get_model(model_id: str, genq: App, caller: Caller) -> Response:
     return JSONResponse(genq.models.render(model, genq.settings.base_url))
 
 
-@router.post("/{model_id}/images", status_code=201, responses=PROBLEMS,
-             summary="Upload a training image to a model")
+@router.post(
+    "/{model_id}/images",
+    status_code=201,
+    responses=PROBLEMS,
+    summary="Upload a training image to a model",
+)
 async def upload_model_image(
-    model_id: str, genq: App, caller: Caller,
+    model_id: str,
+    genq: App,
+    caller: Caller,
     file: Annotated[UploadFile, File(description="an image")],
 ) -> Response:
     await genq.models.get(caller.account.id, model_id)
     record = await genq.files.save(
-        caller.account.id, file.file, filename=file.filename, content_type=file.content_type,
-        model_id=model_id, purpose="training",
+        caller.account.id,
+        file.file,
+        filename=file.filename,
+        content_type=file.content_type,
+        model_id=model_id,
+        purpose="training",
     )
     return JSONResponse(genq.files.render(record), status_code=201)
 
 
-@router.post("/{model_id}/train", status_code=202, responses=PROBLEMS,
-             openapi_extra=_json_body(ModelTrain), summary="Train a model")
+@router.post(
+    "/{model_id}/train",
+    status_code=202,
+    responses=PROBLEMS,
+    openapi_extra=_json_body(ModelTrain),
+    summary="Train a model",
+)
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
     """Starts the model's train job and answers with it; the model is `training`
     until the job ends, then `ready` (or `failed`). With no `input.images`, the images
     uploaded to the model are used."""
+
     async def train() -> Response:
         if await request.body():
             body = await json_body(request, ModelTrain, max_bytes=genq.settings.max_json_bytes)
@@ -72,7 +101,11 @@ async def train_model(model_id: str, request: Request, genq: App, caller: Creato
             body = ModelTrain()
         job = await genq.models.train(caller.account, model_id, body.input)
         item = await genq.jobs.body(caller.account.id, job.id)
-        return Response(item.body, status_code=202, media_type="application/json",
-                        headers={"Location": f"/v1/jobs/{job.id}", "ETag": item.etag})
+        return Response(
+            item.body,
+            status_code=202,
+            media_type="application/json",
+            headers={"Location": f"/v1/jobs/{job.id}", "ETag": item.etag},
+        )
 
     return await idempotent(request, caller, train)

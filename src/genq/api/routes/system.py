@@ -22,29 +22,36 @@ async def get_account(genq: App, caller: Caller) -> Response:
     generate = await genq.limiter.peek(a.id, a.plan, GENERATE)
     status = await genq.limiter.peek(a.id, a.plan, STATUS)
     counts = await genq.store.jobs.account_counts(a.id)
-    return JSONResponse({
-        "id": a.id,
-        "object": "account",
-        "name": a.name,
-        "plan": a.plan,
-        "balance": await genq.store.ledger.balance(a.id),
-        "limits": {
-            "generation_per_min": plan.generation_per_min,
-            "status_per_min": plan.status_per_min,
-            "concurrent_jobs": plan.concurrent_jobs,
-            "retention_days": plan.retention_days,
-            "monthly_credits": plan.monthly_credits,
-        },
-        "usage": {
-            "generation_remaining": generate.remaining,
-            "status_remaining": status.remaining,
-            "window_reset_s": max(generate.reset_s, status.reset_s),
-            "running_jobs": counts.get("starting", 0) + counts.get("running", 0),
-            "queued_jobs": counts.get("queued", 0),
-        },
-        "created_at": iso(a.created_at),
-        "key": {"id": k.id, "prefix": k.prefix, "name": k.name, "created_at": iso(k.created_at)},
-    })
+    return JSONResponse(
+        {
+            "id": a.id,
+            "object": "account",
+            "name": a.name,
+            "plan": a.plan,
+            "balance": await genq.store.ledger.balance(a.id),
+            "limits": {
+                "generation_per_min": plan.generation_per_min,
+                "status_per_min": plan.status_per_min,
+                "concurrent_jobs": plan.concurrent_jobs,
+                "retention_days": plan.retention_days,
+                "monthly_credits": plan.monthly_credits,
+            },
+            "usage": {
+                "generation_remaining": generate.remaining,
+                "status_remaining": status.remaining,
+                "window_reset_s": max(generate.reset_s, status.reset_s),
+                "running_jobs": counts.get("starting", 0) + counts.get("running", 0),
+                "queued_jobs": counts.get("queued", 0),
+            },
+            "created_at": iso(a.created_at),
+            "key": {
+                "id": k.id,
+                "prefix": k.prefix,
+                "name": k.name,
+                "created_at": iso(k.created_at),
+            },
+        }
+    )
 
 
 @router.get("/healthz", tags=["system"], summary="Liveness")
@@ -58,8 +65,9 @@ async def readyz(genq: App) -> Response:
         await genq.store.ping()
     except Exception as exc:
         return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ok", "engines": len(genq.engines),
-                         "worker": genq.worker is not None})
+    return JSONResponse(
+        {"status": "ok", "engines": len(genq.engines), "worker": genq.worker is not None}
+    )
 
 
 @router.get("/metrics", tags=["system"], summary="Prometheus metrics")

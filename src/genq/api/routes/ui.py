@@ -19,21 +19,23 @@ UI_DIR = Path(__file__).resolve().parents[2] / "static" / "ui"
 # not JS eval), and its shadow DOM has one <style> element, allowed by its hash
 # (recompute it when updating vendor/model-viewer.min.js; tests/e2e checks).
 MODEL_VIEWER_STYLE = "'sha256-PXtZZkJMMyc18o/DN1ZEFOJ2qEGq95IQbVaJFMOXOb0='"
-CSP = "; ".join([
-    "default-src 'none'",
-    "script-src 'self' 'wasm-unsafe-eval'",
-    f"style-src 'self' {MODEL_VIEWER_STYLE}",
-    "img-src 'self' data: blob:",
-    "media-src 'self' blob:",
-    "connect-src 'self' data: blob:",
-    "worker-src 'self' blob:",
-    "font-src 'self'",
-    "manifest-src 'self'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-    "object-src 'none'",
-])
+CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        f"style-src 'self' {MODEL_VIEWER_STYLE}",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "connect-src 'self' data: blob:",
+        "worker-src 'self' blob:",
+        "font-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ]
+)
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

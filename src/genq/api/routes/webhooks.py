@@ -13,16 +13,20 @@ from genq.webhooks import new_secret, render_delivery
 router = APIRouter(tags=["webhooks"])
 
 
-@router.get("/v1/account/webhook-secret", responses=PROBLEMS,
-            summary="The secret webhooks are signed with")
+@router.get(
+    "/v1/account/webhook-secret", responses=PROBLEMS, summary="The secret webhooks are signed with"
+)
 async def webhook_secret(genq: App, caller: Caller) -> Response:
     """A `whsec_` secret per account (Standard Webhooks); verify deliveries with it."""
     secret = await genq.store.webhooks.secret(caller.account.id, new_secret())
     return JSONResponse({"object": "webhook_secret", "secret": secret})
 
 
-@router.get("/v1/jobs/{job_id}/deliveries", responses=PROBLEMS,
-            summary="A job's webhook deliveries and their attempts")
+@router.get(
+    "/v1/jobs/{job_id}/deliveries",
+    responses=PROBLEMS,
+    summary="A job's webhook deliveries and their attempts",
+)
 async def job_deliveries(job_id: str, genq: App, caller: Caller) -> Response:
     await genq.jobs.get(caller.account.id, job_id)
     rows = await genq.store.webhooks.for_job(job_id)
@@ -35,8 +39,12 @@ async def recent_deliveries(genq: App, caller: Caller) -> Response:
     return JSONResponse({"object": "list", "data": [render_delivery(d, []) for d in rows]})
 
 
-@router.post("/v1/deliveries/{delivery_id}/redeliver", status_code=202, responses=PROBLEMS,
-             summary="Send a delivery again")
+@router.post(
+    "/v1/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    responses=PROBLEMS,
+    summary="Send a delivery again",
+)
 async def redeliver(delivery_id: str, genq: App, caller: Caller) -> Response:
     d = await genq.store.webhooks.get(delivery_id)
     if d is None or d.account_id != caller.account.id:

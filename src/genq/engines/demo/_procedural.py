@@ -8,6 +8,7 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,10 @@ def prompt_palette(prompt: str, negative: str | None = None) -> Float:
     from the prompt's hash and colour words; the negative prompt shifts them."""
     key = prompt if not negative else f"{prompt}\x00{negative}"
     h = hashlib.sha256(key.encode()).digest()
-    words = prompt.lower()
-    named = [hue for word, hue in _HUES.items() if word in words]
+    words = re.findall(r"[a-z]+", prompt.lower())
+    named = [_HUES[word] for word in words if word in _HUES]  # the first one wins
     base = (named[0] if named else h[0] * 360 / 256) / 360
-    dark = any(w in words for w in _DARK)
+    dark = any(w in _DARK for w in words)
     scheme = h[1] % 3  # 0 analogous, 1 complementary, 2 triadic
     other = base + (0.08, 0.5, 1 / 3)[scheme] * (1 if h[2] % 2 else -1)
     sat = 0.45 + h[3] / 255 * 0.35
