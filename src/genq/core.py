@@ -3,14 +3,13 @@ that the API, the CLI and the tests drive. Built from `Settings`; nothing at imp
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 
 from genq.accounts import AccountService
 from genq.engines.contract import Engine
 from genq.engines.registry import load_engines
-from genq.events import Change, EventBus, Tailer
+from genq.events import EventBus, Tailer
 from genq.files import FileService
 from genq.idempotency import Idempotency
 from genq.jobs import JobService, Sweeper
@@ -60,8 +59,6 @@ class Genq:
             allow_private=settings.webhook_allow_private,
             schedule=settings.webhook_retry_schedule_s,
         )
-        self._background: set[asyncio.Task[None]] = set()
-        self.bus.subscribe(self._on_change)
 
     def make_worker(
         self, engine_names: list[str] | None = None, slots: int | None = None
@@ -76,18 +73,6 @@ class Genq:
             resolver=self.jobs.resolver,
             slots=slots,
         )
-
-    def _on_change(self, change: Change) -> None:
-        # a training job ended (in this process or another): settle its model
-        if change.type == "completed":
-            task = asyncio.create_task(self._settle_model(change.job_id))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _settle_model(self, job_id: str) -> None:
-        found = await self.store.jobs.get_with_outputs(job_id)
-        if found is not None and found[0].task == "train" and found[0].model_id:
-            await self.models.on_job_finished(*found)
 
     async def start(
         self,
@@ -112,7 +97,5 @@ class Genq:
         await self.sweeper.stop()
         await self.webhooks.stop()
         await self.tailer.stop()
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=5)
         await self.store.close()
         self.limiter.close()

@@ -14,7 +14,7 @@ from genq.errors import Conflict, InvalidInput, NotFound
 from genq.ids import iso, new_id
 from genq.jobs import JobService
 from genq.store import Store
-from genq.store.records import SUCCEEDED, Account, Job, JobOutput, Model
+from genq.store.records import Account, Job, Model
 
 CREATED, TRAINING, READY, FAILED = "created", "training", "ready", "failed"
 
@@ -69,23 +69,6 @@ class ModelService:
         if updated is None:
             raise Conflict(f"model {model_id} is already training")
         return job
-
-    async def on_job_finished(self, job: Job, outputs: list[JobOutput]) -> None:
-        """A train job ended: the model becomes ready with its weights, or failed."""
-        if job.task != "train" or not job.model_id:
-            return
-        if job.status == SUCCEEDED:
-            weights = next(
-                (o for o in outputs if o.name == "weights"), outputs[0] if outputs else None
-            )
-            if weights is not None:
-                await self.store.models.update(
-                    job.model_id, status=READY, artifact=weights.path, error=None
-                )
-                return
-        await self.store.models.update(
-            job.model_id, status=FAILED, error=job.error_message or f"training {job.status}"
-        )
 
     @staticmethod
     def render(model: Model, base_url: str) -> dict[str, Any]:

@@ -64,6 +64,8 @@ async def _bump(
         if event == "completed":
             for job in rows:
                 await ledger.settle(conn, job)
+                if job.task == "train" and job.model_id:
+                    await _settle_model(conn, job, now)
         await conn.execute(
             sa.insert(t.job_events),
             [
@@ -79,6 +81,30 @@ async def _bump(
             ],
         )
     return rows
+
+
+async def _settle_model(conn: AsyncConnection, job: Job, now: datetime) -> None:
+    """A training job ended: its model becomes ready with the `weights` output (or the
+    first one), or failed; in the job's own transaction."""
+    M, out = t.models.c, t.job_outputs.c
+    artifact = None
+    if job.status == SUCCEEDED:
+        artifact = (
+            await conn.execute(
+                sa.select(out.path)
+                .where(out.job_id == job.id)
+                .order_by((out.name != "weights"), out.position)
+                .limit(1)
+            )
+        ).scalar()
+    values: dict[str, Any] = {"updated_at": now}
+    if artifact is not None:
+        values.update(status="ready", artifact=artifact, error=None)
+    else:
+        values.update(status="failed", error=job.error_message or f"training {job.status}")
+    await conn.execute(
+        sa.update(t.models).where(M.id == job.model_id, M.job_id == job.id).values(**values)
+    )
 
 
 def webhook_event(event: str, status: str) -> str | None:
