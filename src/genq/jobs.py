@@ -311,6 +311,7 @@ class JobService:
             "completed_at": iso(job.completed_at),
             "expires_at": iso(job.expires_at),
             "processing_time_s": processing,
+            "seq": job.seq,
             "urls": {
                 "self": f"{base}/v1/jobs/{job.id}",
                 "events": f"{base}/v1/jobs/{job.id}/events",

@@ -29,8 +29,13 @@ ROUTES = {
     "vivix:model:boom": "test/boom",
     "vivix:model:refused": "test/moderated",
 }
-TINY_PLAN = {"generation_per_min": 1, "status_per_min": 1000, "concurrent_jobs": 2,
-             "retention_days": 1, "monthly_credits": 1000}
+TINY_PLAN = {
+    "generation_per_min": 1,
+    "status_per_min": 1000,
+    "concurrent_jobs": 2,
+    "retention_days": 1,
+    "monthly_credits": 1000,
+}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -61,8 +66,9 @@ def new_key(server: LiveServer, **kwargs: Any) -> str:
     return server.new_key(f"acct-{uuid.uuid4().hex[:12]}", **kwargs)
 
 
-def face(server: LiveServer, key: str | None, name: str,
-         headers: dict[str, str] | None = None) -> httpx.Client:
+def face(
+    server: LiveServer, key: str | None, name: str, headers: dict[str, str] | None = None
+) -> httpx.Client:
     h = dict(headers or {})
     if key is not None:
         h["Authorization"] = f"Bearer {key}"
@@ -74,8 +80,12 @@ def account_id(server: LiveServer, key: str) -> str:
         return str(api.get("/v1/account").json()["id"])
 
 
-def poll(read: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool],
-         timeout: float = 30, seen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def poll(
+    read: Callable[[], dict[str, Any]],
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float = 30,
+    seen: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Call `read` until `done` holds for its answer; `seen` collects every answer."""
     deadline = time.monotonic() + timeout
     while True:
@@ -97,12 +107,23 @@ def expired_job(server: LiveServer, key: str, metadata: dict[str, Any] | None = 
         store = Store(server.settings.db_url)
         try:
             now = utcnow()
-            job = await store.jobs.create({
-                "id": new_id("job"), "account_id": owner, "engine": "demo/noop",
-                "task": "noop", "input": {}, "metadata": metadata or {}, "webhook": None,
-                "credits_estimate": 0, "model_id": None, "parent_id": None,
-                "status": "expired", "expires_at": now, "completed_at": now,
-            })
+            job = await store.jobs.create(
+                {
+                    "id": new_id("job"),
+                    "account_id": owner,
+                    "engine": "demo/noop",
+                    "task": "noop",
+                    "input": {},
+                    "metadata": metadata or {},
+                    "webhook": None,
+                    "credits_estimate": 0,
+                    "model_id": None,
+                    "parent_id": None,
+                    "status": "expired",
+                    "expires_at": now,
+                    "completed_at": now,
+                }
+            )
             return job.id
         finally:
             await store.close()
@@ -119,8 +140,9 @@ def check_shape(ours: dict[str, Any], seed: dict[str, Any], where: str = "") -> 
         if isinstance(example, bool) or example is None:
             assert value is None or isinstance(value, type(example)), f"{where}{name}"
         elif isinstance(example, int | float):
-            assert isinstance(value, int | float) and not isinstance(value, bool), \
+            assert isinstance(value, int | float) and not isinstance(value, bool), (
                 f"{where}{name} is {value!r}"
+            )
             if isinstance(example, float):
                 assert isinstance(value, float), f"{where}{name} should be a float: {value!r}"
         else:

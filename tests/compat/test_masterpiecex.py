@@ -43,8 +43,9 @@ SEED_COMPLETE = {
 ONLY_WHEN_COMPLETE = {"processingTime_s", "outputUrl", "outputs"}
 
 
-def until_done(mpx: httpx.Client, request_id: str, seen: list[dict[str, Any]] | None = None
-               ) -> dict[str, Any]:
+def until_done(
+    mpx: httpx.Client, request_id: str, seen: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         r = mpx.get(f"/status/{request_id}")
         assert r.status_code == 200, r.text
@@ -86,9 +87,17 @@ def test_text_to_3d_lifecycle_matches_seed(server: LiveServer, key: str) -> None
 
 def test_text2image_outputs_are_a_list_of_urls(server: LiveServer, key: str) -> None:
     with face(server, key, "masterpiecex", FAST) as mpx:
-        r = mpx.post("/components/text2image", json={
-            "prompt": "a lighthouse", "aspect_ratio": "16:9", "num_images": 2,
-            "output_format": "jpg", "num_steps": 4, "seed": 1})
+        r = mpx.post(
+            "/components/text2image",
+            json={
+                "prompt": "a lighthouse",
+                "aspect_ratio": "16:9",
+                "num_images": 2,
+                "output_format": "jpg",
+                "num_steps": 4,
+                "seed": 1,
+            },
+        )
         assert r.status_code == 200, r.text
         done = until_done(mpx, r.json()["requestId"])
     assert done["status"] == "complete"
@@ -103,21 +112,24 @@ def test_text2image_outputs_are_a_list_of_urls(server: LiveServer, key: str) -> 
 
 def test_asset_upload_then_image_to_3d(server: LiveServer, key: str) -> None:
     with face(server, key, "masterpiecex", FAST) as mpx:
-        asset = mpx.post("/assets/create", json={"name": "fox.png", "type": "image/png",
-                                                 "description": "a fox"}).json()
+        asset = mpx.post(
+            "/assets/create", json={"name": "fox.png", "type": "image/png", "description": "a fox"}
+        ).json()
         assert set(asset) == {"assetId", "requestId", "assetUrl", "balance"}
         # the upload URL is a capability: no auth header, as with a presigned URL
-        up = httpx.put(asset["assetUrl"], content=png_bytes(),
-                       headers={"Content-Type": "image/png"})
+        up = httpx.put(
+            asset["assetUrl"], content=png_bytes(), headers={"Content-Type": "image/png"}
+        )
         assert up.status_code == 200, up.text
         assert up.json()["requestId"] == asset["requestId"]
         again = httpx.put(asset["assetUrl"], content=png_bytes())
         assert again.status_code == 409 and again.json()["error"] == "conflict"
-        forged = httpx.put(asset["assetUrl"].replace("signature=", "signature=0"),
-                           content=b"x")
+        forged = httpx.put(asset["assetUrl"].replace("signature=", "signature=0"), content=b"x")
         assert forged.status_code == 401
-        r = mpx.post("/functions/imageto3d", json={"image_request_id": asset["requestId"],
-                                                   "texture_size": 256, "seed": 2})
+        r = mpx.post(
+            "/functions/imageto3d",
+            json={"image_request_id": asset["requestId"], "texture_size": 256, "seed": 2},
+        )
         assert r.status_code == 200, r.text
         done = until_done(mpx, r.json()["requestId"])
     assert done["status"] == "complete", done
@@ -129,8 +141,9 @@ def test_asset_upload_then_image_to_3d(server: LiveServer, key: str) -> None:
 
 def test_image_to_3d_from_a_text2image_request(server: LiveServer, key: str) -> None:
     with face(server, key, "masterpiecex", FAST) as mpx:
-        image = until_done(mpx, mpx.post("/components/text2image",
-                                         json={"prompt": "a vase"}).json()["requestId"])
+        image = until_done(
+            mpx, mpx.post("/components/text2image", json={"prompt": "a vase"}).json()["requestId"]
+        )
         by_id = mpx.post("/functions/imageto3d", json={"image_request_id": image["requestId"]})
         by_url = mpx.post("/functions/imageto3d", json={"image_url": image["outputUrl"]})
         assert by_id.status_code == 200 and by_url.status_code == 200
@@ -142,13 +155,17 @@ def test_image_to_3d_from_a_text2image_request(server: LiveServer, key: str) -> 
 
 def test_errors(server: LiveServer, key: str) -> None:
     with face(server, key, "masterpiecex") as mpx:
-        for body, field in (({}, "prompt"), ({"prompt": ""}, "prompt"),
-                            ({"prompt": "x", "texture_size": 300}, "texture_size")):
+        for body, field in (
+            ({}, "prompt"),
+            ({"prompt": ""}, "prompt"),
+            ({"prompt": "x", "texture_size": 300}, "texture_size"),
+        ):
             r = mpx.post("/functions/general", json=body)
             assert r.status_code == 400, r.text
             assert r.json()["error"] == "bad_request" and field in r.json()["message"]
-        r = mpx.post("/functions/general", content=b"{not json",
-                     headers={"Content-Type": "application/json"})
+        r = mpx.post(
+            "/functions/general", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 400
         r = mpx.post("/components/text2image", json={"prompt": "x", "megapixels": 3})
         assert r.status_code == 400
@@ -174,8 +191,12 @@ def test_errors(server: LiveServer, key: str) -> None:
     with face(server, new_key(server, credits=0), "masterpiecex") as broke:
         r = broke.post("/functions/general", json={"prompt": "x"})
         assert r.status_code == 402
-        assert r.json() == {"error": "insufficient_credits", "message": r.json()["message"],
-                            "balance": 0, "needed": 10}
+        assert r.json() == {
+            "error": "insufficient_credits",
+            "message": r.json()["message"],
+            "balance": 0,
+            "needed": 10,
+        }
     with face(server, new_key(server, plan="tiny"), "masterpiecex", FAST) as tiny:
         assert tiny.post("/functions/general", json={"prompt": "x"}).status_code == 200
         r = tiny.post("/functions/general", json={"prompt": "x"})
@@ -216,8 +237,9 @@ def test_client_shaped_like_the_seed_example(server: LiveServer, key: str) -> No
         response.raise_for_status()
         return StatusResponseObject(response.json())
 
-    created = requests.post(f"{base_url}/functions/general", headers=headers,
-                            json={"prompt": "a teapot"}).json()
+    created = requests.post(
+        f"{base_url}/functions/general", headers=headers, json={"prompt": "a teapot"}
+    ).json()
     request_id = created["requestId"]
     response = retrieve(request_id)
     while response.status not in ("complete", "failed"):

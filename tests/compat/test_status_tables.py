@@ -27,37 +27,69 @@ TABLE: dict[str, tuple[str | int, str | int, str | int, str | int]] = {
 T0 = "2026-11-22T10:00:00.000Z"
 
 
-def canonical(status: str, *, code: str = "engine_error", engine: str = "demo/text-to-3d",
-              **extra: Any) -> dict[str, Any]:
+def canonical(
+    status: str, *, code: str = "engine_error", engine: str = "demo/text-to-3d", **extra: Any
+) -> dict[str, Any]:
     """A canonical job dict in `status` (DESIGN.md section 2)."""
     started = status not in ("queued",)
     ended = status in TERMINAL
     base = "http://genq.test/files/job_01TEST/tok"
     outs = {
-        "demo/text-to-3d": [("glb", "model", "model/gltf-binary"),
-                            ("usdz", "model", "model/vnd.usdz+zip"),
-                            ("fbx", "model", "application/vnd.autodesk.fbx"),
-                            ("thumbnail", "thumbnail", "image/png")],
+        "demo/text-to-3d": [
+            ("glb", "model", "model/gltf-binary"),
+            ("usdz", "model", "model/vnd.usdz+zip"),
+            ("fbx", "model", "application/vnd.autodesk.fbx"),
+            ("thumbnail", "thumbnail", "image/png"),
+        ],
         "demo/text2image": [("image_0", "image", "image/png"), ("image_1", "image", "image/png")],
-        "demo/text2video": [("video", "video", "video/mp4"),
-                            ("thumbnail", "thumbnail", "image/png")],
+        "demo/text2video": [
+            ("video", "video", "video/mp4"),
+            ("thumbnail", "thumbnail", "image/png"),
+        ],
     }[engine]
     job: dict[str, Any] = {
-        "id": "job_01TEST", "object": "job", "engine": engine, "task": "x",
-        "status": status, "progress": 100.0 if status == "succeeded" else 42.0,
-        "message": "step 5 of 12", "queue_position": 0 if status == "queued" else None,
-        "eta_s": None, "input": {"prompt": "a red fox", "seed": 7},
+        "id": "job_01TEST",
+        "object": "job",
+        "engine": engine,
+        "task": "x",
+        "status": status,
+        "progress": 100.0 if status == "succeeded" else 42.0,
+        "message": "step 5 of 12",
+        "queue_position": 0 if status == "queued" else None,
+        "eta_s": None,
+        "input": {"prompt": "a red fox", "seed": 7},
         "outputs": [
-            {"name": n, "kind": k, "url": f"{base}/{n}", "content_type": c, "bytes": 10,
-             "width": 320, "height": 192, "sha256": "0" * 64}
+            {
+                "name": n,
+                "kind": k,
+                "url": f"{base}/{n}",
+                "content_type": c,
+                "bytes": 10,
+                "width": 320,
+                "height": 192,
+                "sha256": "0" * 64,
+            }
             for n, k, c in outs
-        ] if status == "succeeded" else [],
-        "error": ({"code": "canceled" if status == "canceled" else code,
-                   "message": "it went wrong", "retryable": False}
-                  if status in ("failed", "canceled") else None),
-        "credits": {"estimate": 10, "used": 10 if status == "succeeded" else 0,
-                    "refunded": 10 if status in ("failed", "canceled") else 0},
-        "parent_id": None, "model_id": None, "metadata": {},
+        ]
+        if status == "succeeded"
+        else [],
+        "error": (
+            {
+                "code": "canceled" if status == "canceled" else code,
+                "message": "it went wrong",
+                "retryable": False,
+            }
+            if status in ("failed", "canceled")
+            else None
+        ),
+        "credits": {
+            "estimate": 10,
+            "used": 10 if status == "succeeded" else 0,
+            "refunded": 10 if status in ("failed", "canceled") else 0,
+        },
+        "parent_id": None,
+        "model_id": None,
+        "metadata": {},
         "created_at": T0,
         "started_at": "2026-11-22T10:00:01.000Z" if started else None,
         "completed_at": "2026-11-22T10:00:05.500Z" if ended else None,
@@ -108,8 +140,14 @@ def test_masterpiecex_fields_by_state() -> None:
     for state in ("queued", "starting", "running", "failed", "canceled"):
         assert set(masterpiecex.render(canonical(state))) == {"requestId", "status", "progress"}
     done = masterpiecex.render(canonical("succeeded"))
-    assert set(done) == {"requestId", "status", "progress", "processingTime_s", "outputUrl",
-                         "outputs"}
+    assert set(done) == {
+        "requestId",
+        "status",
+        "progress",
+        "processingTime_s",
+        "outputUrl",
+        "outputs",
+    }
     assert set(done["outputs"]) == {"fbx", "glb", "usdz", "thumbnail"}
     assert done["outputUrl"] == done["outputs"]["glb"]
     images = masterpiecex.render(canonical("succeeded", engine="demo/text2image"))
@@ -117,12 +155,27 @@ def test_masterpiecex_fields_by_state() -> None:
 
 
 def test_vivix_fields_by_state() -> None:
-    pending = {"generation_id", "status", "model", "credits_estimate", "elapsed_ms",
-               "created_at"}
-    completed = {"generation_id", "status", "model", "output_url", "output_urls",
-                 "credits_used", "duration_ms", "created_at", "completed_at"}
-    failed = {"generation_id", "status", "error", "message", "credits_used", "created_at",
-              "completed_at"}
+    pending = {"generation_id", "status", "model", "credits_estimate", "elapsed_ms", "created_at"}
+    completed = {
+        "generation_id",
+        "status",
+        "model",
+        "output_url",
+        "output_urls",
+        "credits_used",
+        "duration_ms",
+        "created_at",
+        "completed_at",
+    }
+    failed = {
+        "generation_id",
+        "status",
+        "error",
+        "message",
+        "credits_used",
+        "created_at",
+        "completed_at",
+    }
     for state in NON_TERMINAL:
         assert set(vivix.render(canonical(state))) == pending
     done = vivix.render(canonical("succeeded", engine="demo/text2image"))
@@ -144,8 +197,9 @@ def test_photogpt_payload_by_state() -> None:
         assert set(body) == keys
         assert (body["error"] is not None) == (state in ("failed", "canceled"))
     done = photogpt.render(canonical("succeeded", engine="demo/text2video"))
-    assert done["videos"] == [{"id": "job_01TEST/video",
-                               "url": "http://genq.test/files/job_01TEST/tok/video"}]
+    assert done["videos"] == [
+        {"id": "job_01TEST/video", "url": "http://genq.test/files/job_01TEST/tok/video"}
+    ]
     assert done["images"] == []
 
 

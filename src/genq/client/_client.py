@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Self, TypeVar, cast
 
@@ -18,9 +18,13 @@ from genq.client._core import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_S,
     Await,
+    CloseStream,
     Core,
     Effect,
+    Emit,
     Op,
+    OpenStream,
+    ReadLine,
     Send,
     Sleep,
 )
@@ -110,21 +114,53 @@ class Client:
         output._download = self.jobs.download
 
     def _run(self, op: Op[T]) -> T:
+        box: list[T] = []
+        for _ in self._iterate(op, box):
+            pass
+        return box[0]
+
+    def _iterate(self, op: Op[T], box: list[T]) -> Iterator[object]:
+        """Drive `op`, yielding what it emits; its result goes into `box`."""
+        streams: dict[int, Iterator[str]] = {}
+        opened: list[httpx.Response] = []
         try:
             effect = next(op)
             while True:
+                if isinstance(effect, Emit):
+                    yield effect.value
+                    effect = op.send(None)
+                    continue
                 try:
-                    result = self._perform(effect)
+                    result = self._perform(effect, streams, opened)
                 except Exception as exc:  # the operation decides: retry, map or raise
                     effect = op.throw(exc)
                 else:
                     effect = op.send(result)
         except StopIteration as stop:
-            return cast(T, stop.value)
+            box.append(cast(T, stop.value))
         finally:
             op.close()
+            for response in opened:
+                response.close()
 
-    def _perform(self, effect: Effect) -> object:
+    def _perform(
+        self, effect: Effect, streams: dict[int, Iterator[str]], opened: list[httpx.Response]
+    ) -> object:
+        if isinstance(effect, OpenStream):
+            response = self._http.send(effect.request, stream=True)
+            if not response.is_success:
+                response.read()
+                response.close()
+                return response
+            opened.append(response)
+            streams[id(response)] = response.iter_lines()
+            return response
+        if isinstance(effect, ReadLine):
+            return next(streams[id(effect.response)], None)
+        if isinstance(effect, CloseStream):
+            streams.pop(id(effect.response), None)
+            effect.response.close()
+            return None
         if isinstance(effect, Send):
             if effect.sink is None:
                 return self._http.send(effect.request)
@@ -141,6 +177,7 @@ class Client:
         if isinstance(effect, Sleep):
             self._sleep(effect.seconds)
             return None
+        assert isinstance(effect, Await)  # Emit is handled by _iterate
         close = getattr(effect.awaitable, "close", None)
         if callable(close):
             close()  # it will never be awaited: do not leave a dangling coroutine
@@ -207,21 +244,53 @@ class AsyncClient:
         output._adownload = self.jobs.download
 
     async def _run(self, op: Op[T]) -> T:
+        box: list[T] = []
+        async for _ in self._iterate(op, box):
+            pass
+        return box[0]
+
+    async def _iterate(self, op: Op[T], box: list[T]) -> AsyncIterator[object]:
+        """Drive `op`, yielding what it emits; its result goes into `box`."""
+        streams: dict[int, AsyncIterator[str]] = {}
+        opened: list[httpx.Response] = []
         try:
             effect = next(op)
             while True:
+                if isinstance(effect, Emit):
+                    yield effect.value
+                    effect = op.send(None)
+                    continue
                 try:
-                    result = await self._perform(effect)
+                    result = await self._perform(effect, streams, opened)
                 except Exception as exc:  # the operation decides: retry, map or raise
                     effect = op.throw(exc)
                 else:
                     effect = op.send(result)
         except StopIteration as stop:
-            return cast(T, stop.value)
+            box.append(cast(T, stop.value))
         finally:
             op.close()
+            for response in opened:
+                await response.aclose()
 
-    async def _perform(self, effect: Effect) -> object:
+    async def _perform(
+        self, effect: Effect, streams: dict[int, AsyncIterator[str]], opened: list[httpx.Response]
+    ) -> object:
+        if isinstance(effect, OpenStream):
+            response = await self._http.send(effect.request, stream=True)
+            if not response.is_success:
+                await response.aread()
+                await response.aclose()
+                return response
+            opened.append(response)
+            streams[id(response)] = response.aiter_lines()
+            return response
+        if isinstance(effect, ReadLine):
+            return await anext(streams[id(effect.response)], None)
+        if isinstance(effect, CloseStream):
+            streams.pop(id(effect.response), None)
+            await effect.response.aclose()
+            return None
         if isinstance(effect, Send):
             if effect.sink is None:
                 return await self._http.send(effect.request)

@@ -59,7 +59,34 @@ class Await:
     awaitable: Awaitable[object]
 
 
-Effect = Send | Sleep | Await
+@dataclass(frozen=True, slots=True)
+class OpenStream:
+    """Send `request` and keep the body open. Result: the response; a non-2xx one
+    comes back with its body read and closed."""
+
+    request: httpx.Request
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLine:
+    """Result: the next line of an open stream's body, or None at its end."""
+
+    response: httpx.Response
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStream:
+    response: httpx.Response
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Hand a value to whoever iterates the operation (`jobs.stream`)."""
+
+    value: object
+
+
+Effect = Send | Sleep | Await | OpenStream | ReadLine | CloseStream | Emit
 Op = Generator[Effect, object, T]
 
 

@@ -16,8 +16,19 @@ from urllib.parse import quote
 
 import httpx
 
-from genq.client._core import Await, Core, Op, Sleep, TimeoutArg
-from genq.client._errors import JobFailed, WaitTimeout
+from genq.client._core import (
+    Await,
+    CloseStream,
+    Core,
+    Emit,
+    Op,
+    OpenStream,
+    ReadLine,
+    Sleep,
+    TimeoutArg,
+)
+from genq.client._errors import JobFailed, WaitTimeout, error_for
+from genq.client._sse import JobEvent, SSEDecoder
 from genq.client._types import (
     Account,
     Engine,
@@ -128,6 +139,119 @@ def cancel_job(core: Core, job_id: str, *, timeout: TimeoutArg) -> Op[Job]:
     return core.job(response)
 
 
+STREAM_READ_S = 60.0  # longer than the server's keep-alive comments (15 s)
+
+
+class StreamUnavailable(Exception):
+    """The server has no event stream here: callers fall back to long-polling."""
+
+
+def stream_job(
+    core: Core, job_id: str, *, after: int = 0, deadline: float | None = None
+) -> Op[None]:
+    """Emit the job's events (`JobEvent`) after event `after`, until `completed`.
+    A dropped stream is reopened with `Last-Event-ID`, so nothing is missed or
+    repeated. Past `deadline` (a `core.clock()` time) a read ends with `WaitTimeout`."""
+    last, drops = after, 0
+    while True:
+        read_s = STREAM_READ_S
+        if deadline is not None:
+            read_s = max(0.05, min(read_s, deadline - core.clock()))
+        headers = {"Accept": "text/event-stream"}
+        if last:
+            headers["Last-Event-ID"] = str(last)
+        request = core.build(
+            "GET",
+            f"/v1/jobs/{_seg(job_id)}/events",
+            headers=headers,
+            timeout=httpx.Timeout(core.timeout.connect, read=read_s, write=read_s, pool=read_s),
+        )
+        try:
+            response = yield OpenStream(request)
+            assert isinstance(response, httpx.Response)
+        except httpx.TransportError as exc:
+            if deadline is not None and core.clock() >= deadline:
+                raise _Deadline() from exc
+            drops += 1
+            if drops > core.max_retries:
+                raise error_for(request, exc) from exc
+            yield Sleep(min(8.0, 0.5 * 2**drops))
+            continue
+        if response.status_code in (404, 405, 406, 501) and last == 0:
+            raise StreamUnavailable(f"no event stream at {request.url}")
+        if response.is_error:
+            raise error_for(request, response)
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            yield CloseStream(response)
+            raise StreamUnavailable(f"{request.url} is not an event stream")
+        decoder = SSEDecoder()
+        try:
+            while (line := (yield ReadLine(response))) is not None:
+                assert isinstance(line, str)
+                event = decoder.feed(line)
+                if event is None:
+                    continue
+                last, drops = event.id, 0
+                if event.job is not None:
+                    core.bind(event.job)
+                yield Emit(event)
+                if event.event == "completed":
+                    yield CloseStream(response)
+                    return
+        except httpx.TransportError as exc:
+            if deadline is not None and core.clock() >= deadline:
+                raise _Deadline() from exc
+        yield CloseStream(response)  # it ended early (a restart, a proxy): reconnect
+        drops += 1
+        yield Sleep(min(4.0, 0.1 * 2**drops))
+
+
+class _Deadline(Exception):
+    """The caller's deadline passed while the stream was quiet."""
+
+
+def _wait_streaming(
+    core: Core, job: Job, *, timeout: float | None, on_progress: ProgressCallback | None
+) -> Op[Job]:
+    deadline = None if timeout is None else core.clock() + timeout
+    seen = (job.status, job.progress, job.message)
+    try:
+        events = stream_job(core, job.id, after=job.seq or 0, deadline=deadline)
+        effect = next(events)
+        while True:
+            if isinstance(effect, Emit):
+                event = effect.value
+                assert isinstance(event, JobEvent)
+                yield effect  # stream() callers see it too
+                if event.job is not None:
+                    job = event.job
+                elif event.event in ("status", "progress"):
+                    update = {
+                        k: event.data[k]
+                        for k in ("status", "progress", "message")
+                        if k in event.data
+                    }
+                    job = job.model_copy(update=update)
+                if on_progress is not None and (job.status, job.progress, job.message) != seen:
+                    seen = (job.status, job.progress, job.message)
+                    result = on_progress(job)
+                    if inspect.isawaitable(result):
+                        yield Await(result)
+                effect = events.send(None)
+            else:
+                try:
+                    result = yield effect
+                except Exception as exc:
+                    effect = events.throw(exc)
+                else:
+                    effect = events.send(result)
+    except StopIteration:
+        return job
+    except _Deadline:
+        assert timeout is not None
+        raise WaitTimeout(job, timeout) from None
+
+
 def wait_job(
     core: Core,
     job_id: str,
@@ -135,7 +259,30 @@ def wait_job(
     timeout: float | None,
     on_progress: ProgressCallback | None,
     poll_interval: float | None,
+    stream: bool = True,
 ) -> Op[Job]:
+    """Follow the job's event stream; fall back to long-polling where there is none
+    (or when `stream` is off or `poll_interval` asks for polling)."""
+    if stream and poll_interval is None:
+        started = core.clock()
+        job, _ = yield from fetch_job(core, job_id)
+        if job.is_terminal:
+            if on_progress is not None:
+                result = on_progress(job)
+                if inspect.isawaitable(result):
+                    yield Await(result)
+            return job
+        if on_progress is not None:
+            result = on_progress(job)
+            if inspect.isawaitable(result):
+                yield Await(result)
+        left = None if timeout is None else max(0.0, timeout - (core.clock() - started))
+        try:
+            final = yield from _wait_streaming(core, job, timeout=left, on_progress=on_progress)
+        except StreamUnavailable:
+            pass
+        else:
+            return final
     poller = Poller(clock=core.clock, timeout=timeout, poll_interval=poll_interval)
     while True:
         hold = poller.hold_s()

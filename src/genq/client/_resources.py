@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from genq.client import _ops
 from genq.client._core import TimeoutArg
 from genq.client._ops import FileInput, ProgressCallback, Webhook
+from genq.client._sse import JobEvent
 from genq.client._types import (
     Account,
     AsyncJobPage,
@@ -122,10 +123,12 @@ class Jobs(_Sync):
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         poll_interval: float | None = None,
+        stream: bool = True,
     ) -> Job:
         """Block until the job is terminal and return it (whatever its status).
 
-        Long-polls the server; `on_progress(job)` is called with the first state seen
+        Follows the job's event stream (long-polls where the server has none, or with
+        `stream=False`); `on_progress(job)` is called with the first state seen
         and whenever status, progress, message or queue position change. `timeout` is
         the whole wait in seconds (None: no limit; then `WaitTimeout`).
         `poll_interval` overrides the server's `Retry-After` pacing."""
@@ -136,8 +139,18 @@ class Jobs(_Sync):
                 timeout=timeout,
                 on_progress=on_progress,
                 poll_interval=poll_interval,
+                stream=stream,
             )
         )
+
+    def stream(self, job_id: str, /, *, after: int = 0) -> Iterator[JobEvent]:
+        """The job's events as they happen (Server-Sent Events), from the start or
+        after event `after`, ending with the `completed` event (whose `.job` is the
+        finished job). Reconnects by itself with `Last-Event-ID`."""
+        box: list[None] = []
+        for event in self._client._iterate(_ops.stream_job(self._core, job_id, after=after), box):
+            assert isinstance(event, JobEvent)
+            yield event
 
     def run(
         self,
@@ -243,6 +256,7 @@ class AsyncJobs(_Async):
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         poll_interval: float | None = None,
+        stream: bool = True,
     ) -> Job:
         """See `Jobs.wait`; `on_progress` may also be an `async def`."""
         return await self._client._run(
@@ -252,8 +266,17 @@ class AsyncJobs(_Async):
                 timeout=timeout,
                 on_progress=on_progress,
                 poll_interval=poll_interval,
+                stream=stream,
             )
         )
+
+    async def stream(self, job_id: str, /, *, after: int = 0) -> AsyncIterator[JobEvent]:
+        """The job's events as they happen; see `Jobs.stream`."""
+        box: list[None] = []
+        op = _ops.stream_job(self._core, job_id, after=after)
+        async for event in self._client._iterate(op, box):
+            assert isinstance(event, JobEvent)
+            yield event
 
     async def run(
         self,

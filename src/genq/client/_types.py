@@ -100,6 +100,7 @@ class Job(Record):
     expires_at: datetime | None = None
     processing_time_s: float | None = None
     urls: dict[str, str] = Field(default_factory=dict)
+    seq: int | None = None  # the event sequence number of this state (resume streams here)
 
     @property
     def is_terminal(self) -> bool:

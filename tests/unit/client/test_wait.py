@@ -20,7 +20,8 @@ def test_wait_reports_changes_and_returns_the_terminal_job(
 ):
     created = client.jobs.create(engine="demo/text2image", input={})
     seen: list[tuple[str, float, str | None]] = []
-    job = client.jobs.wait(created.id, on_progress=lambda j: seen.append(snapshot(j)))
+    job = client.jobs.wait(created.id, on_progress=lambda j: seen.append(snapshot(j)),
+                          stream=False)
     assert job.status == "succeeded" and job.is_terminal and len(job.outputs) == 2
     # The repeated "step 1 of 4" state is not reported twice.
     assert seen == [
@@ -40,11 +41,11 @@ def test_wait_reports_changes_and_returns_the_terminal_job(
 def test_wait_paces_by_retry_after_with_a_cap(client: Client, server: FakeServer, clock: FakeClock):
     server.retry_after = "60"
     job = server.add_job()
-    client.jobs.wait(job.id)
+    client.jobs.wait(job.id, stream=False)
     assert clock.sleeps == [10.0] * 4
     server.retry_after = None
     clock.sleeps.clear()
-    client.jobs.wait(server.add_job().id)
+    client.jobs.wait(server.add_job().id, stream=False)
     assert clock.sleeps == [1.0] * 4
 
 
@@ -56,7 +57,7 @@ def test_poll_interval_overrides_retry_after(client: Client, server: FakeServer,
 def test_wait_timeout_carries_the_last_job(client: Client, server: FakeServer, clock: FakeClock):
     job = server.add_job("demo/static")
     with pytest.raises(WaitTimeout) as info:
-        client.jobs.wait(job.id, timeout=2.5)
+        client.jobs.wait(job.id, timeout=2.5, stream=False)
     assert info.value.job.id == job.id and info.value.job.status == "running"
     assert info.value.timeout == 2.5
     assert clock.sleeps == [1.0, 1.0, 0.5]
@@ -79,7 +80,7 @@ def test_a_server_that_holds_the_request_is_asked_again_at_once(
         client._http = http
         client._core.http = http
         with pytest.raises(WaitTimeout):
-            client.jobs.wait(job.id, timeout=65)
+            client.jobs.wait(job.id, timeout=65, stream=False)
     http.close()
     # First GET answers at once (no ETag yet) and is paced by Retry-After; then every
     # long-poll is held by the server and re-asked without sleeping.
@@ -151,10 +152,21 @@ async def test_async_wait_and_run(aclient: AsyncClient, server: FakeServer, cloc
         seen.append(job.status)
 
     created = await aclient.jobs.create(engine="demo/text2image", input={})
-    job = await aclient.jobs.wait(created.id, on_progress=on_progress)
+    job = await aclient.jobs.wait(created.id, on_progress=on_progress, stream=False)
     assert job.status == "succeeded" and seen == ["queued", "running", "running", "succeeded"]
     assert clock.sleeps == [1.0] * 4
     with pytest.raises(JobFailed):
         await aclient.jobs.run(engine="demo/fail", input={}, on_progress=lambda j: None)
     with pytest.raises(WaitTimeout):
         await aclient.jobs.wait(server.add_job("demo/static").id, timeout=1)
+
+
+def test_wait_falls_back_to_long_poll_without_an_event_stream(
+    client: Client, server: FakeServer, clock: FakeClock
+):
+    # the fake server has no /events route (404): wait long-polls instead
+    job = client.jobs.wait(server.add_job().id)
+    assert job.status == "succeeded"
+    paths = [r.url.path for r in server.requests]
+    assert any(p.endswith("/events") for p in paths)
+    assert any("wait" in r.url.params for r in server.requests)

@@ -32,8 +32,6 @@ M = TypeVar("M", bound=BaseModel)
 Job = dict[str, Any]  # a canonical job (DESIGN.md section 2) as a dict
 ErrorRenderer = Callable[[GenqError], Response]
 EXTRA_INPUT_HEADER = "x-genq-input"
-TERMINAL = ("succeeded", "failed", "canceled", "expired")
-CANONICAL_STATES = ("queued", "starting", "running", *TERMINAL)
 
 
 def json_response(
@@ -77,6 +75,8 @@ def face_router(prefix: str, name: str, render_error: ErrorRenderer) -> APIRoute
                         for e in exc.errors()
                     ]
                     return render_error(InvalidInput("the request is not valid", errors=errors))
+                finally:
+                    await request.close()  # the spooled files of a parsed form
 
             return route
 

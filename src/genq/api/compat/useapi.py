@@ -54,6 +54,7 @@ from genq.api.compat._common import (
     first_error,
     fit,
     image_ref,
+    invalid,
     json_response,
     outputs,
     parse,
@@ -353,7 +354,10 @@ async def _media(
         return record.id, {"size": record.bytes, "type": record.content_type}
     ref = await image_ref(genq, account_id, str(fields[field]), field)
     if ref.startswith("file_"):
-        f = await genq.files.get(account_id, ref)
+        try:
+            f = await genq.files.get(account_id, ref)
+        except NotFound as exc:
+            raise invalid(field, f"no such file {ref!r}", "not_found") from exc
         return ref, {"size": f.bytes, "type": f.content_type}
     return ref, {}
 
