@@ -226,11 +226,8 @@ def _wait_streaming(
                 if event.job is not None:
                     job = event.job
                 elif event.event in ("status", "progress"):
-                    update = {
-                        k: event.data[k]
-                        for k in ("status", "progress", "message")
-                        if k in event.data
-                    }
+                    keys: tuple[str, ...] = ("status", "progress", "message")
+                    update: dict[str, Any] = {k: event.data[k] for k in keys if k in event.data}
                     job = job.model_copy(update=update)
                 if on_progress is not None and (job.status, job.progress, job.message) != seen:
                     seen = (job.status, job.progress, job.message)
