@@ -250,6 +250,10 @@ class JobService:
             raise Expired(f"job {job_id} has expired")
         return item
 
+    async def entry(self, job: Job) -> CachedJob:
+        """The body of a job just created (it has no outputs yet): no read back."""
+        return await self._cache_entry(job, [])
+
     async def _cache_entry(self, job: Job, outputs: list[JobOutput]) -> CachedJob:
         body = orjson.dumps(await self.render(job, outputs))
         item = CachedJob(

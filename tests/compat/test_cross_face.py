@@ -3,8 +3,11 @@ and a canceled job reads as each face's word for it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from genq.api import create_app
+from genq.settings import Settings
 from tests.compat.conftest import FAST, SLOW, face, poll
 from tests.conftest import LiveServer
 
@@ -59,3 +62,20 @@ def test_a_canceled_job_in_each_vocabulary(server: LiveServer, key: str) -> None
     assert views["photogpt"]["status"] == "failed" and views["photogpt"]["error"]
     assert views["vivix"]["status"] == "failed" and views["vivix"]["error"] == "CANCELLED"
     assert views["vivix"]["credits_used"] == 0
+
+
+def test_openapi_lists_every_face_endpoint(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path))
+    paths = set(app.openapi()["paths"])  # warnings (duplicate operation ids) are errors
+    for path in (
+        "/compat/masterpiecex/functions/general",
+        "/compat/masterpiecex/status/{request_id}",
+        "/compat/masterpiecex/assets/{asset_id}/content",
+        "/compat/useapi/v1/pixverse/create_single",
+        "/compat/useapi/v1/pixverse/jobs/",
+        "/compat/photogpt/jobs/{job_id}",
+        "/compat/photogpt/models/{model_id}/train",
+        "/compat/vivix/api/v1/generate",
+        "/compat/vivix/api/v1/generations/{generation_id}",
+    ):
+        assert path in paths

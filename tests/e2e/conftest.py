@@ -93,6 +93,9 @@ def shoot(tmp_path: Path) -> Any:
 
     def take(page: Any, name: str, *, docs: bool = False) -> Path:
         path = folder / f"{name}.png"
+        page.evaluate("() => scrollTo(0, 0)")  # the sticky header belongs at the top
+        if docs and TO_DOCS:  # no focus ring in the README's pictures
+            page.evaluate("() => document.activeElement?.blur?.()")
         page.screenshot(path=str(path), full_page=True, animations="disabled")
         if docs and TO_DOCS:
             DOCS.mkdir(exist_ok=True)

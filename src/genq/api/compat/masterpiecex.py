@@ -295,11 +295,10 @@ async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
     )
 
 
-@router.api_route(
-    "/assets/{asset_id}/content",
-    methods=["PUT", "POST"],
-    summary="Upload an asset's bytes (the signed assetUrl; no auth)",
+@router.put(
+    "/assets/{asset_id}/content", summary="Upload an asset's bytes (the signed assetUrl; no auth)"
 )
+@router.post("/assets/{asset_id}/content", include_in_schema=False)
 async def upload_asset(
     asset_id: str,
     request: Request,

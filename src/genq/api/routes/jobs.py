@@ -72,7 +72,7 @@ async def _create_job(request: Request, genq: Genq, caller: Principal) -> Respon
         metadata=body.metadata,
         webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
     )
-    item = await genq.jobs.body(caller.account.id, job.id)
+    item = await genq.jobs.entry(job)
     wait = _PREFER_WAIT.search(request.headers.get("prefer", ""))
     status_code = 202
     extra = {"Location": f"/v1/jobs/{job.id}"}

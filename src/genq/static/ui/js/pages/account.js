@@ -32,8 +32,12 @@ export function render(main) {
     const cards = [card('Account', dl(basics)),
       card('This API key', dl([['Prefix', key.prefix && h('code', {}, `${key.prefix}…`)],
         ['Name', key.name], ['Key id', key.id], ['Created', dateTime(key.created_at)]]))];
-    for (const [k, v] of Object.entries(acct)) { // balance, limits, usage, ... as they come
-      if (!KNOWN.includes(k) && v !== null && v !== undefined) {
+    if (typeof acct.balance === 'number') {
+      cards.push(card('Credit balance', h('p', { class: 'big' }, acct.balance.toLocaleString(),
+        h('small', {}, ' credits')), 'account-balance'));
+    }
+    for (const [k, v] of Object.entries(acct)) { // limits, usage, ... as they come
+      if (!KNOWN.includes(k) && k !== 'balance' && v !== null && v !== undefined) {
         cards.push(card(humanize(k), value(v), `account-${k}`));
       }
     }
@@ -99,6 +103,6 @@ function value(v) {
   if (v && typeof v === 'object') {
     return dl(Object.entries(v).map(([k, x]) => [humanize(k), value(x)]));
   }
-  if (typeof v === 'number') return h('span', { class: 'num big' }, v.toLocaleString());
+  if (typeof v === 'number') return h('span', { class: 'num' }, v.toLocaleString());
   return String(v);
 }
