@@ -19,12 +19,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the demo engines use when present: assimp writes FBX files.
+# chromium runs the dashboard's browser tests (tests/e2e).
 system-deps:
 	@command -v assimp >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq assimp-utils >/dev/null) \
 	      || echo "warning: could not install assimp-utils; FBX uses genq's own writer"; \
 	  else echo "note: assimp not found; FBX uses genq's own writer"; fi; }
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "warning: could not install chromium; tests/e2e (the dashboard in a browser) needs it"; \
+	  else echo "note: /usr/bin/chromium not found; tests/e2e (the dashboard in a browser) needs it"; fi; }
 
 run: install system-deps
 	@mkdir -p $(DATA)

@@ -174,12 +174,23 @@ def test_errors(server: LiveServer, key: str) -> None:
             assert r.json()["error"]["code"] == "invalid_request" and r.json()["error"]["message"]
         assert pg.get("/models/model_01NOPE0000000").status_code == 404
         model_id = pg.post("/models", json={"name": "x"}).json()["result"]["id"]
+        r = pg.post(f"/models/{model_id}/images", json={"images": []})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+        r = pg.post(
+            f"/models/{model_id}/images",
+            content=b"junk",
+            headers={"Content-Type": "multipart/form-data"},
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
         r = pg.get(f"/models/{model_id}/train")  # no images uploaded
         assert r.status_code == 400
         pg.post(f"/models/{model_id}/images", files={"image": ("a.png", png_bytes(), "image/png")})
         assert pg.get(f"/models/{model_id}/train", headers=SLOW).status_code == 200
         r = pg.get(f"/models/{model_id}/train")
         assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+        with server.client(key) as api:  # free the worker slot the slow training holds
+            training = api.get(f"/v1/models/{model_id}").json()["job_id"]
+            assert api.post(f"/v1/jobs/{training}/cancel").status_code in (200, 202)
         mine = pg.post("/images/generation", json={"prompt": "x"}).json()["result"]["jobId"]
     with face(server, new_key(server), "photogpt") as other:
         assert other.get(f"/jobs/{mine}").status_code == 404

@@ -212,6 +212,12 @@ def test_errors_exactly_as_the_seed(server: LiveServer, key: str) -> None:
         assert r.status_code == 400
         r = ua.post("/v1/pixverse/animate", json={"image": "https://example.com/cat.png"})
         assert r.status_code == 400 and "not fetched" in r.json()["error"]
+        r = ua.post(
+            "/v1/pixverse/animate",
+            content=b"--x\r\nbroken",
+            headers={"Content-Type": "multipart/form-data"},  # no boundary
+        )
+        assert r.status_code == 400 and r.json()["code"] == 400, r.text
         r = ua.post("/v1/pixverse/animate", json={"image": "file_01NOSUCHFILE0000"})
         assert r.status_code == 400 and "no such file" in r.json()["error"]
         r = ua.post(

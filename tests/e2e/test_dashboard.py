@@ -242,3 +242,28 @@ def test_cancel_a_running_job_from_the_list(
     page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 4")
     assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
     shoot(page, "jobs-narrow")
+
+
+def test_jobs_page_pages_with_the_cursor_and_filters(
+    page: Any, server: LiveServer, key: str, api: httpx.Client
+) -> None:
+    ids = [api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"steps": 1}}).json()["id"]
+           for _ in range(26)]
+    ids.append(api.post("/v1/jobs", json={"engine": "test/boom", "input": {}}).json()["id"])
+    wait_for(api, ids[-1])
+
+    sign_in(page, server, key)
+    rows = page.locator("tbody tr")
+    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 25")
+    assert rows.first.get_attribute("data-job") == ids[-1]  # newest first
+    page.get_by_role("button", name="Load more").click()
+    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 27")
+    assert rows.last.get_attribute("data-job") == ids[0]
+    assert page.get_by_role("button", name="Load more").is_hidden()
+
+    page.select_option("#filter-engine", "test/boom")
+    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 1")
+    assert "engine=test%2Fboom" in page.url or "engine=test/boom" in page.url
+    page.reload()  # the filter lives in the address
+    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 1")
+    assert page.locator("#filter-engine").input_value() == "test/boom"

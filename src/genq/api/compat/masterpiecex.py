@@ -108,9 +108,7 @@ def error_response(exc: GenqError) -> Response:
     status = exc.status
     message = exc.detail
     body: dict[str, Any] = {}
-    if isinstance(exc, Unauthorized):
-        message = "Unauthorized: send Authorization: Bearer <API key>"
-    elif isinstance(exc, EngineNotFound):
+    if isinstance(exc, EngineNotFound):
         status, message = 400, f"this server has no engine for that function: {exc.detail}"
     elif isinstance(exc, InvalidInput):
         status, message = 400, first_error(exc)

@@ -55,6 +55,7 @@ from genq.api.compat._common import (
     face_router,
     first_error,
     fit,
+    form_items,
     image_ref,
     json_response,
     outputs,
@@ -330,8 +331,7 @@ async def upload_images(model_id: str, request: Request, genq: App, caller: Call
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise InvalidInput("send the images as multipart/form-data")
-    form = await request.form()
-    uploads = [v for _, v in form.multi_items() if not isinstance(v, str)]
+    uploads = [v for _, v in await form_items(request) if not isinstance(v, str)]
     if not uploads:
         raise InvalidInput("no image file in the form")
     saved = []

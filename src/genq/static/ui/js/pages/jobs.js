@@ -57,7 +57,9 @@ export function render(main, query) {
     filters.status = statusSelect.value;
     filters.engine = engineSelect.value;
     history.replaceState(null, '', `#/jobs${qs(filters)}`);
+    generation++;
     rows.clear();
+    cursor = null;
     tbody.replaceChildren();
     load(null);
   }
@@ -65,10 +67,16 @@ export function render(main, query) {
   const matches = (job) => (!filters.engine || job.engine === filters.engine) &&
     (!filters.status || filters.status.split(',').includes(job.status));
 
+  let loaded = false;
+  const early = [];
+  let generation = 0; // a filter change makes answers to older requests moot
+
   async function load(after) {
+    const gen = generation;
     more.disabled = true;
     try {
       const page = await api(`v1/jobs${qs({ ...filters, after, limit: 25 })}`);
+      if (gen !== generation) return;
       for (const job of page.data) if (!rows.has(job.id)) place(job, false);
       cursor = page.next_cursor;
       more.hidden = !page.has_more;
@@ -78,20 +86,21 @@ export function render(main, query) {
     } finally {
       more.disabled = false;
       empty.hidden = rows.size > 0;
+      if (!loaded) {
+        loaded = true;
+        early.splice(0).forEach(onEvent);
+      }
     }
   }
 
   function place(job, sorted) {
+    const key = job.created_at + job.id; // newest first by (created_at, id)
+    const before = sorted ? [...tbody.children].find((tr) => tr.dataset.sort < key) : null;
+    if (sorted && !before && cursor) return; // older than the loaded pages: not shown yet
     const row = makeRow(job);
+    row.tr.dataset.sort = key;
     rows.set(job.id, row);
-    if (sorted) { // newest first by (created_at, id)
-      const key = job.created_at + job.id;
-      const before = [...rows.values()].find((r) => r !== row &&
-        r.job.created_at + r.job.id < key);
-      tbody.insertBefore(row.tr, before ? before.tr : null);
-    } else {
-      tbody.append(row.tr);
-    }
+    tbody.insertBefore(row.tr, before);
     empty.hidden = true;
   }
 
@@ -163,7 +172,9 @@ export function render(main, query) {
     }
   }
 
-  function onEvent({ type, data }) {
+  function onEvent(event) {
+    if (!loaded) { early.push(event); return; } // applied once the first page is in
+    const { type, data } = event;
     if (!data || typeof data !== 'object') return;
     if (type === 'completed') { // the whole job
       const row = rows.get(data.id);
