@@ -204,8 +204,9 @@ def test_cancel_a_running_job_from_the_list(
                 "engine": "demo/text2image",
                 "input": {"prompt": "a lighthouse at dusk", "delay_s": 0},
             },
+            {"engine": "demo/text2video", "input": {"prompt": "northern lights", "delay_s": 0}},
             {"engine": "demo/text-to-3d", "input": {"prompt": "a small castle", "delay_s": 0}},
-            {"engine": "test/boom", "input": {}},
+            {"engine": "test/boom", "input": {"text": "an engine that fails"}},
         )
     ]
     for job_id in done:
@@ -213,7 +214,7 @@ def test_cancel_a_running_job_from_the_list(
 
     sign_in(page, server, key)
     page.locator(".live[data-state=open]").wait_for()
-    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 3")
+    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 4")
     # Submitted while the list is open: it appears and runs without a reload.
     r = api.post(
         "/v1/jobs",
@@ -239,7 +240,7 @@ def test_cancel_a_running_job_from_the_list(
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.select_option("#filter-status", "")
-    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 5")
     assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
     shoot(page, "jobs-narrow")
 
