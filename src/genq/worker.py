@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from genq.aio import wait_event
+from genq.engines.context import limit_native_threads
 from genq.engines.contract import Engine
 from genq.events import Change, EventBus
 from genq.ids import token
@@ -63,6 +64,7 @@ class Worker:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
+        limit_native_threads()
         self._unsubscribe = self.bus.subscribe(self._on_change)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="genq-claim"),

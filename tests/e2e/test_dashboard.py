@@ -160,7 +160,7 @@ def test_3d_model_viewer_renders_and_rotates(
     sign_in(page, server, key)
     page.goto(f"{server.url}/ui/#/jobs/{job['id']}")
     viewer = page.locator("model-viewer")
-    page.locator("model-viewer[data-loaded]").wait_for(timeout=30_000)
+    page.locator("model-viewer[data-loaded]").wait_for(timeout=60_000)
     page.wait_for_function("() => document.querySelector('model-viewer').modelIsVisible")
     page.wait_for_timeout(500)  # a few frames
     png = viewer.screenshot(animations="disabled")
@@ -248,8 +248,10 @@ def test_cancel_a_running_job_from_the_list(
 def test_jobs_page_pages_with_the_cursor_and_filters(
     page: Any, server: LiveServer, key: str, api: httpx.Client
 ) -> None:
-    ids = [api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"steps": 1}}).json()["id"]
-           for _ in range(26)]
+    ids = [
+        api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"steps": 1}}).json()["id"]
+        for _ in range(26)
+    ]
     ids.append(api.post("/v1/jobs", json={"engine": "test/boom", "input": {}}).json()["id"])
     wait_for(api, ids[-1])
 
@@ -268,3 +270,35 @@ def test_jobs_page_pages_with_the_cursor_and_filters(
     page.reload()  # the filter lives in the address
     page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 1")
     assert page.locator("#filter-engine").input_value() == "test/boom"
+
+
+def test_file_inputs_upload_through_the_form(
+    page: Any, server: LiveServer, key: str, tmp_path: Any
+) -> None:
+    pictures = []
+    for i, color in enumerate(["#d94f30", "#3070d9"]):
+        path = tmp_path / f"picture{i}.png"
+        Image.new("RGB", (96, 64), color).save(path)
+        pictures.append(str(path))
+
+    sign_in(page, server, key)
+    page.goto(f"{server.url}/ui/#/new?engine=demo/upscale")
+    field = page.locator('.field[data-path="input.image"]')
+    field.locator("input[type=file]").set_input_files(pictures[0])
+    field.get_by_role("status").filter(has_text="Uploaded picture0.png").wait_for()
+    assert field.locator("input[type=text]").input_value().startswith("file_")
+    page.locator('input[name="input.delay_s"]').fill("0")
+    page.get_by_role("button", name="Start job").click()
+    page.wait_for_url("**/ui/#/jobs/job_*")
+    page.locator(".badge[data-status=succeeded]").wait_for()
+    page.wait_for_function("() => document.querySelector('.image-grid img')?.naturalWidth === 192")
+
+    # An array of files (demo/train's images): several uploads, one list.
+    page.goto(f"{server.url}/ui/#/new?engine=demo/train")
+    images = page.locator('[data-path="input.images"]')
+    images.locator("input[type=file]").set_input_files(pictures)
+    images.locator(".chips li").nth(1).wait_for()
+    page.locator('input[name="input.delay_s"]').fill("0")
+    page.get_by_role("button", name="Start job").click()
+    page.wait_for_url("**/ui/#/jobs/job_*")
+    page.locator(".badge[data-status=succeeded]").wait_for()

@@ -8,6 +8,8 @@ It turns an engine's calls into records (`Progress`, `Output`, `Log`) handed to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import hashlib
 import inspect
 import logging
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from threadpoolctl import threadpool_limits
 
 from genq.engines.contract import (
     Engine,
@@ -215,12 +218,44 @@ def _is_async(engine: Engine) -> bool:
     return inspect.iscoroutinefunction(engine.run)
 
 
+def limit_native_threads() -> None:
+    """One thread per BLAS/OpenMP call: a worker runs several engines at once, and
+    OpenBLAS's own thread pool, entered from several threads, oversubscribes the cores
+    and can spin for minutes. Process-wide; called when a worker starts."""
+    threadpool_limits(limits=1)
+
+
+def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
+
+
 async def call_engine(engine: Engine, ctx: Context) -> None:
-    """Run `engine.run(ctx)`, in a thread if it is synchronous."""
+    """Run `engine.run(ctx)`; a synchronous engine runs in a daemon thread of its own,
+    so that one which ignores cancellation can be abandoned (its context is closed)
+    without holding the process open at exit."""
     if _is_async(engine):
         await engine.run(ctx)  # type: ignore[misc]
-    else:
-        await asyncio.to_thread(engine.run, ctx)
+        return
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        error: BaseException | None = None
+        try:
+            context.run(engine.run, ctx)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(_settle, fut, error)
+
+    threading.Thread(target=target, name=f"engine-{ctx.job_id}", daemon=True).start()
+    await fut
 
 
 def run_local(
@@ -240,6 +275,7 @@ def run_local(
         with lock:
             records.append(rec)
 
+    limit_native_threads()
     ctx = Context(
         job_id=f"job_local{int(time.time() * 1000)}",
         input=data,

@@ -60,7 +60,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/", include_in_schema=False)
 async def root() -> Response:
     """A browser opening the server lands on the dashboard."""
-    return RedirectResponse("/ui/", status_code=307)
+    return RedirectResponse("ui/", status_code=307)  # relative: works under a path prefix
 
 
 router.mount("/ui", UIFiles(directory=UI_DIR, html=True, check_dir=False), name="ui")

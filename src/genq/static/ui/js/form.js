@@ -163,8 +163,7 @@ export function schemaForm(schema, values, ctx) {
       } });
     const box = h('div', { class: 'file-field' }, ref, picker, status);
     return { el: wrapField(path, label, required, box,
-      [help, 'Upload a file, or give the id of an upload or of an earlier job\'s output.']
-        .filter(Boolean).join(' ')),
+      help || 'Upload a file, or give the id of an upload or of an earlier job\'s output.'),
     get: () => ref.value.trim() || undefined };
   }
 

@@ -168,13 +168,13 @@ export function render(main, id) {
     addTimeline(ev);
     if (ev.type === 'completed') { job = ev.data; show(); return; }
     if (!job || !isActive(job)) return; // replaying a finished job: the timeline only
+    // The replay (after=0) also brings events older than the job we loaded: progress
+    // only moves forward here, and a status change or an output is read afresh.
     const d = ev.data;
-    if (ev.type === 'progress') {
+    if (ev.type === 'progress' && d.progress >= job.progress) {
       job = { ...job, progress: d.progress, message: d.message ?? null };
       bar.update(job);
     } else if (ev.type === 'status' || ev.type === 'output') {
-      if (d.status) job = { ...job, status: d.status };
-      show();
       refresh();
     }
   }

@@ -5,7 +5,7 @@ import { api, fileUrl, qs } from '../api.js';
 import { h, notice, replace } from '../dom.js';
 import { age, credits, isActive, summary, TERMINAL } from '../format.js';
 import { openStream } from '../sse.js';
-import { liveIndicator, progressBar, spinner, statusBadge } from '../widgets.js';
+import { liveIndicator, progressBar, statusBadge } from '../widgets.js';
 
 const STATUS_FILTERS = [
   ['', 'All statuses'], ['queued,starting,running', 'Active'],
@@ -198,10 +198,32 @@ export function render(main, query) {
 
   // Start the stream first: it begins "from now", so nothing between the list read
   // and the stream is lost (events for jobs already listed apply harmlessly).
+  // After a drop the stream resumes from Last-Event-ID; if it had seen no event yet it
+  // can only start from "now", so read the newest page and the running jobs again.
+  async function catchUp() {
+    for (const r of rows.values()) if (isActive(r.job)) refresh(r.job.id, false);
+    try {
+      const page = await api(`v1/jobs${qs({ ...filters, limit: 25 })}`);
+      for (const job of page.data) {
+        const row = rows.get(job.id);
+        if (row) { row.job = job; row.update(); } else place(job, true);
+      }
+    } catch { /* the next reconnect tries again */ }
+  }
+
   let opened;
+  let dropped = false;
   const ready = new Promise((resolve) => { opened = resolve; setTimeout(resolve, 3000); });
   stream = openStream('v1/events', {
-    onEvent, onState: (s) => { live.set(s); if (s === 'open') opened(); },
+    onEvent,
+    onState: (s) => {
+      live.set(s);
+      if (s === 'open') {
+        opened();
+        if (dropped && loaded) catchUp();
+      }
+      dropped = s === 'reconnecting' || (dropped && s !== 'open');
+    },
   });
   ready.then(() => load(null));
   const ticker = setInterval(() => rows.forEach((r) => r.update()), 5000);
