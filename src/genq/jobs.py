@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +27,16 @@ from genq.refs import FILE_FORMAT, MODEL_FORMAT, find_refs
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
-from genq.store.records import EXPIRED, QUEUED, RUNNING, STARTING, Account, Job, JobOutput
+from genq.store.records import (
+    EXPIRED,
+    QUEUED,
+    RUNNING,
+    STARTING,
+    Account,
+    Job,
+    JobEvent,
+    JobOutput,
+)
 
 log = logging.getLogger(__name__)
 NON_TERMINAL_TTL_S = 1.0  # queue_position and eta_s drift without events
@@ -99,6 +108,22 @@ class JobCache:
             del self._items[change.job_id]
 
 
+class SharedReads:
+    """Coalesces identical reads in flight: when thousands of streams wake for the same
+    change, one query answers them all."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[tuple[object, ...], asyncio.Future[Any]] = {}
+
+    async def get(self, key: tuple[object, ...], read: Callable[[], Awaitable[Any]]) -> Any:
+        fut = self._inflight.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(read())
+            self._inflight[key] = fut
+            fut.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(fut)
+
+
 class JobService:
     def __init__(
         self,
@@ -116,6 +141,7 @@ class JobService:
         self.settings = settings
         self.plans = settings.plan_table
         self.cache = JobCache()
+        self.shared = SharedReads()
         self._durations: dict[str, tuple[float, float | None]] = {}
         self._plans_by_account: dict[str, tuple[float, str]] = {}
         bus.subscribe(self.cache.on_change)
@@ -224,6 +250,13 @@ class JobService:
         if job.status == EXPIRED:
             raise Expired(f"job {job_id} has expired")
         return job
+
+    async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
+        """A job's events after `seq` (one query for every stream asking at once)."""
+        rows: list[JobEvent] = await self.shared.get(
+            ("events", job_id, seq), lambda: self.store.jobs.events_after(job_id, seq)
+        )
+        return rows
 
     async def find(self, job_id: str) -> Job | None:
         """A job by id whoever owns it (for faces that tell "not yours" from "missing")."""

@@ -4,6 +4,7 @@ account's (`/v1/events`), replayed from the durable event log after `Last-Event-
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from starlette.responses import StreamingResponse
 from genq.api.deps import App, Caller
 from genq.api.schemas import PROBLEMS
 from genq.core import Genq
+from genq.errors import GenqError
 from genq.ids import iso
 from genq.store.records import JobEvent
 
@@ -33,10 +35,9 @@ def frame(event_id: int, type: str, data: dict[str, Any]) -> bytes:
 
 
 async def event_data(genq: Genq, ev: JobEvent) -> dict[str, Any]:
-    if ev.type == "completed":  # carries the whole job
-        job = await genq.store.jobs.get(ev.job_id)
-        if job is not None:
-            return await genq.jobs.render(job)
+    if ev.type == "completed":  # carries the whole job, from the shared body cache
+        with contextlib.suppress(GenqError):
+            return await genq.jobs.canonical(ev.account_id, ev.job_id)
     return {
         "job_id": ev.job_id,
         "seq": ev.seq,
@@ -69,7 +70,7 @@ async def job_events(
         yield b"retry: 2000\n\n"
         with genq.bus.watch(job_id) as watch:
             while True:
-                events = await genq.store.jobs.events_after(job_id, last)
+                events = await genq.jobs.events_after(job_id, last)
                 for ev in events:
                     last = ev.seq
                     yield frame(ev.seq, ev.type, await event_data(genq, ev))
