@@ -20,7 +20,12 @@ from genq.ratelimits import GENERATE, STATUS
 M = TypeVar("M", bound=BaseModel)
 
 
-def get_genq(request: Request) -> Genq:
+async def get_genq(request: Request) -> Genq:
+    # async: FastAPI runs a plain `def` dependency in its thread pool
+    return app_genq(request)
+
+
+def app_genq(request: Request) -> Genq:
     genq: Genq = request.app.state.genq
     return genq
 
@@ -33,7 +38,7 @@ def bearer(request: Request) -> str | None:
 
 async def authorize(request: Request, kind: str) -> Principal:
     """Authenticate the caller and count the request in its `kind` rate window."""
-    genq = get_genq(request)
+    genq = app_genq(request)
     p: Principal = await genq.accounts.authenticate(bearer(request))
     request.state.principal = p
     window = await genq.limiter.hit(p.account.id, p.account.plan, kind)
@@ -65,7 +70,7 @@ async def idempotent(
     key = request.headers.get("idempotency-key")
     if key is None:
         return await handler()
-    genq = get_genq(request)
+    genq = app_genq(request)
     fingerprint = request_hash(request.method, request.url.path, await request.body())
 
     async def run() -> Reply:
