@@ -45,7 +45,7 @@ def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"no Chromium at {CHROMIUM}; `make system-deps` installs it")
-        pytest.skip(f"no Chromium at {CHROMIUM}; `make system-deps` installs it")
+        pytest.fail(f"no Chromium at {CHROMIUM}; `make system-deps` installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
