@@ -159,9 +159,12 @@ export function render(main, query) {
   }
 
   // One job's fresh body (after a status change or an output); deduplicated per job.
+  // A change that arrives while a read is in flight asks for one more read after it,
+  // so a body read just before the change never stays on screen.
   const fetching = new Set();
+  const again = new Set();
   async function refresh(id, insert) {
-    if (fetching.has(id)) return;
+    if (fetching.has(id)) { again.add(id); return; }
     fetching.add(id);
     try {
       const job = await api(`v1/jobs/${id}`);
@@ -169,6 +172,7 @@ export function render(main, query) {
       if (row) { row.job = job; row.update(); } else if (insert && matches(job)) place(job, true);
     } catch { /* expired or gone: leave the row as it was */ } finally {
       fetching.delete(id);
+      if (again.delete(id)) refresh(id, insert);
     }
   }
 
@@ -184,10 +188,12 @@ export function render(main, query) {
     const row = rows.get(data.job_id);
     if (!row) {
       if (type === 'status' && data.status === 'queued') refresh(data.job_id, true);
+      else if (fetching.has(data.job_id)) again.add(data.job_id); // its row is on its way
       return;
     }
     if (type === 'progress') {
       row.job = { ...row.job, progress: data.progress, message: data.message ?? null };
+      if (data.status) row.job.status = data.status;
       row.update();
     } else if (type === 'status' || type === 'output') {
       if (data.status) row.job = { ...row.job, status: data.status };
