@@ -137,6 +137,14 @@ class BenchApp:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             await send({"type": "http.response.body", "body": self.body})
             return
+        if scope["type"] == "http" and scope["path"] == "/bench/stats":
+            if scope["method"] == "POST":
+                STATS.reset()
+            body = json.dumps(STATS.report()).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", JSON)]})
+            await send({"type": "http.response.body", "body": body})
+            return
         await self.inner(scope, receive, send)
 
     async def _prime(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -82,7 +82,7 @@ def hot_path_section(h: dict[str, Any]) -> list[str]:
         f"after a {p['warmup']:g} s warm-up; the table gives the best run (its p50/p99) and the "
         "median of the runs. *bare* is a raw ASGI callable in front of genq's app in the "
         "**same server process** (bench/asgi.py) that returns the same body bytes with the "
-        "same headers; *FastAPI floor* is a do-nothing route on genq's own FastAPI app (same "
+        "same content headers (genq's response also carries its ~80 bytes of RateLimit headers); *FastAPI floor* is a do-nothing route on genq's own FastAPI app (same "
         "middleware, same router, placed where the jobs routes are matched) returning those "
         "bytes. `genq serve` is the command users run, measured as shipped (its uvicorn "
         "has the access log on); it has no bare endpoint.",
@@ -134,6 +134,9 @@ def _portless(cmd: str) -> str:
     cmd = re.sub(r"--port \d+", "--port $PORT", cmd)
     cmd = re.sub(r"/tmp/genq-bench-\w+/data", "$DATA", cmd)
     cmd = re.sub(r"\S*/\.venv/bin/python\S*", "python", cmd)
+    cmd = re.sub(r"\S*/\.venv/bin/py-spy", "py-spy", cmd)
+    cmd = re.sub(r"--pid \d+", "--pid $SERVER_PID", cmd)
+    cmd = cmd.replace(str(BENCH) + "/", "")
     return re.sub(r"out/wrk/[\w-]+\.tsv", "out/wrk/<server>-<endpoint>.tsv", cmd)
 
 
@@ -176,13 +179,17 @@ def hot_path_reading(h: dict[str, Any]) -> str:
         gs = by["genq-serve"]["genq"]["best_rps"]
         uv = by["uvicorn"]["genq"]["best_rps"]
         parts.append(
-            f"`genq serve` as shipped does {num(gs)} req/s, {gs / uv:.2f}× the tuned uvicorn "
-            "command above (the difference is mostly uvicorn's access log, on by default "
-            "in `genq serve`).")
+            f"`genq serve` as shipped does {num(gs)} req/s, {gs / uv:.2f}× the uvicorn "
+            "command above (it differs mainly by uvicorn's access log, on by default in "
+            "`genq serve`; "
+            + ("a difference this small is within the run-to-run noise here)."
+               if abs(1 - gs / uv) < 0.1 else "see the two rows).")
+            )
     busy = max((s["genq"].get("others_cpu_pct_max") or 0) for s in by.values())
     parts.append(
         "Client and server share the machine's cores: wrk's two threads take a large share "
-        "of one core while the server (one Python event loop) can use at most one. "
+        "of one core while the server (one Python event loop, plus helper threads) uses "
+        "about one. "
         + (f"Other work on this shared machine used up to {busy:.0f}% of a core during "
            "some runs (column *others' CPU*), so absolute numbers are lower and noisier "
            "than on an idle machine; ratios within one server process are the robust result."
@@ -198,7 +205,7 @@ def profile_section(pr: dict[str, Any] | None, h: dict[str, Any] | None) -> list
         per = pr.get("per_request", {})
         out += [
             f"In-process, no network and no HTTP server (`cd bench && {pr['command']}`, "
-            f"{pr['date']}): the bench ASGI app is called directly with a prepared scope, "
+            f"{pr['date']}, {pr.get('accounts', 1)} accounts taken in turn): the bench ASGI app is called directly with a prepared scope, "
             "best of 3 × "
             f"{pr['n']} sequential requests on uvloop. Thread-pool hops are counted by "
             "wrapping `anyio.to_thread.run_sync` and `asyncio.to_thread`; SQL statements "
@@ -218,15 +225,22 @@ def profile_section(pr: dict[str, Any] | None, h: dict[str, Any] | None) -> list
         g, f = us.get("genq"), us.get("fastapi_floor")
         if g and f:
             pg = per.get("genq", {})
+            hops = []
+            if pg.get("anyio_thread_hops", 0) > 0.05:
+                hops.append(f"{pg['anyio_thread_hops']:.2f} anyio thread-pool round trips per "
+                            "request (FastAPI runs a plain `def` dependency in the thread pool)")
+            if pg.get("asyncio_thread_hops", 0) > 0.05:
+                hops.append(f"{pg['asyncio_thread_hops']:.2f} `asyncio.to_thread` round trips "
+                            "per request (from a library, e.g. the rate limiter's storage)")
             out += ["", f"genq's route costs {g - f:.0f} µs more than the FastAPI floor per "
-                    f"request ({g / f:.1f}× it). It makes "
-                    f"{pg.get('anyio_thread_hops', 0):.2f} anyio thread-pool round trip(s) per "
-                    "request (FastAPI runs every `def` dependency in the thread pool) and "
-                    f"{pg.get('asyncio_thread_hops', 0):.2f} `asyncio.to_thread` round trips "
-                    "(the rate limiter's in-memory storage schedules an expiry pass, which "
-                    "runs in a thread, whenever the previous pass has finished); the job "
-                    f"itself comes from the cache ({pg.get('sql_statements', 0):.3f} SQL "
-                    "statements per request, i.e. background work only)."]
+                    f"request ({g / f:.1f}× it), and the floor {f:.0f} µs more than bare. "
+                    + (("It makes " + " and ".join(hops) + ". ") if hops else
+                       "It makes no thread-pool round trips. ")
+                    + "The job itself comes from genq's cache "
+                    f"({pg.get('sql_statements', 0):.3f} SQL statements per request: background "
+                    "work only); the rest is FastAPI's dependency solving and query-parameter "
+                    "validation, routing, authentication (a SHA-256 and a dict lookup) and the "
+                    "rate limiter (see the profile)."]
         out += ["", "cProfile of the genq route (top by own time; full lists in "
                 "`out/profile_hot_path.txt`):", "", "```"]
         out += _trim_pstats(pr["profile"]["tottime"], 22)
@@ -239,7 +253,8 @@ def profile_section(pr: dict[str, Any] | None, h: dict[str, Any] | None) -> list
             out += ["", f"py-spy on the {srv['server']} server process while wrk loads genq's "
                     f"route ({spy['samples']} samples while a thread held the GIL, "
                     f"`{_portless(spy['command'])}`): functions by own samples, and genq's "
-                    "own functions by inclusive samples.", "",
+                    "own functions by inclusive samples (genq's ASGI middlewares wrap the "
+                    "whole request, so they top the inclusive list).", "",
                     "| own % | function | | incl. % | genq function |",
                     "| ---: | --- | --- | ---: | --- |"]
             mine = spy.get("genq", [])
@@ -326,6 +341,14 @@ def e2e_section(e: dict[str, Any]) -> list[str]:
                 f"{db['write_wait_ms']['p50']} / {db['write_wait_ms']['p99']} | "
                 f"{db['write_hold_ms']['p50']} / {db['write_hold_ms']['p99']} | "
                 f"{db['write_lock_busy_pct']}% |")
+    for srv in e["servers"]:
+        spy = srv.get("pyspy")
+        if spy and spy.get("genq"):
+            out += ["", f"py-spy on the {srv['server']} server during more of the same load "
+                    f"({spy['samples']} GIL samples; `out/{spy['raw']}`), genq's functions by "
+                    "inclusive samples:", "", "| incl. % | genq function |", "| ---: | --- |"]
+            out += [f"| {t['pct']} | `{t['function']}` |" for t in spy["genq"][:15]]
+            break
     out += ["", "**Reading.** " + e2e_reading(e)]
     return out
 

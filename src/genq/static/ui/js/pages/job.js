@@ -120,8 +120,9 @@ export function render(main, id) {
     try {
       do {
         again = false;
-        job = await api(`v1/jobs/${id}`);
-        show();
+        const next = await api(`v1/jobs/${id}`);
+        // a read that left before a newer state arrived (say, `completed`) is dropped
+        if (!job || (next.seq ?? 0) >= (job.seq ?? 0)) { job = next; show(); }
       } while (again);
     } catch { /* the stream will tell */ } finally { fetching = false; }
   }

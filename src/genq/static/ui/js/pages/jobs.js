@@ -169,7 +169,9 @@ export function render(main, query) {
     try {
       const job = await api(`v1/jobs/${id}`);
       const row = rows.get(id);
-      if (row) { row.job = job; row.update(); } else if (insert && matches(job)) place(job, true);
+      if (row) {
+        if ((job.seq ?? 0) >= (row.job.seq ?? 0)) { row.job = job; row.update(); }
+      } else if (insert && matches(job)) place(job, true);
     } catch { /* expired or gone: leave the row as it was */ } finally {
       fetching.delete(id);
       if (again.delete(id)) refresh(id, insert);
