@@ -4,8 +4,10 @@ reference, `genq serve` as shipped).
 
     ../.venv/bin/python hot_path.py [--server uvicorn,granian,genq-serve] [--engine demo/noop]
 
-For each server: a fresh data dir, `genq keys create --json`, one job submitted and
-waited for (`Prefer: wait=30`), then interleaved wrk runs of each endpoint, repeated.
+For each server: a fresh data dir, --accounts accounts made with `genq keys create
+--json` (make_keys.py), one job per account submitted and waited for, then interleaved
+wrk runs of each endpoint (wrk_report.lua sends each account's request in turn: genq
+rate-limits per account), repeated; then, with py-spy installed, a profiled run.
 Results: out/hot_path.json (RESULTS.md is written by report.py).
 """
 

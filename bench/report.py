@@ -101,6 +101,19 @@ def hot_path_section(h: dict[str, Any]) -> list[str]:
                 f"{num(s['median_rps'])} | {ms(lat.get('p50'))} | {ms(lat.get('p99'))} | "
                 f"{ms(lat.get('p999'))} | {pct(s.get('server_cpu_pct'))} | "
                 f"{pct(s.get('others_cpu_pct_max'))} | {s['errors']} |")
+    kinds: dict[str, int] = {}
+    for srv in h["servers"]:
+        for rs in srv.get("runs", {}).values():
+            for r in rs:
+                if r.get("non_2xx_3xx"):
+                    kinds["non-2xx/3xx status"] = kinds.get("non-2xx/3xx status", 0) + r["non_2xx_3xx"]
+                for k, v in (r.get("socket_errors") or {}).items():
+                    if v:
+                        kinds[f"socket {k}"] = kinds.get(f"socket {k}", 0) + v
+    out += ["", "*errors* adds wrk's non-2xx/3xx responses and socket errors over the runs "
+            "of that row; " + (("in all: " + ", ".join(f"{v} {k}" for k, v in kinds.items())
+                                + " (a socket timeout is a request unanswered after wrk's "
+                                "2 s timeout).") if kinds else "there were none.")]
     out += ["", "Ratios (best req/s over best req/s; per repeat in brackets):", "",
             "| server | genq / bare | genq 304 / bare | FastAPI floor / bare | genq / FastAPI floor |",
             "| --- | ---: | ---: | ---: | ---: |"]
@@ -171,10 +184,12 @@ def hot_path_reading(h: dict[str, Any]) -> str:
             "own per-request work on top (authentication, rate limit, the job-cache lookup; "
             "section 2 measures each).")
         r304 = g["genq_304"]["best_rps"] / g["genq"]["best_rps"]
+        same = "about the same rate as" if 0.85 <= r304 <= 1.15 else f"{r304:.2f}× the rate of"
         parts.append(
-            f"A 304 costs about as much as a 200 ({r304:.2f}× the 200 rate): the body is "
-            "already serialized and cached, so If-None-Match saves bytes on the wire, not "
-            "server work.")
+            f"The 304 ran at {same} the 200 on {fast}: both take the same path (the body "
+            "is already serialized in genq's cache), so If-None-Match saves bytes on the "
+            "wire, not server work; differences between the two rows beyond that are "
+            "run-to-run noise (section 2 measures them equal in-process).")
     if "genq-serve" in by and by.get("uvicorn"):
         gs = by["genq-serve"]["genq"]["best_rps"]
         uv = by["uvicorn"]["genq"]["best_rps"]
@@ -345,7 +360,7 @@ def e2e_section(e: dict[str, Any]) -> list[str]:
         spy = srv.get("pyspy")
         if spy and spy.get("genq"):
             out += ["", f"py-spy on the {srv['server']} server during more of the same load "
-                    f"({spy['samples']} GIL samples; `out/{spy['raw']}`), genq's functions by "
+                    f"({spy['samples']} GIL samples; `{spy['raw']}`), genq's functions by "
                     "inclusive samples:", "", "| incl. % | genq function |", "| ---: | --- |"]
             out += [f"| {t['pct']} | `{t['function']}` |" for t in spy["genq"][:15]]
             break
@@ -383,7 +398,7 @@ def e2e_reading(e: dict[str, Any]) -> str:
                if (s["idle"]["submit_to_start"]["p99_ms"] or 1e9) < 100]
     i = e["servers"][0]["idle"]
     parts.append(
-        f"On an idle server a job starts {num(i['submit_to_start']['p50_ms'], '{:.0f}')} ms "
+        f"On an idle server ({e['servers'][0]['server']}) a job starts {num(i['submit_to_start']['p50_ms'], '{:.0f}')} ms "
         f"(p50) / {num(i['submit_to_start']['p99_ms'], '{:.0f}')} ms (p99) after it was "
         "created: the worker is woken by the in-process event bus, not by its 1 s poll; "
         + ("the 100 ms target is met on every server measured."
