@@ -1,20 +1,31 @@
-"""Shared fixtures: a real genq server (uvicorn on a loopback port, real SQLite in a
-temp dir) with the scenario engines and the demo engines, and API keys for it."""
+"""Shared fixtures: a real genq server (uvicorn on a loopback port, its database and
+files in a temp dir) with the scenario engines and the demo engines, and API keys.
+
+The database is SQLite, or with `GENQ_TEST_DB=postgres` the real PostgreSQL server at
+127.0.0.1:5432 (`GENQ_TEST_PG` to point elsewhere): then every data dir a test uses
+gets its own database, made from a template migrated once per session and dropped
+after the test. With `GENQ_TEST_DB=postgres` a missing server fails the tests.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
+import secrets
 import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 
@@ -25,6 +36,161 @@ from genq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = "tests.scenario_engines:ENGINES"
+TEST_DB = os.environ.get("GENQ_TEST_DB", "sqlite")
+if TEST_DB not in ("sqlite", "postgres"):
+    raise pytest.UsageError(f"GENQ_TEST_DB={TEST_DB!r}: use sqlite or postgres")
+PG_SERVER = os.environ.get("GENQ_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+PREFIX = "genq_test_"
+
+
+class PgDatabases:
+    """This session's databases on the PostgreSQL server, one per data dir. Each is a
+    copy of a template migrated once; drops run on a background thread (a drop costs
+    more than a create) and are all done before the session ends."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server.rstrip("/")
+        self.live: set[str] = set()  # made and not yet dropped
+        self.by_dir: dict[Path, str] = {}
+        self._template: str | None = None
+        self._lock = threading.Lock()
+        self._drops: queue.Queue[str | None] = queue.Queue()
+        self._dropper: threading.Thread | None = None
+
+    def url(self, name: str) -> str:
+        return f"{self.server.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+
+    def _admin(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(f"{self.server}/postgres", autocommit=True)
+
+    def create(self, *, migrated: bool = True) -> str:
+        """A new database (at the schema's head unless `migrated=False`); its name."""
+        name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+        with self._lock:
+            if migrated and self._template is None:
+                self._template = self._make_template()
+            template = f" TEMPLATE {self._template}" if migrated else ""
+            with self._admin() as conn:
+                conn.execute(f"CREATE DATABASE {name}{template}")
+            self.live.add(name)
+        return name
+
+    def _make_template(self) -> str:
+        from genq.migrate import upgrade
+
+        self._sweep_stale()
+        name = f"{PREFIX}{os.getpid()}_template"
+        with self._admin() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        with ThreadPoolExecutor(1) as pool:  # alembic runs its own event loop
+            pool.submit(upgrade, self.url(name)).result()
+        return name
+
+    def _sweep_stale(self) -> None:
+        """Drop what earlier sessions that died left (their process is gone)."""
+        with self._admin() as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s", (PREFIX + "%",)
+                )
+            ]
+        for name in names:
+            pid = name.removeprefix(PREFIX).split("_")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                self._drop_now(name)
+
+    def for_dir(self, data_dir: Path) -> str:
+        """The URL of the database of a data dir (made on first use)."""
+        key = data_dir.resolve()
+        if key not in self.by_dir:
+            self.by_dir[key] = self.create()
+        return self.url(self.by_dir[key])
+
+    def drop(self, name: str) -> None:
+        if self._dropper is None:
+            self._dropper = threading.Thread(target=self._drop_loop, daemon=True)
+            self._dropper.start()
+        self._drops.put(name)
+
+    def _drop_loop(self) -> None:
+        while (name := self._drops.get()) is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._drop_now(name)
+
+    def _drop_now(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def forget(self, names: set[str]) -> None:
+        """Drop these databases and forget the data dirs that used them."""
+        for path, name in list(self.by_dir.items()):
+            if name in names:
+                del self.by_dir[path]
+        for name in names:
+            self.live.discard(name)
+            self.drop(name)
+
+    def close(self) -> None:
+        self.forget(set(self.live))
+        if self._template is not None:
+            self.drop(self._template)
+            self._template = None
+        if self._dropper is not None:
+            self._drops.put(None)
+            self._dropper.join(timeout=120)
+            self._dropper = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_PG: PgDatabases | None = None
+
+
+def pg() -> PgDatabases:
+    """The session's PostgreSQL databases (whatever GENQ_TEST_DB says)."""
+    global _PG
+    if _PG is None:
+        _PG = PgDatabases(PG_SERVER)
+    return _PG
+
+
+def db_url_for(data_dir: Path) -> str:
+    """The database URL of the tests' data dir, on the database GENQ_TEST_DB names."""
+    if TEST_DB == "postgres":
+        return pg().for_dir(data_dir)
+    return f"sqlite+aiosqlite:///{data_dir.resolve() / 'genq.db'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pg_session() -> Iterator[None]:
+    yield
+    if _PG is not None:
+        _PG.close()
+
+
+@pytest.fixture(autouse=True)
+def _pg_per_test() -> Iterator[None]:
+    """Drop the databases a test made once it is over (after its servers stopped).
+    Databases of wider-scoped fixtures were made before this runs and are kept."""
+    before = set(_PG.live) if _PG is not None else set()
+    yield
+    if _PG is not None:
+        _PG.forget(_PG.live - before)
 
 
 def free_port() -> int:
@@ -35,6 +201,8 @@ def free_port() -> int:
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     port = overrides.pop("port", None) or free_port()
+    if "database_url" not in overrides:
+        overrides["database_url"] = db_url_for(data_dir)
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "port": port,
@@ -159,8 +327,10 @@ def genq_env(data_dir: Path, **extra: str) -> dict[str, str]:
         GENQ_DATA_DIR=str(data_dir),
         GENQ_ENGINES=SCENARIOS,
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        **extra,
     )
+    env.update(extra)
+    if "GENQ_DATABASE_URL" not in extra:
+        env["GENQ_DATABASE_URL"] = db_url_for(data_dir)
     return env
 
 

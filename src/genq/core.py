@@ -16,6 +16,7 @@ from genq.jobs import JobService, Sweeper
 from genq.metrics import Metrics
 from genq.migrate import upgrade_async
 from genq.models import ModelService
+from genq.pgbus import PgListener, PgTailer
 from genq.ratelimits import RateLimiter
 from genq.settings import Settings
 from genq.storage import Storage
@@ -30,11 +31,23 @@ class Genq:
     def __init__(self, settings: Settings, *, engines: Mapping[str, Engine] | None = None) -> None:
         self.settings = settings
         self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
-        self.store = Store(settings.db_url)
+        self.store = Store(
+            settings.db_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_s,
+        )
         self.storage = Storage(settings.data_dir)
         self.bus = EventBus()
         self.metrics = Metrics(self.bus)
         self.tailer = Tailer(self.store.jobs, self.bus, settings.event_poll_s)
+        self.listener: PgListener | None = None
+        if self.store.db.is_postgres and settings.pg_listen:
+            # NOTIFY wakes the tailer at once; its own poll is only a safety net
+            self.tailer = PgTailer(self.store.jobs, self.bus, settings.pg_event_poll_s)
+            self.listener = PgListener(settings.db_url, self.tailer)
+        elif self.store.db.is_postgres:
+            self.tailer = PgTailer(self.store.jobs, self.bus, settings.event_poll_s)
         self.plans = settings.plan_table
         self.limiter = RateLimiter(self.plans, settings.redis_url)
         self.accounts = AccountService(self.store, self.plans, cache_s=settings.key_cache_s)
@@ -84,6 +97,8 @@ class Genq:
         if migrate:
             await upgrade_async(self.settings.db_url)
         await self.tailer.start()
+        if self.listener is not None:
+            await self.listener.start()
         await self.webhooks.start()
         await self.sweeper.start()
         if workers:
@@ -96,6 +111,8 @@ class Genq:
             self.worker = None
         await self.sweeper.stop()
         await self.webhooks.stop()
+        if self.listener is not None:
+            await self.listener.stop()
         await self.tailer.stop()
         await self.store.close()
         self.limiter.close()

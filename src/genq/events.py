@@ -3,8 +3,8 @@
 The durable record is the `job_events` table; the bus carries only `Change`
 notices (job id, seq, type). Writers in this process publish at once; a tailer
 polls the event table for changes other processes made (several `genq worker`
-processes on one SQLite file), and a cross-process bus (PostgreSQL LISTEN/NOTIFY)
-can replace the tailer behind the same `publish`/`subscribe` interface.
+processes on one SQLite file). On PostgreSQL, `genq.pgbus` wakes the tailer with
+LISTEN/NOTIFY instead, behind the same `publish`/`subscribe` interface.
 """
 
 from __future__ import annotations
@@ -107,6 +107,10 @@ class EventBus:
         for key in (change.job_id, change.account_id):
             for watch in self._watches.get(key, ()):
                 watch.fire()
+
+    def seen(self, job_id: str, seq: int) -> bool:
+        """Whether change `seq` of the job (or a later one) was published here."""
+        return self._last_seq.get(job_id, 0) >= seq
 
     async def wait(self, key: str, timeout: float) -> bool:
         """Wait for the next change of `key`; False on timeout."""

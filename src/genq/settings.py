@@ -20,6 +20,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path(".genq"), description="SQLite file, outputs and uploads live here")
     database_url: str = Field("", description="SQLAlchemy URL; default SQLite in data_dir")
+    db_pool_size: int = Field(10, ge=1, description="connections each process keeps open")
+    db_max_overflow: int = Field(10, ge=0, description="extra connections allowed under load")
+    db_pool_timeout_s: float = Field(30.0, gt=0, description="wait for a free connection")
+    pg_listen: bool = Field(
+        True, description="PostgreSQL: learn of other processes' job events by LISTEN/NOTIFY"
+    )
+    pg_event_poll_s: float = Field(
+        2.0, gt=0, description="PostgreSQL with LISTEN: the event log's safety-net poll"
+    )
     public_url: str = Field("", description="Base URL used in links; default http://HOST:PORT")
     host: str = "127.0.0.1"
     port: int = 8000

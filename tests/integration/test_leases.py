@@ -12,10 +12,11 @@ from genq.errors import LeaseLost
 from genq.ids import new_id, utcnow
 from genq.migrate import upgrade_async
 from genq.store import Store
+from tests.conftest import db_url_for
 
 
 async def make_store(tmp_path: Path) -> tuple[Store, str]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'genq.db'}"
+    url = db_url_for(tmp_path)
     await upgrade_async(url)
     store = Store(url)
     acct = await store.accounts.create(new_id("acct"), "a", "free")

@@ -1,4 +1,5 @@
-"""`genq worker` processes on one SQLite file: crash recovery and graceful stop."""
+"""`genq worker` processes on one database (SQLite file or, with GENQ_TEST_DB=postgres,
+PostgreSQL): crash recovery and graceful stop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from genq.store import Store
-from tests.conftest import GENQ, LiveServer, genq_env, make_settings, wait_for
+from tests.conftest import GENQ, LiveServer, db_url_for, genq_env, make_settings, wait_for
 
 
 @pytest.fixture
@@ -32,16 +33,13 @@ def start_worker(data_dir: Path) -> subprocess.Popen[bytes]:
         GENQ_POLL_INTERVAL_S="0.2",
         GENQ_SHUTDOWN_GRACE_S="1",
     )
+    data_dir.mkdir(parents=True, exist_ok=True)  # (on PostgreSQL nothing made it yet)
     with (data_dir / f"worker-{time.monotonic_ns()}.log").open("wb") as log:
         return subprocess.Popen([*GENQ, "worker"], env=env, stdout=log, stderr=log)
 
 
-def db_url(data_dir: Path) -> str:
-    return f"sqlite+aiosqlite:///{data_dir.resolve() / 'genq.db'}"
-
-
 def ledger_kinds(data_dir: Path, job_id: str) -> list[str]:
-    url = db_url(data_dir)
+    url = db_url_for(data_dir)
 
     async def main() -> list[str]:
         store = Store(url)
@@ -58,7 +56,7 @@ def ledger_kinds(data_dir: Path, job_id: str) -> list[str]:
 
 
 def attempts(data_dir: Path, job_id: str) -> int:
-    url = db_url(data_dir)
+    url = db_url_for(data_dir)
 
     async def main() -> int:
         store = Store(url)

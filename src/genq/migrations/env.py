@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import sqlalchemy as sa
 from alembic import context
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from genq.store.tables import metadata
@@ -21,11 +23,19 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # processes starting together (a server and its workers) migrate one at a
+            # time; the next one then finds the schema at head (DDL is transactional)
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(7405312)"))
         context.run_migrations()
 
 
 async def _main() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
+    url = make_url(config.get_main_option("sqlalchemy.url") or "")
+    options = (
+        {"isolation_level": "READ COMMITTED"} if url.get_backend_name() == "postgresql" else {}
+    )
+    engine = create_async_engine(url, **options)
     async with engine.connect() as conn:
         await conn.run_sync(_run)
     await engine.dispose()

@@ -17,8 +17,17 @@ __all__ = ["Store"]
 
 
 class Store:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
-        self.db = Database(url, pool_size=pool_size)
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        self.db = Database(
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+        )
         self.jobs = JobStore(self.db)
         self.accounts = AccountStore(self.db)
         self.files = FileStore(self.db)

@@ -3,6 +3,11 @@
 On SQLite, write transactions start with `BEGIN IMMEDIATE` (so a reader never has to
 upgrade its lock and meet SQLITE_BUSY) and are serialized in-process by a lock;
 other processes wait on `busy_timeout`. WAL mode lets readers run beside a writer.
+
+On PostgreSQL every transaction is READ COMMITTED whatever the server's default: each
+statement sees what was committed before it began, so a statement that follows a lock
+(the claim's advisory lock, a row lock) reads the state the previous holder left.
+Sessions run in UTC.
 """
 
 from __future__ import annotations
@@ -37,17 +42,35 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+        echo: bool = False,
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "pool_timeout": pool_timeout,
+        }
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["pool_size"] = pool_size
+        elif self.dialect == "postgresql":
+            kwargs.update(
+                pool_pre_ping=True,
+                isolation_level="READ COMMITTED",
+                connect_args={"options": "-c timezone=UTC"},
+            )
         else:
-            kwargs.update(pool_size=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_pre_ping=True)
         self.engine = create_async_engine(url, **kwargs)
         self._writer = self.engine
         self._write_lock: asyncio.Lock | None = None
@@ -59,6 +82,10 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

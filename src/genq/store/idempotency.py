@@ -54,16 +54,18 @@ class IdempotencyStore:
                     return rec
                 await conn.execute(sa.delete(t.idempotency_keys).where(_key(account_id, key)))
             try:
-                await conn.execute(
-                    sa.insert(t.idempotency_keys).values(
-                        account_id=account_id,
-                        key=key,
-                        request_hash=request_hash,
-                        state=IN_FLIGHT,
-                        created_at=now,
-                        expires_at=now + timedelta(seconds=ttl_s),
+                # a savepoint: on PostgreSQL a failed statement would poison the transaction
+                async with conn.begin_nested():
+                    await conn.execute(
+                        sa.insert(t.idempotency_keys).values(
+                            account_id=account_id,
+                            key=key,
+                            request_hash=request_hash,
+                            state=IN_FLIGHT,
+                            created_at=now,
+                            expires_at=now + timedelta(seconds=ttl_s),
+                        )
                     )
-                )
             except IntegrityError:  # a twin inserted it first (PostgreSQL)
                 row = (
                     await conn.execute(sa.select(t.idempotency_keys).where(_key(account_id, key)))

@@ -1,7 +1,9 @@
 """Job SQL: creation, reads, the claim, fenced worker writes, cancel and the reaper.
 
 Every change to a job bumps its `seq` and appends one row to `job_events` in the
-same transaction, so the event log is exactly the history of the row.
+same transaction, so the event log is exactly the history of the row. On PostgreSQL
+the same transaction also sends a small `NOTIFY genq_events` per event, delivered to
+listeners on commit (`genq.pgbus`); the rows stay the source of truth.
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ from genq.store.records import (
 )
 
 J = t.jobs.c
+
+EVENTS_CHANNEL = "genq_events"
+# pg_advisory_xact_lock key of the claim: one claimer at a time on PostgreSQL
+CLAIM_LOCK = 7_405_311
+_NOTIFY = sa.text(f"SELECT pg_notify('{EVENTS_CHANNEL}', p) FROM unnest(CAST(:ps AS text[])) AS p")
+
+
+def notify_payload(job_id: str, seq: int, account_id: str, type: str, status: str) -> str:
+    """`<job_id>:<seq>:<account_id>:<type>:<status>` (ids and names hold no colon)."""
+    return f"{job_id}:{seq}:{account_id}:{type}:{status}"
+
+
+async def _notify(conn: AsyncConnection, payloads: list[str]) -> None:
+    """PostgreSQL: announce events to LISTENers when (and only if) this transaction
+    commits; elsewhere nothing (other processes poll the event log)."""
+    if payloads and conn.dialect.name == "postgresql":
+        await conn.execute(_NOTIFY, {"ps": payloads})
 
 
 async def _bump(
@@ -79,6 +98,10 @@ async def _bump(
                 }
                 for job in rows
             ],
+        )
+        await _notify(
+            conn,
+            [notify_payload(j.id, j.seq, j.account_id, event, j.status) for j in rows],
         )
     return rows
 
@@ -173,6 +196,7 @@ class JobStore:
                     created_at=now,
                 )
             )
+            await _notify(conn, [notify_payload(row["id"], 1, row["account_id"], "status", QUEUED)])
             job = (await conn.execute(sa.select(t.jobs).where(J.id == row["id"]))).one()
         return Job.from_row(job)
 
@@ -293,8 +317,10 @@ class JobStore:
         A = t.accounts.c
         async with self.db.write() as conn:
             if self.db.dialect == "postgresql":
-                # one claimer at a time, so the running counts below stay true
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(7_405_311)))
+                # One claimer at a time, so the running counts below stay true: only a
+                # claim raises them, and (READ COMMITTED) every statement after the lock
+                # sees what the previous claimer committed.
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK)))
             candidates = (
                 await conn.execute(
                     sa.select(J.id, J.engine, J.account_id, A.plan)
@@ -649,6 +675,15 @@ class JobStore:
         if account_id is not None:
             stmt = stmt.where(E.account_id == account_id)
         stmt = stmt.order_by(E.id).limit(limit)
+        async with self.db.read() as conn:
+            return [JobEvent.from_row(r) for r in (await conn.execute(stmt)).all()]
+
+    async def events_by_ids(self, ids: Sequence[int]) -> list[JobEvent]:
+        """The events among `ids` that exist (committed), in id order."""
+        if not ids:
+            return []
+        E = t.job_events.c
+        stmt = sa.select(t.job_events).where(E.id.in_(list(ids))).order_by(E.id)
         async with self.db.read() as conn:
             return [JobEvent.from_row(r) for r in (await conn.execute(stmt)).all()]
 

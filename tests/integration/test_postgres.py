@@ -1,0 +1,393 @@
+"""genq on the real PostgreSQL server (always, whatever GENQ_TEST_DB says): worker
+processes and an API-only server on one database, crash recovery, the LISTEN/NOTIFY
+bus (latency, reconnect) and event ids that commit out of order."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from genq.events import Change, EventBus
+from genq.ids import new_id, utcnow
+from genq.pgbus import APPLICATION_NAME, PgListener, PgTailer, conninfo
+from genq.store import Store
+from genq.store import tables as t
+from tests.conftest import GENQ, ROOT, LiveServer, genq_env, make_settings, pg, wait_for
+
+T = TypeVar("T")
+
+
+def on_store(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `fn` on a store of its own (as another process would)."""
+
+    async def main() -> T:
+        store = Store(url)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def db_url(data_dir: Path) -> str:
+    return pg().for_dir(data_dir)  # dropped after the test
+
+
+@pytest.fixture
+def api_only(data_dir: Path, db_url: str) -> Iterator[LiveServer]:
+    # the safety-net poll is slowed right down: changes must come through NOTIFY
+    settings = make_settings(data_dir, database_url=db_url, lease_s=2.0, pg_event_poll_s=30.0)
+    srv = LiveServer(settings, workers=False).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def start_worker(data_dir: Path, db_url: str) -> subprocess.Popen[bytes]:
+    env = genq_env(
+        data_dir,
+        GENQ_DATABASE_URL=db_url,
+        GENQ_LEASE_S="2",
+        GENQ_REAPER_INTERVAL_S="0.5",
+        GENQ_POLL_INTERVAL_S="5",  # idle workers learn of new jobs by NOTIFY, not polling
+        GENQ_SHUTDOWN_GRACE_S="1",
+    )
+    with (data_dir / f"worker-{time.monotonic_ns()}.log").open("wb") as log:
+        return subprocess.Popen([*GENQ, "worker"], env=env, stdout=log, stderr=log)
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(20)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait(10)
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_workers_and_api_share_one_database(api_only: LiveServer, db_url: str) -> None:
+    data = api_only.settings.data_dir
+    workers = [start_worker(data, db_url) for _ in range(2)]
+    try:
+        with api_only.client(api_only.new_key()) as api:
+            ids = [
+                api.post(
+                    "/v1/jobs", json={"engine": "test/sync-sleep", "input": {"seconds": 0.3}}
+                ).json()["id"]
+                for _ in range(10)
+            ]
+            for job_id in ids:
+                assert wait_for(api, job_id, timeout=60)["status"] == "succeeded"
+
+        async def check(store: Store) -> list[int]:
+            assert await store.ledger.audit() == []
+            return [(await store.jobs.get(j)).attempt for j in ids]  # type: ignore[union-attr]
+
+        assert on_store(db_url, check) == [1] * 10
+        assert api_only.genq.listener is not None
+        assert api_only.genq.listener.notifications > 0
+    finally:
+        stop_workers(workers)
+
+
+def test_long_poll_sees_a_worker_process_finish_at_once(api_only: LiveServer, db_url: str) -> None:
+    data = api_only.settings.data_dir
+    workers = [start_worker(data, db_url)]
+    try:
+        with api_only.client(api_only.new_key()) as api:
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 1.0, "steps": 2}}
+            ).json()
+            body = wait_for(api, job["id"], until=("running",), timeout=20)
+            etag = api.get(f"/v1/jobs/{job['id']}").headers["etag"]
+            deadline = time.monotonic() + 30
+            while body["status"] != "succeeded":
+                assert time.monotonic() < deadline
+                r = api.get(
+                    f"/v1/jobs/{job['id']}", params={"wait": 20}, headers={"If-None-Match": etag}
+                )
+                seen_at = datetime.now(UTC)
+                if r.status_code == 200:
+                    etag, body = r.headers["etag"], r.json()
+            # the worker wrote completed_at just before its commit; the API's safety
+            # poll runs every 30 s, so only the notification can have woken this poll
+            lag = (seen_at - parse_ts(body["completed_at"])).total_seconds()
+            print(f"worker commit -> long-poll answer: {lag * 1000:.1f} ms")
+            assert lag < 1.5
+    finally:
+        stop_workers(workers)
+
+
+def test_killed_worker_job_is_recovered_by_the_other_and_charged_once(
+    api_only: LiveServer, db_url: str
+) -> None:
+    data = api_only.settings.data_dir
+    workers = [start_worker(data, db_url) for _ in range(2)]
+    try:
+        with api_only.client(api_only.new_key()) as api:
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 3, "steps": 6}}
+            ).json()
+            wait_for(api, job["id"], until=("running",), timeout=20)
+
+            async def owner(store: Store) -> str:
+                row = await store.jobs.get(job["id"])
+                assert row is not None and row.lease_owner is not None
+                return row.lease_owner
+
+            pid = int(on_store(db_url, owner).split(":")[1])  # host:pid:token
+            [victim] = [w for w in workers if w.pid == pid]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            body = wait_for(api, job["id"], timeout=40)
+            assert body["status"] == "succeeded"
+            assert body["credits"]["used"] == body["credits"]["estimate"]
+
+        async def books(store: Store) -> tuple[int, list[str], list[str]]:
+            row = await store.jobs.get(job["id"])
+            assert row is not None
+            entries = await store.ledger.entries(row.account_id)
+            kinds = [e.kind for e in entries if e.job_id == job["id"]]
+            return row.attempt, kinds, await store.ledger.audit()
+
+        attempt, kinds, problems = on_store(db_url, books)
+        assert attempt == 2
+        assert kinds == ["hold", "capture", "release"]  # run twice, charged once
+        assert problems == []
+    finally:
+        stop_workers(workers)
+
+
+# -- the bus on its own ---------------------------------------------------------------
+
+WRITER = """
+import asyncio, sys, time
+from datetime import timedelta
+from genq.ids import new_id, utcnow
+from genq.store import Store
+
+async def main(url, account_id, n):
+    store = Store(url)
+    try:
+        for _ in range(n):
+            job_id = new_id("job")
+            await store.jobs.create({
+                "id": job_id, "account_id": account_id, "engine": "e", "task": "noop",
+                "input": {}, "metadata": {}, "expires_at": utcnow() + timedelta(days=1),
+            })
+            print(job_id, time.time(), flush=True)  # just after the commit
+            await asyncio.sleep(0.02)
+    finally:
+        await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+class Bus:
+    """A store, a bus, a tailer whose own poll never runs and a listener."""
+
+    def __init__(self, url: str, **listener: float) -> None:
+        self.store = Store(url)
+        self.bus = EventBus()
+        self.tailer = PgTailer(self.store.jobs, self.bus, interval=600)
+        self.listener = PgListener(url, self.tailer, **listener)
+        self.seen: dict[str, float] = {}  # job id -> when its first change was published
+        self.bus.subscribe(lambda c: self.seen.setdefault(c.job_id, time.time()))
+
+    async def __aenter__(self) -> Bus:
+        await self.tailer.start()
+        await self.listener.start()
+        assert self.listener.connected.is_set()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.listener.stop()
+        await self.tailer.stop()
+        await self.store.close()
+
+    async def until_seen(self, job_ids: list[str], timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(j in self.seen for j in job_ids):
+            assert time.monotonic() < deadline, "changes never reached the bus"
+            await asyncio.sleep(0.01)
+
+
+async def new_account(url: str) -> str:
+    store = Store(url)
+    try:
+        return (await store.accounts.create(new_id("acct"), new_id("name"), "pro")).id
+    finally:
+        await store.close()
+
+
+async def add_jobs(url: str, account_id: str, n: int) -> list[str]:
+    store = Store(url)
+    try:
+        ids = []
+        for _ in range(n):
+            job = await store.jobs.create(
+                {
+                    "id": new_id("job"),
+                    "account_id": account_id,
+                    "engine": "e",
+                    "task": "noop",
+                    "input": {},
+                    "metadata": {},
+                    "expires_at": utcnow() + timedelta(days=1),
+                }
+            )
+            ids.append(job.id)
+        return ids
+    finally:
+        await store.close()
+
+
+async def test_notify_latency_from_another_process(db_url: str) -> None:
+    """Prints the latency from a commit in a writer process to `publish` here."""
+    account_id = await new_account(db_url)
+    n = 200
+    async with Bus(db_url) as b:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WRITER,
+            db_url,
+            account_id,
+            str(n),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        committed = {
+            job_id: float(ts)
+            for job_id, ts in (line.split() for line in out.decode().split("\n") if line)
+        }
+        await b.until_seen(list(committed))
+        assert b.listener.notifications >= n
+    lags = sorted((b.seen[j] - ts) * 1000 for j, ts in committed.items())
+    p95 = lags[int(len(lags) * 0.95)]
+    print(
+        f"\nNOTIFY commit -> publish in another process over {n} commits:"
+        f" median {statistics.median(lags):.2f} ms, p95 {p95:.2f} ms, max {lags[-1]:.2f} ms"
+    )
+
+
+async def test_listener_reconnects_and_catches_up(db_url: str) -> None:
+    account_id = await new_account(db_url)
+    async with Bus(db_url, min_backoff_s=1.0) as b:
+        [first] = await add_jobs(db_url, account_id, 1)
+        await b.until_seen([first])
+        heard = b.listener.notifications
+        with psycopg.connect(conninfo(db_url), autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND datname = current_database()",
+                (APPLICATION_NAME,),
+            ).fetchall()
+        assert killed == [(True,)]
+        deadline = time.monotonic() + 10
+        while b.listener.connected.is_set():
+            assert time.monotonic() < deadline, "the listener did not notice"
+            await asyncio.sleep(0.01)
+        missed = await add_jobs(db_url, account_id, 3)  # while nobody listens
+        await b.until_seen(missed, timeout=15)
+        assert b.listener.notifications == heard  # caught up by reading the table
+        later = await add_jobs(db_url, account_id, 2)  # and listening again
+        await b.until_seen(later)
+        assert b.listener.notifications == heard + 2
+
+
+async def test_event_ids_committed_out_of_order_are_not_lost(db_url: str) -> None:
+    account_id = await new_account(db_url)
+    a, b = await add_jobs(db_url, account_id, 2)
+    store = Store(db_url)
+    bus = EventBus()
+    tailer = PgTailer(store.jobs, bus, interval=600)
+    got: list[Change] = []
+    bus.subscribe(got.append)
+    await tailer.start()
+    try:
+
+        def event(job_id: str) -> sa.Insert:
+            return sa.insert(t.job_events).values(
+                job_id=job_id,
+                account_id=account_id,
+                seq=2,
+                type="log",
+                data={"message": job_id},
+                created_at=utcnow(),
+            )
+
+        async with store.db.engine.connect() as slow, store.db.engine.connect() as fast:
+            await slow.begin()
+            await slow.execute(event(a))  # takes the lower id...
+            await fast.begin()
+            await fast.execute(event(b))
+            await fast.commit()  # ...but commits after the higher one
+            await tailer.poll_once()
+            assert [(c.job_id, c.seq) for c in got] == [(b, 2)]
+            await slow.commit()
+        await tailer.poll_once()
+        assert [(c.job_id, c.seq) for c in got] == [(b, 2), (a, 2)]
+        assert tailer.last_id == await store.jobs.last_event_id()
+    finally:
+        await tailer.stop()
+        await store.close()
+
+
+async def test_concurrent_claimers_never_exceed_the_limits(db_url: str) -> None:
+    """Claimers on separate pools (as separate processes) race; the running counts
+    they check stay true: never more than the engine's or the plan's limit at once."""
+    account_id = await new_account(db_url)
+    other_account = await new_account(db_url)
+    await add_jobs(db_url, account_id, 20)
+    await add_jobs(db_url, other_account, 20)
+    stores = [Store(db_url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *[
+                s.jobs.claim(
+                    f"W{i}", slots=3, limits={"e": 7}, lease_s=30, account_limits={"pro": 4}
+                )
+                for i, s in enumerate(stores * 4)
+            ]
+        )
+        claimed = [c.job for batch in results for c in batch]
+        assert len(claimed) == len({j.id for j in claimed}) == 7
+        per_account = [sum(j.account_id == a for j in claimed) for a in (account_id, other_account)]
+        assert max(per_account) <= 4
+        assert await stores[0].jobs.status_counts() == {("queued", "e"): 33, ("starting", "e"): 7}
+    finally:
+        for s in stores:
+            await s.close()
