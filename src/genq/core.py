@@ -36,6 +36,7 @@ class Genq:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout_s,
+            procrastinate=settings.uses_procrastinate,
         )
         self.storage = Storage(settings.data_dir)
         self.bus = EventBus()

@@ -65,8 +65,9 @@ class RateLimiter:
         p = self.plans.get(plan) or self.plans["free"]
         return p.generation_per_min if kind == GENERATE else p.status_per_min
 
-    async def _count(self, item: RateLimitItem, account_id: str, kind: str, hit: bool
-                     ) -> tuple[bool, WindowStats]:
+    async def _count(
+        self, item: RateLimitItem, account_id: str, kind: str, hit: bool
+    ) -> tuple[bool, WindowStats]:
         if self._local is not None:
             allowed = self._local.hit(item, account_id, kind) if hit else True
             return allowed, self._local.get_window_stats(item, account_id, kind)

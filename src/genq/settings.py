@@ -7,7 +7,7 @@ Nothing reads the environment at import: build a `Settings()` (or pass values) i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     )
     pg_event_poll_s: float = Field(
         2.0, gt=0, description="PostgreSQL with LISTEN: the event log's safety-net poll"
+    )
+    dispatch: Literal["auto", "claim", "procrastinate"] = Field(
+        "auto",
+        description="how workers get jobs: auto = procrastinate on PostgreSQL, claim on SQLite",
+    )
+    dispatch_retry_s: int = Field(
+        1, ge=1, description="procrastinate: a token that found its engine full retries after"
     )
     public_url: str = Field("", description="Base URL used in links; default http://HOST:PORT")
     host: str = "127.0.0.1"
@@ -85,6 +92,14 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'genq.db'}"
+
+    @property
+    def uses_procrastinate(self) -> bool:
+        """Whether dispatch runs on Procrastinate (every process of a deployment must
+        agree: the API defers a token per queued job that only such workers take)."""
+        if self.dispatch == "auto":
+            return self.db_url.startswith("postgresql")
+        return self.dispatch == "procrastinate"
 
     @property
     def base_url(self) -> str:

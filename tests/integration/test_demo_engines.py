@@ -32,14 +32,29 @@ def fetch(job: dict[str, object], name: str) -> bytes:
 
 
 def test_text2image_and_upscale(api: httpx.Client) -> None:
-    job = run(api, "demo/text2image", prompt="a red fox", width=256, height=128, num_images=2,
-              seed=7, output_format="webp")
+    job = run(
+        api,
+        "demo/text2image",
+        prompt="a red fox",
+        width=256,
+        height=128,
+        num_images=2,
+        seed=7,
+        output_format="webp",
+    )
     assert [o["name"] for o in job["outputs"]] == ["image_0", "image_1"]  # type: ignore[index]
     assert job["credits"]["used"] == 4  # type: ignore[index]
     with Image.open(io.BytesIO(fetch(job, "image_0"))) as img:
         assert img.format == "WEBP" and img.size == (256, 128)
-    again = run(api, "demo/text2image", prompt="a red fox", width=256, height=128, seed=7,
-                output_format="webp")
+    again = run(
+        api,
+        "demo/text2image",
+        prompt="a red fox",
+        width=256,
+        height=128,
+        seed=7,
+        output_format="webp",
+    )
     assert fetch(again, "image_0") == fetch(job, "image_0")
     up = run(api, "demo/upscale", image=f"{job['id']}/image_1", scale=2)
     with Image.open(io.BytesIO(fetch(up, "image_0"))) as img:
@@ -70,8 +85,9 @@ def test_text_and_image_to_3d(api: httpx.Client, tmp_path: Path) -> None:
     assert fbx.startswith(b"Kaydara FBX Binary") or b"FBXHeaderExtension" in fbx
     with Image.open(io.BytesIO(fetch(job, "thumbnail"))) as img:
         assert img.format == "PNG"
-    image = api.post("/v1/files", files={"file": ("in.png", fetch(job, "thumbnail"),
-                                                  "image/png")}).json()
+    image = api.post(
+        "/v1/files", files={"file": ("in.png", fetch(job, "thumbnail"), "image/png")}
+    ).json()
     relief = run(api, "demo/image-to-3d", image=image["id"], texture_size=256)
     assert {o["name"] for o in relief["outputs"]} == {"glb", "usdz", "fbx", "thumbnail"}  # type: ignore[union-attr]
 
@@ -81,11 +97,14 @@ def test_train_a_model_and_paint_with_it(api: httpx.Client) -> None:
     Image.new("RGB", (64, 64), (200, 30, 30)).save(red, "PNG")
     model = api.post("/v1/models", json={"name": "reds"}).json()
     assert model["status"] == "created"
-    up = api.post(f"/v1/models/{model['id']}/images",
-                  files={"file": ("red.png", red.getvalue(), "image/png")})
+    up = api.post(
+        f"/v1/models/{model['id']}/images", files={"file": ("red.png", red.getvalue(), "image/png")}
+    )
     assert up.status_code == 201
-    early = api.post("/v1/jobs", json={"engine": "demo/text2image",
-                                       "input": {"prompt": "x", "model_id": model["id"]}})
+    early = api.post(
+        "/v1/jobs",
+        json={"engine": "demo/text2image", "input": {"prompt": "x", "model_id": model["id"]}},
+    )
     assert early.status_code == 422 and "not ready" in early.json()["detail"]
     train = api.post(f"/v1/models/{model['id']}/train", json={"input": {"delay_s": 0}})
     assert train.status_code == 202
@@ -96,8 +115,9 @@ def test_train_a_model_and_paint_with_it(api: httpx.Client) -> None:
     assert ready["status"] == "ready"
     weights = json.loads(httpx.get(ready["weights_url"]).content)
     assert weights["kind"] == "genq-demo-palette"
-    painted = run(api, "demo/text2image", prompt="a lake", model_id=model["id"], width=64,
-                  height=64)
+    painted = run(
+        api, "demo/text2image", prompt="a lake", model_id=model["id"], width=64, height=64
+    )
     assert painted["model_id"] == model["id"]
     with Image.open(io.BytesIO(fetch(painted, "image_0"))) as img:
         r, g, b = img.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]

@@ -65,15 +65,15 @@ def api_only(data_dir: Path, db_url: str) -> Iterator[LiveServer]:
         srv.stop()
 
 
-def start_worker(data_dir: Path, db_url: str) -> subprocess.Popen[bytes]:
-    env = genq_env(
-        data_dir,
-        GENQ_DATABASE_URL=db_url,
-        GENQ_LEASE_S="2",
-        GENQ_REAPER_INTERVAL_S="0.5",
-        GENQ_POLL_INTERVAL_S="5",  # idle workers learn of new jobs by NOTIFY, not polling
-        GENQ_SHUTDOWN_GRACE_S="1",
-    )
+def start_worker(data_dir: Path, db_url: str, **extra: str) -> subprocess.Popen[bytes]:
+    options = {
+        "GENQ_DATABASE_URL": db_url,
+        "GENQ_LEASE_S": "2",
+        "GENQ_REAPER_INTERVAL_S": "0.5",
+        "GENQ_POLL_INTERVAL_S": "5",  # idle workers learn of new jobs by NOTIFY, not polling
+        "GENQ_SHUTDOWN_GRACE_S": "1",
+    }
+    env = genq_env(data_dir, **{**options, **extra})
     with (data_dir / f"worker-{time.monotonic_ns()}.log").open("wb") as log:
         return subprocess.Popen([*GENQ, "worker"], env=env, stdout=log, stderr=log)
 
@@ -183,6 +183,111 @@ def test_killed_worker_job_is_recovered_by_the_other_and_charged_once(
         assert attempt == 2
         assert kinds == ["hold", "capture", "release"]  # run twice, charged once
         assert problems == []
+    finally:
+        stop_workers(workers)
+
+
+# -- Procrastinate dispatch --------------------------------------------------------
+
+
+def tokens(db_url: str) -> dict[str, int]:
+    async def waiting(store: Store) -> dict[str, int]:
+        return await store.jobs.waiting_tokens()
+
+    return on_store(db_url, waiting)
+
+
+def test_each_queued_job_commits_with_a_token(api_only: LiveServer, db_url: str) -> None:
+    with api_only.client(api_only.new_key()) as api:
+        ids = [
+            api.post("/v1/jobs", json={"engine": e, "input": {"seconds": 1}}).json()["id"]
+            for e in ("test/sleep", "test/sleep", "test/sync-sleep")
+        ]
+        assert tokens(db_url) == {"test/sleep": 2, "test/sync-sleep": 1}
+        assert api.post(f"/v1/jobs/{ids[0]}/cancel").json()["status"] == "canceled"
+        assert tokens(db_url) == {"test/sleep": 1, "test/sync-sleep": 1}
+    # a create that fails after the job row and its token were written (the credit
+    # hold comes next) leaves neither behind
+    with api_only.client(api_only.new_key("bob", "free", credits=0)) as poor:
+        r = poor.post("/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 1}})
+        assert r.status_code == 402
+    assert tokens(db_url) == {"test/sleep": 1, "test/sync-sleep": 1}
+
+
+async def test_missing_tokens_are_deferred_again(db_url: str) -> None:
+    account_id = await new_account(db_url)
+    await add_jobs(db_url, account_id, 3)
+    store = Store(db_url)
+    try:
+        assert await store.jobs.waiting_tokens() == {"e": 3}
+        async with store.db.write() as conn:
+            await conn.execute(
+                sa.text(
+                    "DELETE FROM procrastinate_jobs WHERE id IN"
+                    " (SELECT id FROM procrastinate_jobs LIMIT 2)"
+                )
+            )
+        assert await store.jobs.top_up_tokens() == 2
+        assert await store.jobs.top_up_tokens() == 0
+        assert await store.jobs.waiting_tokens() == {"e": 3}
+    finally:
+        await store.close()
+
+
+def test_engine_limit_holds_across_worker_processes(api_only: LiveServer, db_url: str) -> None:
+    """test/sleep allows 2 at once; two workers with 4 slots each never run 3."""
+    data = api_only.settings.data_dir
+    workers = [start_worker(data, db_url, GENQ_WORKER_SLOTS="4") for _ in range(2)]
+    try:
+        with api_only.client(api_only.new_key()) as api:
+            ids = [
+                api.post(
+                    "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 0.6}}
+                ).json()["id"]
+                for _ in range(6)
+            ]
+            bodies = [wait_for(api, j, timeout=60) for j in ids]
+        assert [b["status"] for b in bodies] == ["succeeded"] * 6
+        edges = sorted(
+            [(parse_ts(b["started_at"]), 1) for b in bodies]
+            + [(parse_ts(b["completed_at"]), -1) for b in bodies]
+        )
+        running, most = 0, 0
+        for _, step in edges:
+            running += step
+            most = max(most, running)
+        assert most == 2
+        assert tokens(db_url) == {}
+    finally:
+        stop_workers(workers)
+
+
+def test_cancel_of_a_running_job_arrives_through_procrastinate(
+    api_only: LiveServer, db_url: str
+) -> None:
+    # the worker's other ways to learn of the cancel are slowed right down: its
+    # heartbeat (every lease_s / 3 = 20 s) and the event bus (no LISTEN, 30 s poll)
+    data = api_only.settings.data_dir
+    workers = [
+        start_worker(
+            data, db_url, GENQ_LEASE_S="60", GENQ_PG_LISTEN="false", GENQ_EVENT_POLL_S="30"
+        )
+    ]
+    try:
+        with api_only.client(api_only.new_key()) as api:
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 30, "steps": 30}}
+            ).json()
+            wait_for(api, job["id"], until=("running",), timeout=20)
+            asked = time.monotonic()
+            assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+            body = wait_for(api, job["id"], timeout=15)
+            took = time.monotonic() - asked
+        assert body["status"] == "canceled"
+        print(f"cancel -> canceled through Procrastinate's abort: {took * 1000:.0f} ms")
+        assert took < 10  # well before the next heartbeat (20 s)
+        log = b"".join(p.read_bytes() for p in data.glob("worker-*.log"))
+        assert b"cancel received through Procrastinate" in log
     finally:
         stop_workers(workers)
 

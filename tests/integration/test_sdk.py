@@ -28,8 +28,11 @@ def test_stream_yields_every_event_then_the_finished_job(server: LiveServer, key
 def test_wait_follows_the_stream_and_reports_progress(server: LiveServer, key: str) -> None:
     seen: list[tuple[str, float]] = []
     with genq.Client(server.url, key) as client:
-        job = client.jobs.run(engine="test/sleep", input={"seconds": 1.0, "steps": 4},
-                              on_progress=lambda j: seen.append((j.status, j.progress)))
+        job = client.jobs.run(
+            engine="test/sleep",
+            input={"seconds": 1.0, "steps": 4},
+            on_progress=lambda j: seen.append((j.status, j.progress)),
+        )
     assert job.status == "succeeded"
     assert seen[-1] == ("succeeded", 100.0)
     assert len({p for s, p in seen if s == "running"}) >= 2
@@ -52,9 +55,9 @@ async def test_async_client_streams_too(server: LiveServer, key: str) -> None:
         assert events[-1].event == "completed"
         done = await client.jobs.wait(job.id)
         assert done.status == "succeeded"
-        results = await asyncio.gather(*[
-            client.jobs.run(engine="test/sleep", input={"seconds": 0.2}) for _ in range(3)
-        ])
+        results = await asyncio.gather(
+            *[client.jobs.run(engine="test/sleep", input={"seconds": 0.2}) for _ in range(3)]
+        )
         assert all(r.status == "succeeded" for r in results)
 
 

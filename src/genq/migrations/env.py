@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from genq.store.dispatch import is_ours
 from genq.store.tables import metadata
 
 config = context.config
@@ -21,6 +22,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=is_ours,  # Procrastinate's objects are its own
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":

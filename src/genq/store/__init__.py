@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from genq.store.accounts import AccountStore
 from genq.store.db import Database
+from genq.store.dispatch import Tokens
 from genq.store.files import FileStore, ModelStore
 from genq.store.idempotency import IdempotencyStore
 from genq.store.jobs import JobStore
@@ -24,11 +25,18 @@ class Store:
         pool_size: int = 10,
         max_overflow: int = 10,
         pool_timeout: float = 30.0,
+        procrastinate: bool | None = None,
     ) -> None:
+        """`procrastinate`: defer a Procrastinate token with every queued job (see
+        `genq.store.dispatch`); None means on PostgreSQL, the default dispatch there."""
         self.db = Database(
             url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
         )
-        self.jobs = JobStore(self.db)
+        if procrastinate is None:
+            procrastinate = self.db.is_postgres
+        if procrastinate and not self.db.is_postgres:
+            raise ValueError("Procrastinate dispatch needs PostgreSQL")
+        self.jobs = JobStore(self.db, Tokens() if procrastinate else None)
         self.accounts = AccountStore(self.db)
         self.files = FileStore(self.db)
         self.models = ModelStore(self.db)

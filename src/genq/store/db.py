@@ -13,7 +13,7 @@ Sessions run in UTC.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+PENDING = "genq.before_commit"  # conn.info key of the work queued for the commit
+Finisher = Callable[[AsyncConnection, list[Any]], Awaitable[None]]
 
 
 def _sqlite_setup(engine: AsyncEngine) -> None:
@@ -89,13 +92,33 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed on success."""
+        """A write transaction, committed on success. Work the transaction queued with
+        `before_commit` runs last, just before the commit."""
         if self._write_lock is None:
             async with self._writer.begin() as conn:
+                conn.info.pop(PENDING, None)  # left by a transaction that rolled back
                 yield conn
+                await self._finish(conn)
             return
         async with self._write_lock, self._writer.begin() as conn:
+            conn.info.pop(PENDING, None)
             yield conn
+            await self._finish(conn)
+
+    @staticmethod
+    def before_commit(conn: AsyncConnection, key: str, fn: Finisher) -> list[Any]:
+        """Have `fn(conn, items)` run once just before this transaction commits; returns
+        the list `items` the caller appends to (one list per key and transaction)."""
+        pending: dict[str, tuple[Finisher, list[Any]]] = conn.info.setdefault(PENDING, {})
+        if key not in pending:
+            pending[key] = (fn, [])
+        return pending[key][1]
+
+    @staticmethod
+    async def _finish(conn: AsyncConnection) -> None:
+        pending = conn.info.pop(PENDING, None)
+        for fn, items in (pending or {}).values():
+            await fn(conn, items)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

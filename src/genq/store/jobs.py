@@ -20,6 +20,7 @@ from genq.ids import new_id, utcnow
 from genq.store import ledger
 from genq.store import tables as t
 from genq.store.db import Database
+from genq.store.dispatch import Tokens
 from genq.store.idempotency import link
 from genq.store.records import (
     ACTIVE,
@@ -41,6 +42,8 @@ J = t.jobs.c
 EVENTS_CHANNEL = "genq_events"
 # pg_advisory_xact_lock key of the claim: one claimer at a time on PostgreSQL
 CLAIM_LOCK = 7_405_311
+# ... and of the event log's commit order (see `_log_events`)
+EVENTS_LOCK = 7_405_313
 _NOTIFY = sa.text(f"SELECT pg_notify('{EVENTS_CHANNEL}', p) FROM unnest(CAST(:ps AS text[])) AS p")
 
 
@@ -49,11 +52,34 @@ def notify_payload(job_id: str, seq: int, account_id: str, type: str, status: st
     return f"{job_id}:{seq}:{account_id}:{type}:{status}"
 
 
-async def _notify(conn: AsyncConnection, payloads: list[str]) -> None:
-    """PostgreSQL: announce events to LISTENers when (and only if) this transaction
-    commits; elsewhere nothing (other processes poll the event log)."""
-    if payloads and conn.dialect.name == "postgresql":
-        await conn.execute(_NOTIFY, {"ps": payloads})
+async def _log_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Append rows to `job_events`.
+
+    On PostgreSQL the rows are written last in the transaction, under an advisory lock
+    held through the commit (`_write_events`), so event ids are handed out in commit
+    order: a reader that has seen id N will never see a smaller id appear later, which
+    is what resuming `/v1/events` after an id relies on. The lock is held only for that
+    last insert and the commit; the holder never waits on anything else.
+    """
+    if conn.dialect.name != "postgresql":
+        await conn.execute(sa.insert(t.job_events), _event_rows(rows))  # SQLite: in order
+        return
+    Database.before_commit(conn, "job_events", _write_events).extend(rows)
+
+
+def _event_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's columns (`status` rides along for the notification)."""
+    return [{k: v for k, v in r.items() if k != "status"} for r in rows]
+
+
+async def _write_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENTS_LOCK)))
+    await conn.execute(sa.insert(t.job_events), _event_rows(rows))
+    # delivered to LISTENers when (and only if) this transaction commits
+    payloads = [
+        notify_payload(r["job_id"], r["seq"], r["account_id"], r["type"], r["status"]) for r in rows
+    ]
+    await conn.execute(_NOTIFY, {"ps": payloads})
 
 
 async def _bump(
@@ -85,8 +111,8 @@ async def _bump(
                 await ledger.settle(conn, job)
                 if job.task == "train" and job.model_id:
                     await _settle_model(conn, job, now)
-        await conn.execute(
-            sa.insert(t.job_events),
+        await _log_events(
+            conn,
             [
                 {
                     "job_id": job.id,
@@ -95,13 +121,10 @@ async def _bump(
                     "type": event,
                     "data": {**data, "status": job.status} if event != "log" else data,
                     "created_at": now,
+                    "status": job.status,
                 }
                 for job in rows
             ],
-        )
-        await _notify(
-            conn,
-            [notify_payload(j.id, j.seq, j.account_id, event, j.status) for j in rows],
         )
     return rows
 
@@ -163,8 +186,32 @@ def _fence(claim: Claim) -> sa.ColumnElement[bool]:
 
 
 class JobStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, tokens: Tokens | None = None) -> None:
         self.db = db
+        self.tokens = tokens  # Procrastinate dispatch (genq.store.dispatch), else None
+
+    async def _bump(
+        self,
+        conn: AsyncConnection,
+        where: sa.ColumnElement[bool],
+        values: Mapping[str, Any],
+        event: str,
+        data: dict[str, Any],
+    ) -> list[Job]:
+        """`_bump`, plus Procrastinate's side of the change in the same transaction: a
+        token for each job that became queued, an abort for each running attempt asked
+        to cancel, one spare token less for each queued job canceled."""
+        rows = await _bump(conn, where, values, event, data)
+        if self.tokens is None or not rows:
+            return rows
+        status = values.get("status")
+        if status == QUEUED:
+            await self.tokens.defer(conn, [j.engine for j in rows])
+        elif status == CANCELED:
+            await self.tokens.drop(conn, [j.engine for j in rows if j.started_at is None])
+        elif data.get("cancel_requested"):
+            await self.tokens.abort(conn, [j.dispatch_id for j in rows if j.dispatch_id])
+        return rows
 
     # -- creation and reads ----------------------------------------------------------
 
@@ -183,20 +230,25 @@ class JobStore:
         }
         async with self.db.write() as conn:
             await conn.execute(sa.insert(t.jobs).values(**row))
+            if self.tokens is not None:  # the token commits (or not) with the job
+                await self.tokens.defer(conn, [row["engine"]])
             await ledger.hold(conn, row["account_id"], row["id"], row.get("credits_estimate", 0))
             if idempotency is not None:
                 await link(conn, *idempotency, row["id"])
-            await conn.execute(
-                sa.insert(t.job_events).values(
-                    job_id=row["id"],
-                    account_id=row["account_id"],
-                    seq=1,
-                    type="status",
-                    data={"status": QUEUED},
-                    created_at=now,
-                )
+            await _log_events(
+                conn,
+                [
+                    {
+                        "job_id": row["id"],
+                        "account_id": row["account_id"],
+                        "seq": 1,
+                        "type": "status",
+                        "data": {"status": QUEUED},
+                        "created_at": now,
+                        "status": QUEUED,
+                    }
+                ],
             )
-            await _notify(conn, [notify_payload(row["id"], 1, row["account_id"], "status", QUEUED)])
             job = (await conn.execute(sa.select(t.jobs).where(J.id == row["id"]))).one()
         return Job.from_row(job)
 
@@ -305,11 +357,13 @@ class JobStore:
         limits: Mapping[str, int],
         lease_s: float,
         account_limits: Mapping[str, int] | None = None,
+        dispatch_id: int | None = None,
     ) -> list[Claim]:
         """Atomically take up to `slots` of the oldest queued jobs of the engines in
         `limits`, never letting more than `limits[engine]` of an engine, nor more than
         `account_limits[plan]` of one account, run at once across all workers. Jobs over
-        an account's limit stay queued (they are not rejected)."""
+        an account's limit stay queued (they are not rejected). `dispatch_id`: the
+        Procrastinate token taking the job (then `slots` is 1)."""
         if slots <= 0 or not limits:
             return []
         account_limits = account_limits or {}
@@ -349,7 +403,7 @@ class JobStore:
                 by_account[c.account_id] = by_account.get(c.account_id, 0) + 1
             if not chosen:
                 return []
-            jobs = await _bump(
+            jobs = await self._bump(
                 conn,
                 sa.and_(J.id.in_(chosen), J.status == QUEUED),
                 {
@@ -360,6 +414,7 @@ class JobStore:
                     "started_at": sa.func.coalesce(J.started_at, now),
                     "progress": 0.0,
                     "message": None,
+                    "dispatch_id": dispatch_id,
                 },
                 "status",
                 {"owner": owner},
@@ -383,6 +438,28 @@ class JobStore:
             .group_by(column)
         )
         return {k: int(n) for k, n in rows.all()}
+
+    async def has_queued(self, engine: str) -> bool:
+        async with self.db.read() as conn:
+            row = await conn.execute(
+                sa.select(J.id).where(J.status == QUEUED, J.engine == engine).limit(1)
+            )
+            return row.first() is not None
+
+    async def top_up_tokens(self) -> int:
+        """Procrastinate: defer a token for each queued job that lacks one (a safety net;
+        the job transactions keep them in step)."""
+        if self.tokens is None:
+            return 0
+        async with self.db.write() as conn:
+            return await self.tokens.top_up(conn)
+
+    async def waiting_tokens(self) -> dict[str, int]:
+        """Procrastinate tokens not yet taken, by engine ({} without Procrastinate)."""
+        if self.tokens is None:
+            return {}
+        async with self.db.read() as conn:
+            return await self.tokens.waiting(conn)
 
     async def account_counts(self, account_id: str) -> dict[str, int]:
         """The account's non-terminal jobs by status."""
@@ -411,7 +488,7 @@ class JobStore:
         self, claim: Claim, values: Mapping[str, Any], event: str, data: dict[str, Any]
     ) -> Job:
         async with self.db.write() as conn:
-            rows = await _bump(conn, _fence(claim), values, event, data)
+            rows = await self._bump(conn, _fence(claim), values, event, data)
         if not rows:
             raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
         return rows[0]
@@ -430,7 +507,7 @@ class JobStore:
 
     async def add_output(self, claim: Claim, output: dict[str, Any]) -> Job:
         async with self.db.write() as conn:
-            rows = await _bump(
+            rows = await self._bump(
                 conn,
                 _fence(claim),
                 {},
@@ -482,7 +559,7 @@ class JobStore:
     async def release(self, claim: Claim, message: str) -> Job | None:
         """Give a claimed job back to the queue (graceful shutdown)."""
         async with self.db.write() as conn:
-            rows = await _bump(
+            rows = await self._bump(
                 conn,
                 _fence(claim),
                 {
@@ -530,7 +607,7 @@ class JobStore:
         ("terminal", job) if it had already ended, ("missing", None)."""
         now = utcnow()
         async with self.db.write() as conn:
-            rows = await _bump(
+            rows = await self._bump(
                 conn,
                 sa.and_(J.id == job_id, J.status == QUEUED),
                 {
@@ -553,7 +630,7 @@ class JobStore:
             )
             if rows:
                 return "canceled", rows[0]
-            rows = await _bump(
+            rows = await self._bump(
                 conn,
                 sa.and_(J.id == job_id, J.status.in_(ACTIVE), J.cancel_requested_at.is_(None)),
                 {"cancel_requested_at": now, "message": "cancel requested"},
@@ -575,7 +652,7 @@ class JobStore:
         lapsed = sa.and_(J.status.in_(ACTIVE), J.lease_expires_at < now)
         changed: list[Job] = []
         async with self.db.write() as conn:
-            changed += await _bump(
+            changed += await self._bump(
                 conn,
                 sa.and_(lapsed, J.cancel_requested_at.is_not(None)),
                 {
@@ -591,7 +668,7 @@ class JobStore:
                 "completed",
                 {"error": {"code": "canceled", "message": "canceled", "retryable": False}},
             )
-            changed += await _bump(
+            changed += await self._bump(
                 conn,
                 sa.and_(lapsed, J.attempt < max_attempts),
                 {
@@ -605,7 +682,7 @@ class JobStore:
                 {"message": "re-queued: its worker stopped answering"},
             )
             msg = f"worker lost {max_attempts} times"
-            changed += await _bump(
+            changed += await self._bump(
                 conn,
                 lapsed,
                 {
@@ -641,7 +718,7 @@ class JobStore:
             )
             where = J.id.in_(due.scalar_subquery())
         async with self.db.write() as conn:
-            rows = await _bump(
+            rows = await self._bump(
                 conn,
                 where,
                 {"status": EXPIRED, "message": "expired"},

@@ -68,6 +68,7 @@ class Job(_Record):
     attempt: int
     lease_owner: str | None
     lease_expires_at: datetime | None
+    dispatch_id: int | None
     cancel_requested_at: datetime | None
     created_at: datetime
     started_at: datetime | None

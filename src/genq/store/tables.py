@@ -99,6 +99,8 @@ jobs = sa.Table(
     sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(80), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    # Procrastinate: the id of the procrastinate job (token) that runs this attempt
+    sa.Column("dispatch_id", sa.BigInteger(), nullable=True),
     sa.Column("cancel_requested_at", UTCDateTime(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=True),

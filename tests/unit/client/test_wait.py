@@ -20,8 +20,7 @@ def test_wait_reports_changes_and_returns_the_terminal_job(
 ):
     created = client.jobs.create(engine="demo/text2image", input={})
     seen: list[tuple[str, float, str | None]] = []
-    job = client.jobs.wait(created.id, on_progress=lambda j: seen.append(snapshot(j)),
-                          stream=False)
+    job = client.jobs.wait(created.id, on_progress=lambda j: seen.append(snapshot(j)), stream=False)
     assert job.status == "succeeded" and job.is_terminal and len(job.outputs) == 2
     # The repeated "step 1 of 4" state is not reported twice.
     assert seen == [
