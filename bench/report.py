@@ -439,7 +439,12 @@ def main() -> int:
     lines += profile_section(pr, h) + [""]
     if e:
         lines += e2e_section(e) + [""]
-    RESULTS.write_text("\n".join(lines).rstrip() + "\n")
+    # sections 4 and later come from other scripts (notify.py, scale_out.py, peers/,
+    # status_scale.py) and their readings are written by hand: keep them as they are
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    kept = old[old.index("\n## 4.") + 1 :] if "\n## 4." in old else ""
+    RESULTS.write_text("\n".join(lines).rstrip() + "\n\n" + kept if kept else
+                       "\n".join(lines).rstrip() + "\n")
     print(f"wrote {RESULTS}")
     return 0
 
