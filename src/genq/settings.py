@@ -91,7 +91,7 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'genq.db'}"
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'genq.db'}"
 
     @property
     def uses_procrastinate(self) -> bool:

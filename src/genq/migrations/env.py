@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import sqlalchemy as sa
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from genq.store.dispatch import is_ours
 from genq.store.tables import metadata
 
 config = context.config
@@ -22,7 +18,6 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        include_name=is_ours,  # Procrastinate's objects are its own
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
@@ -32,19 +27,21 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
-async def _main() -> None:
+def _main() -> None:
     url = make_url(config.get_main_option("sqlalchemy.url") or "")
     options = (
         {"isolation_level": "READ COMMITTED"} if url.get_backend_name() == "postgresql" else {}
     )
-    engine = create_async_engine(url, **options)
-    async with engine.connect() as conn:
-        await conn.run_sync(_run)
-    await engine.dispose()
+    engine = create_engine(url, **options)
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+    finally:
+        engine.dispose()
 
 
 connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    asyncio.run(_main())
+    _main()

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from genq.ids import utcnow
-from genq.store import tables as t
-from genq.store.db import Database
+from genq.store.db import Cx, Database, autocommit
 from genq.store.records import File, Model
+from genq.store.steps import value
 
-F, M = t.files.c, t.models.c
+F_COLS, M_COLS = File.select(), Model.select()
+
+
+def _insert(cx: Cx, table: str, values: Mapping[str, Any], returning: str) -> Any:
+    names = ", ".join(f'"{k}"' for k in values)
+    marks = ", ".join(f"%({k})s" for k in values)
+    params = {k: value(cx, v) for k, v in values.items()}
+    return cx.one(f"INSERT INTO {table} ({names}) VALUES ({marks}) RETURNING {returning}", params)
+
+
+@autocommit
+def _create_file(cx: Cx, values: dict[str, Any]) -> File:
+    return File.of(_insert(cx, "files", values, F_COLS))
+
+
+def _get_file(cx: Cx, file_id: str) -> File | None:
+    row = cx.one(f"SELECT {F_COLS} FROM files WHERE id = %(id)s", {"id": file_id})
+    return File.of(row) if row else None
+
+
+def _files_for_model(cx: Cx, model_id: str) -> list[File]:
+    rows = cx.all(
+        f"SELECT {F_COLS} FROM files WHERE model_id = %(m)s ORDER BY created_at", {"m": model_id}
+    )
+    return [File.of(r) for r in rows]
 
 
 class FileStore:
@@ -19,24 +43,49 @@ class FileStore:
         self.db = db
 
     async def create(self, values: dict[str, Any]) -> File:
-        values = {"created_at": utcnow(), **values}
-        async with self.db.write() as conn:
-            await conn.execute(sa.insert(t.files).values(**values))
-        return File(**{c.name: values.get(c.name) for c in t.files.c})  # type: ignore[arg-type]
+        return await self.db.write(_create_file, {"created_at": utcnow(), **values})
 
     async def get(self, file_id: str) -> File | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(t.files).where(F.id == file_id))).first()
-        return File.from_row(row) if row else None
+        return await self.db.read(_get_file, file_id)
 
     async def for_model(self, model_id: str) -> list[File]:
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(t.files).where(F.model_id == model_id).order_by(F.created_at)
-                )
-            ).all()
-        return [File.from_row(r) for r in rows]
+        return await self.db.read(_files_for_model, model_id)
+
+
+@autocommit
+def _create_model(cx: Cx, values: dict[str, Any]) -> Model:
+    return Model.of(_insert(cx, "models", values, M_COLS))
+
+
+def _get_model(cx: Cx, model_id: str) -> Model | None:
+    row = cx.one(f"SELECT {M_COLS} FROM models WHERE id = %(id)s", {"id": model_id})
+    return Model.of(row) if row else None
+
+
+def _models_for_account(cx: Cx, account_id: str, limit: int) -> list[Model]:
+    rows = cx.all(
+        f"SELECT {M_COLS} FROM models WHERE account_id = %(a)s"
+        " ORDER BY created_at DESC LIMIT %(n)s",
+        {"a": account_id, "n": limit},
+    )
+    return [Model.of(r) for r in rows]
+
+
+@autocommit
+def _update_model(
+    cx: Cx, model_id: str, only_if_status: tuple[str, ...], values: dict[str, Any], now: datetime
+) -> Model | None:
+    p: dict[str, Any] = {"id": model_id, "updated_at": cx.ts(now)}
+    parts = ['"updated_at" = %(updated_at)s']
+    for k, v in values.items():
+        p[f"v_{k}"] = value(cx, v)
+        parts.append(f'"{k}" = %(v_{k})s')
+    where = "id = %(id)s"
+    if only_if_status:
+        where += f" AND status {cx.in_list('only')}"
+        p["only"] = cx.array(only_if_status)
+    row = cx.one(f"UPDATE models SET {', '.join(parts)} WHERE {where} RETURNING {M_COLS}", p)
+    return Model.of(row) if row else None
 
 
 class ModelStore:
@@ -45,38 +94,17 @@ class ModelStore:
 
     async def create(self, values: dict[str, Any]) -> Model:
         now = utcnow()
-        values = {"created_at": now, "updated_at": now, "metadata": {}, **values}
-        async with self.db.write() as conn:
-            await conn.execute(sa.insert(t.models).values(**values))
-        return Model(**{c.name: values.get(c.name) for c in t.models.c})  # type: ignore[arg-type]
+        return await self.db.write(
+            _create_model, {"created_at": now, "updated_at": now, "metadata": {}, **values}
+        )
 
     async def get(self, model_id: str) -> Model | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(t.models).where(M.id == model_id))).first()
-        return Model.from_row(row) if row else None
+        return await self.db.read(_get_model, model_id)
 
     async def for_account(self, account_id: str, limit: int = 100) -> list[Model]:
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(t.models)
-                    .where(M.account_id == account_id)
-                    .order_by(M.created_at.desc())
-                    .limit(limit)
-                )
-            ).all()
-        return [Model.from_row(r) for r in rows]
+        return await self.db.read(_models_for_account, account_id, limit)
 
     async def update(
         self, model_id: str, *, only_if_status: tuple[str, ...] = (), **values: Any
     ) -> Model | None:
-        stmt = sa.update(t.models).where(M.id == model_id)
-        if only_if_status:
-            stmt = stmt.where(M.status.in_(only_if_status))
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    stmt.values(**values, updated_at=utcnow()).returning(*t.models.c)
-                )
-            ).first()
-        return Model.from_row(row) if row else None
+        return await self.db.write(_update_model, model_id, only_if_status, values, utcnow())

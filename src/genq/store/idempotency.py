@@ -1,32 +1,78 @@
 """Idempotency-Key SQL: claim a key, link the resource it created (inside the creating
-transaction), keep the response, replay it."""
+transaction, `genq.store.jobs`), keep the response, replay it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from datetime import datetime, timedelta
 
 from genq.ids import utcnow
-from genq.store import tables as t
-from genq.store.db import Database
+from genq.store.db import Cx, Database, IntegrityError, autocommit
 from genq.store.records import IdempotencyRecord
 
-K = t.idempotency_keys.c
 IN_FLIGHT, DONE = "in_flight", "done"
+I_COLS = IdempotencyRecord.select()
+_KEY = "account_id = %(a)s AND key = %(k)s"
 
 
-def _key(account_id: str, key: str) -> sa.ColumnElement[bool]:
-    return sa.and_(K.account_id == account_id, K.key == key)
+def _find(cx: Cx, account_id: str, key: str) -> IdempotencyRecord | None:
+    row = cx.one(f"SELECT {I_COLS} FROM idempotency_keys WHERE {_KEY}", {"a": account_id, "k": key})
+    return IdempotencyRecord.of(row) if row else None
 
 
-async def link(conn: AsyncConnection, account_id: str, key: str, resource_id: str) -> None:
-    """Inside a creating transaction: this key made `resource_id`."""
-    await conn.execute(
-        sa.update(t.idempotency_keys).where(_key(account_id, key)).values(resource_id=resource_id)
+@autocommit
+def _begin(
+    cx: Cx, account_id: str, key: str, request_hash: str, ttl_s: float, stale_s: float,
+    now: datetime,
+) -> IdempotencyRecord | None:
+    p = {"a": account_id, "k": key}
+    rec = _find(cx, account_id, key)
+    if rec is not None:
+        abandoned = (
+            rec.state == IN_FLIGHT
+            and rec.resource_id is None
+            and rec.created_at < now - timedelta(seconds=stale_s)
+        )
+        if rec.expires_at > now and not abandoned:
+            return rec
+        cx.execute(f"DELETE FROM idempotency_keys WHERE {_KEY}", p)
+    try:
+        cx.execute(
+            "INSERT INTO idempotency_keys (account_id, key, request_hash, state, created_at,"
+            " expires_at) VALUES (%(a)s, %(k)s, %(h)s, 'in_flight', %(t)s, %(x)s)",
+            {**p, "h": request_hash, "t": cx.ts(now),
+             "x": cx.ts(now + timedelta(seconds=ttl_s))},
+        )
+    except IntegrityError:  # a twin inserted it first (PostgreSQL: autocommit, no harm)
+        return _find(cx, account_id, key)
+    return None
+
+
+@autocommit
+def _finish(
+    cx: Cx, account_id: str, key: str, status_code: int, headers: dict[str, str], body: bytes
+) -> None:
+    cx.execute(
+        "UPDATE idempotency_keys SET state = 'done', status_code = %(c)s, headers = %(h)s,"
+        f" body = %(b)s WHERE {_KEY}",
+        {"a": account_id, "k": key, "c": status_code, "h": cx.json(headers), "b": body},
     )
+
+
+@autocommit
+def _abort(cx: Cx, account_id: str, key: str) -> None:
+    cx.execute(
+        f"DELETE FROM idempotency_keys WHERE {_KEY} AND state = 'in_flight'"
+        " AND resource_id IS NULL",
+        {"a": account_id, "k": key},
+    )
+
+
+@autocommit
+def _sweep(cx: Cx, now: datetime) -> int:
+    rows = cx.all(
+        "DELETE FROM idempotency_keys WHERE expires_at < %(t)s RETURNING key", {"t": cx.ts(now)}
+    )
+    return len(rows)
 
 
 class IdempotencyStore:
@@ -38,63 +84,18 @@ class IdempotencyStore:
     ) -> IdempotencyRecord | None:
         """Claim `key` for a new request: None when this request should run, else the
         existing record (done: replay it; in flight: a twin is running)."""
-        now = utcnow()
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(sa.select(t.idempotency_keys).where(_key(account_id, key)))
-            ).first()
-            if row is not None:
-                rec = IdempotencyRecord.from_row(row)
-                abandoned = (
-                    rec.state == IN_FLIGHT
-                    and rec.resource_id is None
-                    and rec.created_at < now - timedelta(seconds=stale_s)
-                )
-                if rec.expires_at > now and not abandoned:
-                    return rec
-                await conn.execute(sa.delete(t.idempotency_keys).where(_key(account_id, key)))
-            try:
-                # a savepoint: on PostgreSQL a failed statement would poison the transaction
-                async with conn.begin_nested():
-                    await conn.execute(
-                        sa.insert(t.idempotency_keys).values(
-                            account_id=account_id,
-                            key=key,
-                            request_hash=request_hash,
-                            state=IN_FLIGHT,
-                            created_at=now,
-                            expires_at=now + timedelta(seconds=ttl_s),
-                        )
-                    )
-            except IntegrityError:  # a twin inserted it first (PostgreSQL)
-                row = (
-                    await conn.execute(sa.select(t.idempotency_keys).where(_key(account_id, key)))
-                ).one()
-                return IdempotencyRecord.from_row(row)
-        return None
+        return await self.db.write(
+            _begin, account_id, key, request_hash, ttl_s, stale_s, utcnow()
+        )
 
     async def finish(
         self, account_id: str, key: str, status_code: int, headers: dict[str, str], body: bytes
     ) -> None:
-        async with self.db.write() as conn:
-            await conn.execute(
-                sa.update(t.idempotency_keys)
-                .where(_key(account_id, key))
-                .values(state=DONE, status_code=status_code, headers=headers, body=body)
-            )
+        await self.db.write(_finish, account_id, key, status_code, headers, body)
 
     async def abort(self, account_id: str, key: str) -> None:
         """The request failed before creating anything: free the key for a retry."""
-        async with self.db.write() as conn:
-            await conn.execute(
-                sa.delete(t.idempotency_keys).where(
-                    _key(account_id, key), K.state == IN_FLIGHT, K.resource_id.is_(None)
-                )
-            )
+        await self.db.write(_abort, account_id, key)
 
     async def sweep(self) -> int:
-        async with self.db.write() as conn:
-            result = await conn.execute(
-                sa.delete(t.idempotency_keys).where(K.expires_at < utcnow())
-            )
-        return int(result.rowcount or 0)
+        return await self.db.write(_sweep, utcnow())

@@ -1,299 +1,622 @@
-"""Job SQL: creation, reads, the claim, fenced worker writes, cancel and the reaper.
+"""Job SQL: creation, reads, the claim, fenced worker writes, cancel, the reaper and
+retention. Each public method runs one operation (one thread hop, one transaction; on
+PostgreSQL a transition is one statement); what a transition does comes from
+`genq.lifecycle` as a `Step` (or a function of the job giving one), and is executed by
+`genq.store.steps`.
 
-Every change to a job bumps its `seq` and appends one row to `job_events` in the
-same transaction, so the event log is exactly the history of the row. On PostgreSQL
-the same transaction also sends a small `NOTIFY genq_events` per event, delivered to
-listeners on commit (`genq.pgbus`); the rows stay the source of truth.
+Every change to a job bumps its `seq` and appends one row to `job_events` in the same
+transaction, so the event log is exactly the history of the row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from genq.errors import LeaseLost
-from genq.ids import new_id, utcnow
-from genq.store import ledger
-from genq.store import tables as t
-from genq.store.db import Database
-from genq.store.dispatch import Tokens
-from genq.store.idempotency import link
-from genq.store.records import (
+from genq.errors import InsufficientCredits, LeaseLost, NotFound
+from genq.ids import utcnow
+from genq.lifecycle import (
     ACTIVE,
-    CANCELED,
-    EXPIRED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    STARTING,
-    SUCCEEDED,
-    Claim,
-    Job,
-    JobEvent,
-    JobOutput,
+    ENDED,
+    NON_TERMINAL,
+    CancelOutcome,
+    EventType,
+    LedgerKind,
+    Status,
+    Step,
+)
+from genq.store.db import Cx, Database, autocommit, dt_of, json_of
+from genq.store.records import Claim, Job, JobEvent, JobOutput
+from genq.store.steps import (
+    EVENT_ID_SHIFT,
+    JOB_COLS,
+    UPD_COLS,
+    apply,
+    effects_pg,
+    effects_sqlite,
+    insert_events,
+    notify_cte,
+    rows_pg,
+    sets,
+    value,
 )
 
-J = t.jobs.c
+Transitioned = tuple[Job, JobEvent]
+StepFor = Callable[[Job], Step]
 
-EVENTS_CHANNEL = "genq_events"
-# pg_advisory_xact_lock key of the claim: one claimer at a time on PostgreSQL
-CLAIM_LOCK = 7_405_311
-# ... and of the event log's commit order (see `_log_events`)
-EVENTS_LOCK = 7_405_313
-_NOTIFY = sa.text(f"SELECT pg_notify('{EVENTS_CHANNEL}', p) FROM unnest(CAST(:ps AS text[])) AS p")
-
-
-def notify_payload(job_id: str, seq: int, account_id: str, type: str, status: str) -> str:
-    """`<job_id>:<seq>:<account_id>:<type>:<status>` (ids and names hold no colon)."""
-    return f"{job_id}:{seq}:{account_id}:{type}:{status}"
-
-
-async def _log_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Append rows to `job_events`.
-
-    On PostgreSQL the rows are written last in the transaction, under an advisory lock
-    held through the commit (`_write_events`), so event ids are handed out in commit
-    order: a reader that has seen id N will never see a smaller id appear later, which
-    is what resuming `/v1/events` after an id relies on. The lock is held only for that
-    last insert and the commit; the holder never waits on anything else.
-    """
-    if conn.dialect.name != "postgresql":
-        await conn.execute(sa.insert(t.job_events), _event_rows(rows))  # SQLite: in order
-        return
-    Database.before_commit(conn, "job_events", _write_events).extend(rows)
+_ACTIVE_SQL = "('starting', 'running')"
+FENCE = (
+    "id = %(job_id)s AND attempt = %(attempt)s AND lease_owner = %(owner)s"
+    f" AND status IN {_ACTIVE_SQL}"
+)
+EVENT_COLS = JobEvent.select()
+OUTPUT_FIELDS = ("name", "kind", "content_type", "bytes", "sha256", "path", "meta", "position")
+# PostgreSQL: ids of events whose transaction ended (see `events_since`)
+_WATERMARK = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {EVENT_ID_SHIFT})"
 
 
-def _event_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The table's columns (`status` rides along for the notification)."""
-    return [{k: v for k, v in r.items() if k != "status"} for r in rows]
+def _fence(claim: Claim) -> dict[str, Any]:
+    return {"job_id": claim.job.id, "attempt": claim.attempt, "owner": claim.owner}
 
 
-async def _write_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENTS_LOCK)))
-    await conn.execute(sa.insert(t.job_events), _event_rows(rows))
-    # delivered to LISTENers when (and only if) this transaction commits
-    payloads = [
-        notify_payload(r["job_id"], r["seq"], r["account_id"], r["type"], r["status"]) for r in rows
-    ]
-    await conn.execute(_NOTIFY, {"ps": payloads})
-
-
-async def _bump(
-    conn: AsyncConnection,
-    where: sa.ColumnElement[bool],
-    values: Mapping[str, Any],
-    event: str,
-    data: dict[str, Any],
-) -> list[Job]:
-    """Update matching jobs, bump their seq and log one event each; returns them."""
-    now = utcnow()
-    stmt = (
-        sa.update(t.jobs)
-        .where(where)
-        .values(**values, seq=J.seq + 1, updated_at=now)
-        .returning(*t.jobs.c)
-    )
-    rows = [Job.from_row(r) for r in (await conn.execute(stmt)).all()]
-    if rows:
-        outbox = []
-        for job in rows:
-            hook = webhook_event(event, job.status)
-            if job.webhook and hook is not None and hook in job.webhook["events"]:
-                outbox.append(outbox_row(job, hook, now))
-        if outbox:
-            await conn.execute(sa.insert(t.webhook_deliveries), outbox)
-        if event == "completed":
-            for job in rows:
-                await ledger.settle(conn, job)
-                if job.task == "train" and job.model_id:
-                    await _settle_model(conn, job, now)
-        await _log_events(
-            conn,
-            [
-                {
-                    "job_id": job.id,
-                    "account_id": job.account_id,
-                    "seq": job.seq,
-                    "type": event,
-                    "data": {**data, "status": job.status} if event != "log" else data,
-                    "created_at": now,
-                    "status": job.status,
-                }
-                for job in rows
-            ],
+def _outputs_sql(cx: Cx, alias: str = "j") -> str:
+    """A job's outputs as one JSON array (a column of the job's own row)."""
+    if cx.postgres:
+        return (
+            "(SELECT coalesce(jsonb_agg(jsonb_build_array(o.name, o.kind, o.content_type,"
+            " o.bytes, o.sha256, o.path, o.meta, o.position) ORDER BY o.position), '[]')"
+            f" FROM job_outputs o WHERE o.job_id = {alias}.id)"
         )
-    return rows
+    return (
+        "(SELECT json_group_array(json_array(o.name, o.kind, o.content_type, o.bytes,"
+        " o.sha256, o.path, json(o.meta), o.position))"
+        f" FROM job_outputs o WHERE o.job_id = {alias}.id)"
+    )
 
 
-async def _settle_model(conn: AsyncConnection, job: Job, now: datetime) -> None:
-    """A training job ended: its model becomes ready with the `weights` output (or the
-    first one), or failed; in the job's own transaction."""
-    M, out = t.models.c, t.job_outputs.c
-    artifact = None
-    if job.status == SUCCEEDED:
-        artifact = (
-            await conn.execute(
-                sa.select(out.path)
-                .where(out.job_id == job.id)
-                .order_by((out.name != "weights"), out.position)
-                .limit(1)
+def _outputs_of(job_id: str, value: Any) -> list[JobOutput]:
+    items = json_of(value) or []
+    outs = [
+        JobOutput(job_id, n, k, ct, int(b), sha, path, json_of(meta) or {}, int(pos), None)  # type: ignore[arg-type]
+        for n, k, ct, b, sha, path, meta, pos in items
+    ]
+    outs.sort(key=lambda o: o.position)
+    return outs
+
+
+# -- creation ------------------------------------------------------------------------------
+
+
+def _fold_account(cx: Cx, account_id: str) -> int | None:
+    """Fold the account's unfolded credits into its balance; the balance (None: no
+    such account)."""
+    if cx.postgres:
+        return cx.scalar(  # type: ignore[no-any-return]
+            "WITH d AS (DELETE FROM credit_unfolded WHERE account_id = %(a)s RETURNING amount)"
+            " UPDATE accounts SET balance = balance + (SELECT coalesce(sum(amount), 0) FROM d)"
+            " WHERE id = %(a)s RETURNING balance",
+            {"a": account_id},
+        )
+    back = cx.scalar(
+        "SELECT coalesce(sum(amount), 0) FROM credit_unfolded WHERE account_id = %(a)s",
+        {"a": account_id},
+    )
+    if back:
+        cx.execute("DELETE FROM credit_unfolded WHERE account_id = %(a)s", {"a": account_id})
+    return cx.scalar(  # type: ignore[no-any-return]
+        "UPDATE accounts SET balance = balance + %(n)s WHERE id = %(a)s RETURNING balance",
+        {"a": account_id, "n": back},
+    )
+
+
+def _insufficient(balance: int | None, account_id: str, needed: int) -> Exception:
+    if balance is None:
+        return NotFound(f"no account {account_id!r}")
+    return InsufficientCredits(
+        f"this needs {needed} credits; the balance is {balance}", balance=balance, needed=needed
+    )
+
+
+_HOLD = (
+    "UPDATE accounts SET balance = balance - %(n)s"
+    " WHERE id = %(a)s AND balance >= %(n)s RETURNING balance"
+)
+
+
+@autocommit
+def _create(
+    cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None
+) -> Transitioned:
+    now = job.created_at
+    p: dict[str, Any] = {"n": job.credits_estimate, "a": job.account_id}
+    cols = Job.COLUMNS
+    for c in cols:
+        p[f"c_{c}"] = value(cx, getattr(job, c))
+    placeholders = ", ".join(f"%(c_{c})s" for c in cols)
+    names = ", ".join(f'"{c}"' for c in cols)
+    data = {**step.data, "status": job.status}
+    if cx.postgres:
+        p.update(id=job.id, now=now, d=cx.json(data), t=step.event.value)
+        idem = ""
+        if idempotency is not None:
+            p["ia"], p["ik"] = idempotency
+            idem = (
+                "idem AS (UPDATE idempotency_keys SET resource_id = %(id)s WHERE account_id ="
+                " %(ia)s AND key = %(ik)s AND EXISTS (SELECT 1 FROM hold)), "
             )
-        ).scalar()
-    values: dict[str, Any] = {"updated_at": now}
-    if artifact is not None:
-        values.update(status="ready", artifact=artifact, error=None)
-    else:
-        values.update(status="failed", error=job.error_message or f"training {job.status}")
-    await conn.execute(
-        sa.update(t.models).where(M.id == job.model_id, M.job_id == job.id).values(**values)
+        sql = (
+            f"WITH hold AS ({_HOLD}),"
+            f" ins AS (INSERT INTO jobs ({names}) SELECT {placeholders} FROM hold"
+            " RETURNING id, account_id, engine, status, seq),"
+            " led AS (INSERT INTO credit_ledger (account_id, job_id, kind, amount,"
+            " balance_after, created_at) SELECT %(a)s, %(id)s, 'hold', %(n)s, hold.balance,"
+            f" %(now)s FROM hold), {idem}"
+            "ev AS (INSERT INTO job_events (job_id, account_id, seq, type, data, created_at)"
+            " SELECT ins.id, ins.account_id, ins.seq, %(t)s, %(d)s, %(now)s FROM ins"
+            " RETURNING id AS event_id, job_id, seq, type, data, created_at),"
+            f" {notify_cte('ins', 'false')}"
+            " SELECT (SELECT balance FROM hold), (SELECT event_id FROM ev),"
+            " (SELECT count(*) FROM nt)"
+        )
+        for attempt in (1, 2):
+            balance, event_id, _ = cx.one(sql, p)
+            if balance is not None:
+                return job, JobEvent(event_id, job.id, job.account_id, 1, step.event, data, now)
+            folded = _fold_account(cx, job.account_id)
+            if attempt == 2 or folded is None or folded < job.credits_estimate:
+                raise _insufficient(folded, job.account_id, job.credits_estimate)
+        raise AssertionError("unreachable")
+    balance = cx.scalar(_HOLD, p)
+    if balance is None:
+        folded = _fold_account(cx, job.account_id)
+        if folded is None or folded < job.credits_estimate:
+            raise _insufficient(folded, job.account_id, job.credits_estimate)
+        balance = cx.scalar(_HOLD, p)
+    cx.execute(f"INSERT INTO jobs ({names}) VALUES ({placeholders})", p)
+    cx.execute(
+        "INSERT INTO credit_ledger (account_id, job_id, kind, amount, balance_after, created_at)"
+        " VALUES (%(a)s, %(id)s, %(k)s, %(n)s, %(b)s, %(now)s)",
+        {
+            "a": job.account_id,
+            "id": job.id,
+            "k": LedgerKind.HOLD.value,
+            "n": job.credits_estimate,
+            "b": balance,
+            "now": cx.ts(now),
+        },
     )
+    if idempotency is not None:
+        cx.execute(
+            "UPDATE idempotency_keys SET resource_id = %(id)s"
+            " WHERE account_id = %(ia)s AND key = %(ik)s",
+            {"id": job.id, "ia": idempotency[0], "ik": idempotency[1]},
+        )
+    [done] = insert_events(cx, [(job, data)], step.event, now)
+    return done
 
 
-def webhook_event(event: str, status: str) -> str | None:
-    """The webhook event (started, progress, output, completed) a job event makes."""
-    if event == "status":
-        return "started" if status == RUNNING else None
-    return event if event in ("progress", "output", "completed") else None
+# -- reads ---------------------------------------------------------------------------------
 
 
-def outbox_row(job: Job, event: str, now: datetime) -> dict[str, Any]:
-    assert job.webhook is not None
-    return {
-        "id": new_id("msg"),
-        "job_id": job.id,
-        "account_id": job.account_id,
-        "event": event,
-        "seq": job.seq,
-        "url": job.webhook["url"],
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
+def _get(cx: Cx, job_id: str) -> Job | None:
+    row = cx.one(f"SELECT {JOB_COLS} FROM jobs WHERE id = %(id)s", {"id": job_id})
+    return Job.of(row) if row else None
+
+
+def _get_with_outputs(cx: Cx, job_id: str) -> tuple[Job, list[JobOutput]] | None:
+    row = cx.one(
+        f"SELECT {Job.select('j')}, {_outputs_sql(cx)} FROM jobs j WHERE j.id = %(id)s",
+        {"id": job_id},
+    )
+    if row is None:
+        return None
+    return Job.of(row[:-1]), _outputs_of(job_id, row[-1])
+
+
+def _output(cx: Cx, job_id: str, name: str) -> JobOutput | None:
+    row = cx.one(
+        f"SELECT {JobOutput.select()} FROM job_outputs WHERE job_id = %(j)s AND name = %(n)s",
+        {"j": job_id, "n": name},
+    )
+    return JobOutput.of(row) if row else None
+
+
+def _page(
+    cx: Cx,
+    account_id: str,
+    status: Sequence[str],
+    engine: str | None,
+    limit: int,
+    before: tuple[datetime, str] | None,
+) -> list[tuple[Job, list[JobOutput]]]:
+    where = ["j.account_id = %(a)s"]
+    p: dict[str, Any] = {"a": account_id, "limit": limit}
+    if status:
+        where.append(f"j.status {cx.in_list('st')}")
+        p["st"] = cx.array(str(s) for s in status)
+    if engine:
+        where.append("j.engine = %(e)s")
+        p["e"] = engine
+    if before is not None:
+        where.append("(j.created_at, j.id) < (%(bt)s, %(bi)s)")
+        p["bt"], p["bi"] = cx.ts(before[0]), before[1]
+    rows = cx.all(
+        f"SELECT {Job.select('j')}, {_outputs_sql(cx)} FROM jobs j WHERE {' AND '.join(where)}"
+        " ORDER BY j.created_at DESC, j.id DESC LIMIT %(limit)s",
+        p,
+    )
+    return [(Job.of(r[:-1]), _outputs_of(r[0], r[-1])) for r in rows]
+
+
+# -- the claim -----------------------------------------------------------------------------
+
+
+def _claim_sqlite(
+    cx: Cx, owner: str, slots: int, limits: Mapping[str, int], step: Step, scan: int, now: datetime
+) -> list[Transitioned]:
+    engines = sorted(limits)
+    p: dict[str, Any] = {"scan": scan}
+    per_engine = []
+    for i, e in enumerate(engines):
+        p[f"e{i}"] = e
+        per_engine.append(
+            "SELECT * FROM (SELECT id, engine, account_id, account_limit, created_at FROM jobs"
+            f" WHERE status = 'queued' AND engine = %(e{i})s ORDER BY created_at, id"
+            " LIMIT %(scan)s)"
+        )
+    rows = cx.all(
+        f"WITH cand AS (SELECT * FROM ({' UNION ALL '.join(per_engine)})"
+        " ORDER BY created_at, id LIMIT %(scan)s),"
+        " er AS (SELECT engine AS k, count(*) AS n FROM jobs"
+        f" WHERE status IN {_ACTIVE_SQL} AND engine IN (SELECT engine FROM cand) GROUP BY engine),"
+        " ar AS (SELECT account_id AS k, count(*) AS n FROM jobs"
+        f" WHERE status IN {_ACTIVE_SQL} AND account_id IN (SELECT account_id FROM cand)"
+        " GROUP BY account_id)"
+        " SELECT c.id, c.engine, c.account_id, c.account_limit, coalesce(er.n, 0),"
+        " coalesce(ar.n, 0) FROM cand c LEFT JOIN er ON er.k = c.engine"
+        " LEFT JOIN ar ON ar.k = c.account_id ORDER BY c.created_at, c.id",
+        p,
+    )
+    running_e: dict[str, int] = {}
+    running_a: dict[str, int] = {}
+    chosen: list[str] = []
+    for job_id, engine, account_id, account_limit, n_engine, n_account in rows:
+        if len(chosen) >= slots:
+            break
+        ne = running_e.setdefault(engine, n_engine)
+        na = running_a.setdefault(account_id, n_account)
+        if ne >= limits[engine] or na >= account_limit:
+            continue
+        chosen.append(job_id)
+        running_e[engine], running_a[account_id] = ne + 1, na + 1
+    if not chosen:
+        return []
+    q: dict[str, Any] = {"ids": cx.array(chosen)}
+    assignments = sets(cx, step.values, q)
+    q["now"] = cx.ts(now)
+    updated = cx.all(
+        f"UPDATE jobs SET {assignments}, attempt = attempt + 1, seq = seq + 1,"
+        f" updated_at = %(now)s WHERE id {cx.in_list('ids')} AND status = 'queued'"
+        f" RETURNING {JOB_COLS}",
+        q,
+    )
+    order = {job_id: i for i, job_id in enumerate(chosen)}
+    jobs = sorted((Job.of(r) for r in updated), key=lambda j: order[j.id])
+    rerun = [j.id for j in jobs if j.attempt > 1]
+    if rerun:  # outputs of an earlier, lost attempt are void
+        cx.execute(
+            f"DELETE FROM job_outputs WHERE job_id {cx.in_list('ids')}", {"ids": cx.array(rerun)}
+        )
+    return effects_sqlite(cx, step, jobs, now)
+
+
+def _claim_pg(
+    cx: Cx, owner: str, slots: int, limits: Mapping[str, int], step: Step, scan: int, now: datetime
+) -> list[Transitioned]:
+    engines = sorted(limits)
+    v = step.values
+    p: dict[str, Any] = {
+        "owner": owner,
+        "engines": engines,
+        "limits": [limits[e] for e in engines],
+        "slots": slots,
+        "scan": scan,
+        "status": value(cx, v["status"]),
+        "until": v["lease_expires_at"],
+        "progress": v["progress"],
+        "message": v["message"],
     }
-
-
-def _fence(claim: Claim) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        J.id == claim.job.id,
-        J.attempt == claim.attempt,
-        J.lease_owner == claim.owner,
-        J.status.in_(ACTIVE),
+    sql = (
+        "WITH upd AS (SELECT * FROM genq_claim(%(owner)s::text, %(engines)s::text[],"
+        " %(limits)s::int[], %(slots)s::int, %(scan)s::int, %(status)s::text,"
+        " %(until)s::timestamptz, %(now)s::timestamptz, %(progress)s::float8,"
+        " %(message)s::text)),"
+        " old AS (DELETE FROM job_outputs USING upd WHERE job_outputs.job_id = upd.id"
+        f" AND upd.attempt > 1), {effects_pg(step, p, cx, now)}"
+        f" SELECT {UPD_COLS}, ev.event_id FROM upd JOIN ev ON ev.job_id = upd.id"
+        " CROSS JOIN (SELECT count(*) FROM nt) AS sent ORDER BY ev.event_id"
     )
+    return rows_pg(cx.all(sql, p), step, now)
+
+
+@autocommit
+def _claim(
+    cx: Cx, owner: str, slots: int, limits: Mapping[str, int], step: Step, scan: int, now: datetime
+) -> list[Transitioned]:
+    if cx.postgres:
+        return _claim_pg(cx, owner, slots, limits, step, scan, now)
+    return _claim_sqlite(cx, owner, slots, limits, step, scan, now)
+
+
+def _probe(cx: Cx, engines: Sequence[str]) -> list[str]:
+    """The engines among `engines` with queued jobs."""
+    found = []
+    for e in engines:
+        if cx.one("SELECT 1 FROM jobs WHERE status = 'queued' AND engine = %(e)s LIMIT 1", {"e": e}):
+            found.append(e)
+    return found
+
+
+# -- fenced worker writes ------------------------------------------------------------------
+
+
+@autocommit
+def _fenced(cx: Cx, claim: Claim, step: Step, now: datetime) -> Transitioned:
+    rows = apply(cx, step, FENCE, _fence(claim), now)
+    if not rows:
+        raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
+    return rows[0]
+
+
+def _record(
+    cx: Cx, claim: Claim, items: Sequence[tuple[Step, Mapping[str, Any] | None]], now: datetime
+) -> list[Transitioned]:
+    """Several records of one running job (progress, outputs, log lines) in order."""
+    out = []
+    ts = cx.ts(now)
+    for step, output in items:
+        rows = apply(cx, step, FENCE, _fence(claim), now)
+        if not rows:
+            raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
+        if output is not None:
+            p = {f: value(cx, output[f]) for f in OUTPUT_FIELDS}
+            p.update(job_id=claim.job.id, created_at=ts)
+            cx.execute(
+                "INSERT INTO job_outputs (job_id, name, kind, content_type, bytes, sha256, path,"
+                " meta, position, created_at) VALUES (%(job_id)s, %(name)s, %(kind)s,"
+                " %(content_type)s, %(bytes)s, %(sha256)s, %(path)s, %(meta)s, %(position)s,"
+                " %(created_at)s)",
+                p,
+            )
+        out.append(rows[0])
+    return out
+
+
+@autocommit
+def _heartbeat(
+    cx: Cx, owner: str, attempts: Mapping[str, int], until: datetime
+) -> list[tuple[str, int, Any]]:
+    return cx.all(
+        "UPDATE jobs SET lease_expires_at = %(until)s WHERE lease_owner = %(owner)s"
+        f" AND id {cx.in_list('ids')} AND status IN {_ACTIVE_SQL}"
+        " RETURNING id, attempt, cancel_requested_at",
+        {"until": cx.ts(until), "owner": owner, "ids": cx.array(attempts)},
+    )
+
+
+# -- cancel, the reaper, retention ---------------------------------------------------------
+
+
+@autocommit
+def _cancel(
+    cx: Cx, job_id: str, queued: StepFor, requested: Step, now: datetime
+) -> tuple[CancelOutcome, Transitioned | None, Job | None]:
+    job = _get(cx, job_id)
+    if job is None:
+        return CancelOutcome.MISSING, None, None
+    if job.status == Status.QUEUED:
+        rows = apply(cx, queued(job), "id = %(id)s AND status = 'queued'", {"id": job_id}, now)
+        if rows:
+            return CancelOutcome.CANCELED, rows[0], rows[0][0]
+        job = _get(cx, job_id) or job
+    if job.status in ACTIVE:
+        rows = apply(
+            cx,
+            requested,
+            f"id = %(id)s AND status IN {_ACTIVE_SQL} AND cancel_requested_at IS NULL",
+            {"id": job_id},
+            now,
+        )
+        if rows:
+            return CancelOutcome.REQUESTED, rows[0], rows[0][0]
+        job = _get(cx, job_id) or job
+    if job.status in ACTIVE:
+        return CancelOutcome.REQUESTED, None, job
+    return CancelOutcome.ENDED, None, job
+
+
+@autocommit
+def _reap(cx: Cx, step_for: StepFor, now: datetime, limit: int) -> list[Transitioned]:
+    lapsed = cx.all(
+        f"SELECT {JOB_COLS} FROM jobs WHERE status IN {_ACTIVE_SQL}"
+        " AND lease_expires_at < %(now)s ORDER BY lease_expires_at LIMIT %(limit)s",
+        {"now": cx.ts(now), "limit": limit},
+    )
+    out = []
+    for row in lapsed:
+        job = Job.of(row)
+        fence = {"job_id": job.id, "attempt": job.attempt, "owner": job.lease_owner}
+        # fenced on the attempt: a worker that renewed meanwhile keeps its job
+        where = FENCE + " AND lease_expires_at < %(now_)s"
+        out += apply(cx, step_for(job), where, {**fence, "now_": cx.ts(now)}, now)
+    return out
+
+
+@autocommit
+def _release(cx: Cx, claim: Claim, step: Step, now: datetime) -> Transitioned | None:
+    rows = apply(cx, step, FENCE, _fence(claim), now)
+    return rows[0] if rows else None
+
+
+def _expire(
+    cx: Cx, step: Step, job_id: str | None, limit: int, now: datetime
+) -> list[Transitioned]:
+    ended = "status IN ('succeeded', 'failed', 'canceled')"
+    if job_id is not None:
+        return apply(cx, step, f"id = %(id)s AND {ended}", {"id": job_id}, now)
+    if cx.postgres:
+        where = (
+            f"id IN (SELECT id FROM jobs WHERE {ended} AND expires_at < %(due)s"
+            " ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+        )
+    else:
+        where = (
+            f"id IN (SELECT id FROM jobs WHERE {ended} AND expires_at < %(due)s"
+            " ORDER BY expires_at LIMIT %(limit)s)"
+        )
+    return apply(cx, step, where, {"due": cx.ts(now), "limit": limit}, now)
+
+
+_expire_one = autocommit(_expire)
+
+
+# -- the event log -------------------------------------------------------------------------
+
+
+def _events_after(cx: Cx, job_id: str, seq: int, limit: int) -> list[JobEvent]:
+    rows = cx.all(
+        f"SELECT {EVENT_COLS} FROM job_events WHERE job_id = %(j)s AND seq > %(s)s"
+        " ORDER BY seq LIMIT %(limit)s",
+        {"j": job_id, "s": seq, "limit": limit},
+    )
+    return [JobEvent.of(r) for r in rows]
+
+
+def _events_since(cx: Cx, event_id: int, account_id: str | None, limit: int) -> list[JobEvent]:
+    where = ["id > %(id)s"]
+    p: dict[str, Any] = {"id": event_id, "limit": limit}
+    if account_id is not None:
+        where.append("account_id = %(a)s")
+        p["a"] = account_id
+    if cx.postgres:
+        where.append(f"id < {_WATERMARK}")
+    rows = cx.all(
+        f"SELECT {EVENT_COLS} FROM job_events WHERE {' AND '.join(where)}"
+        " ORDER BY id LIMIT %(limit)s",
+        p,
+    )
+    return [JobEvent.of(r) for r in rows]
+
+
+def _last_event_id(cx: Cx) -> int:
+    if cx.postgres:
+        return int(cx.scalar(f"SELECT {_WATERMARK} - 1"))
+    return int(cx.scalar("SELECT coalesce(max(id), 0) FROM job_events"))
+
+
+def foreign_events(cx: Cx, after_id: int) -> tuple[int, list[JobEvent]]:
+    """SQLite: events committed after `after_id` (by other processes), in order."""
+    events: list[JobEvent] = []
+    while True:
+        batch = _events_since(cx, after_id, None, 5000)
+        events += batch
+        if len(batch) < 5000:
+            return (events[-1].id if events else after_id), events
+        after_id = batch[-1].id
+
+
+def _nonterminal(cx: Cx) -> list[tuple[str, str, str, str]]:
+    return cx.all(
+        "SELECT id, engine, account_id, status FROM jobs"
+        " WHERE status IN ('queued', 'starting', 'running')"
+    )
+
+
+def _account_counts(cx: Cx, account_id: str) -> dict[str, int]:
+    rows = cx.all(
+        "SELECT status, count(*) FROM jobs WHERE account_id = %(a)s"
+        " AND status IN ('queued', 'starting', 'running') GROUP BY status",
+        {"a": account_id},
+    )
+    return {s: int(n) for s, n in rows}
+
+
+def _status_counts(cx: Cx) -> dict[tuple[str, str], int]:
+    rows = cx.all(
+        "SELECT status, engine, count(*) FROM jobs"
+        " WHERE status IN ('queued', 'starting', 'running') GROUP BY status, engine"
+    )
+    return {(s, e): int(n) for s, e, n in rows}
+
+
+def _recent_durations(cx: Cx, engine: str, limit: int) -> list[float]:
+    rows = cx.all(
+        "SELECT started_at, completed_at FROM jobs WHERE engine = %(e)s"
+        " AND status = 'succeeded' AND started_at IS NOT NULL"
+        " ORDER BY completed_at DESC LIMIT %(limit)s",
+        {"e": engine, "limit": limit},
+    )
+    out = []
+    for start, done in rows:
+        s, d = dt_of(start), dt_of(done)
+        if s and d:
+            out.append((d - s).total_seconds())
+    return out
+
+
+@autocommit
+def _fold_all(cx: Cx) -> int:
+    """Fold every account's unfolded credits into its balance; how many rows."""
+    if cx.postgres:
+        return int(
+            cx.scalar(
+                "WITH d AS (DELETE FROM credit_unfolded RETURNING account_id, amount),"
+                " s AS (SELECT account_id, sum(amount) AS amount, count(*) AS n FROM d"
+                " GROUP BY account_id),"
+                " u AS (UPDATE accounts SET balance = accounts.balance + s.amount FROM s"
+                " WHERE accounts.id = s.account_id)"
+                " SELECT coalesce(sum(n), 0) FROM s"
+            )
+        )
+    top = cx.scalar("SELECT max(id) FROM credit_unfolded")
+    if top is None:
+        return 0
+    rows = cx.all(
+        "SELECT account_id, sum(amount), count(*) FROM credit_unfolded WHERE id <= %(top)s"
+        " GROUP BY account_id",
+        {"top": top},
+    )
+    for account_id, amount, _ in rows:
+        cx.execute(
+            "UPDATE accounts SET balance = balance + %(n)s WHERE id = %(a)s",
+            {"n": amount, "a": account_id},
+        )
+    cx.execute("DELETE FROM credit_unfolded WHERE id <= %(top)s", {"top": top})
+    return sum(int(n) for _, _, n in rows)
 
 
 class JobStore:
-    def __init__(self, db: Database, tokens: Tokens | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.tokens = tokens  # Procrastinate dispatch (genq.store.dispatch), else None
 
-    async def _bump(
-        self,
-        conn: AsyncConnection,
-        where: sa.ColumnElement[bool],
-        values: Mapping[str, Any],
-        event: str,
-        data: dict[str, Any],
-    ) -> list[Job]:
-        """`_bump`, plus Procrastinate's side of the change in the same transaction: a
-        token for each job that became queued, an abort for each running attempt asked
-        to cancel, one spare token less for each queued job canceled."""
-        rows = await _bump(conn, where, values, event, data)
-        if self.tokens is None or not rows:
-            return rows
-        status = values.get("status")
-        if status == QUEUED:
-            await self.tokens.defer(conn, [j.engine for j in rows])
-        elif status == CANCELED:
-            await self.tokens.drop(conn, [j.engine for j in rows if j.started_at is None])
-        elif data.get("cancel_requested"):
-            await self.tokens.abort(conn, [j.dispatch_id for j in rows if j.dispatch_id])
-        return rows
-
-    # -- creation and reads ----------------------------------------------------------
+    # -- creation and reads ----------------------------------------------------------------
 
     async def create(
-        self, values: dict[str, Any], idempotency: tuple[str, str] | None = None
-    ) -> Job:
-        now = utcnow()
-        row = {
-            "status": QUEUED,
-            "progress": 0.0,
-            "seq": 1,
-            "attempt": 0,
-            "created_at": now,
-            "updated_at": now,
-            **values,
-        }
-        async with self.db.write() as conn:
-            await conn.execute(sa.insert(t.jobs).values(**row))
-            if self.tokens is not None:  # the token commits (or not) with the job
-                await self.tokens.defer(conn, [row["engine"]])
-            await ledger.hold(conn, row["account_id"], row["id"], row.get("credits_estimate", 0))
-            if idempotency is not None:
-                await link(conn, *idempotency, row["id"])
-            await _log_events(
-                conn,
-                [
-                    {
-                        "job_id": row["id"],
-                        "account_id": row["account_id"],
-                        "seq": 1,
-                        "type": "status",
-                        "data": {"status": QUEUED},
-                        "created_at": now,
-                        "status": QUEUED,
-                    }
-                ],
-            )
-            job = (await conn.execute(sa.select(t.jobs).where(J.id == row["id"]))).one()
-        return Job.from_row(job)
+        self, job: Job, step: Step, idempotency: tuple[str, str] | None = None
+    ) -> Transitioned:
+        """Insert a job, hold its estimate and log its first event (402 if the account
+        cannot pay, with its folded balance)."""
+        return await self.db.write(_create, job, step, idempotency)
 
     async def get(self, job_id: str) -> Job | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(t.jobs).where(J.id == job_id))).first()
-        return Job.from_row(row) if row else None
+        return await self.db.read(_get, job_id)
 
     async def get_with_outputs(self, job_id: str) -> tuple[Job, list[JobOutput]] | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(sa.select(t.jobs).where(J.id == job_id))).first()
-            if row is None:
-                return None
-            outs = await conn.execute(
-                sa.select(t.job_outputs)
-                .where(t.job_outputs.c.job_id == job_id)
-                .order_by(t.job_outputs.c.position)
-            )
-            return Job.from_row(row), [JobOutput.from_row(o) for o in outs.all()]
-
-    async def outputs_for(self, job_ids: Sequence[str]) -> dict[str, list[JobOutput]]:
-        result: dict[str, list[JobOutput]] = {job_id: [] for job_id in job_ids}
-        if not job_ids:
-            return result
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                sa.select(t.job_outputs)
-                .where(t.job_outputs.c.job_id.in_(job_ids))
-                .order_by(t.job_outputs.c.job_id, t.job_outputs.c.position)
-            )
-            for r in rows.all():
-                out = JobOutput.from_row(r)
-                result[out.job_id].append(out)
-        return result
+        return await self.db.read(_get_with_outputs, job_id)
 
     async def output(self, job_id: str, name: str) -> JobOutput | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.job_outputs).where(
-                        t.job_outputs.c.job_id == job_id, t.job_outputs.c.name == name
-                    )
-                )
-            ).first()
-        return JobOutput.from_row(row) if row else None
+        return await self.db.read(_output, job_id, name)
 
     async def page(
         self,
@@ -303,468 +626,127 @@ class JobStore:
         engine: str | None = None,
         limit: int = 20,
         before: tuple[datetime, str] | None = None,
-    ) -> list[Job]:
-        """Newest first; `before` is the keyset cursor (created_at, id) of the last row seen."""
-        stmt = sa.select(t.jobs).where(J.account_id == account_id)
-        if status:
-            stmt = stmt.where(J.status.in_(status))
-        if engine:
-            stmt = stmt.where(J.engine == engine)
-        if before is not None:
-            stmt = stmt.where(sa.tuple_(J.created_at, J.id) < sa.tuple_(*before))
-        stmt = stmt.order_by(J.created_at.desc(), J.id.desc()).limit(limit)
-        async with self.db.read() as conn:
-            return [Job.from_row(r) for r in (await conn.execute(stmt)).all()]
+    ) -> list[tuple[Job, list[JobOutput]]]:
+        """Newest first, each with its outputs; `before` is the keyset cursor (created_at,
+        id) of the last row seen."""
+        return await self.db.read(_page, account_id, status, engine, limit, before)
 
-    async def queue_position(self, job: Job) -> int:
-        """0-based count of queued jobs of the same engine ahead of this one."""
-        stmt = sa.select(sa.func.count()).where(
-            J.status == QUEUED,
-            J.engine == job.engine,
-            sa.tuple_(J.created_at, J.id) < sa.tuple_(job.created_at, job.id),
-        )
-        async with self.db.read() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+    async def nonterminal(self) -> list[tuple[str, str, str, str]]:
+        """(id, engine, account id, status) of every queued or running job."""
+        return await self.db.read(_nonterminal)
 
     async def recent_durations(self, engine: str, limit: int = 20) -> list[float]:
-        stmt = (
-            sa.select(J.started_at, J.completed_at)
-            .where(J.engine == engine, J.status == "succeeded", J.started_at.is_not(None))
-            .order_by(J.completed_at.desc())
-            .limit(limit)
-        )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [(done - start).total_seconds() for start, done in rows if done and start]
+        return await self.db.read(_recent_durations, engine, limit)
 
     async def status_counts(self) -> dict[tuple[str, str], int]:
         """Non-terminal jobs by (status, engine)."""
-        stmt = (
-            sa.select(J.status, J.engine, sa.func.count())
-            .where(J.status.in_((QUEUED, *ACTIVE)))
-            .group_by(J.status, J.engine)
-        )
-        async with self.db.read() as conn:
-            return {(s, e): int(n) for s, e, n in (await conn.execute(stmt)).all()}
-
-    # -- the claim -------------------------------------------------------------------
-
-    async def claim(
-        self,
-        owner: str,
-        *,
-        slots: int,
-        limits: Mapping[str, int],
-        lease_s: float,
-        account_limits: Mapping[str, int] | None = None,
-        dispatch_id: int | None = None,
-    ) -> list[Claim]:
-        """Atomically take up to `slots` of the oldest queued jobs of the engines in
-        `limits`, never letting more than `limits[engine]` of an engine, nor more than
-        `account_limits[plan]` of one account, run at once across all workers. Jobs over
-        an account's limit stay queued (they are not rejected). `dispatch_id`: the
-        Procrastinate token taking the job (then `slots` is 1)."""
-        if slots <= 0 or not limits:
-            return []
-        account_limits = account_limits or {}
-        now = utcnow()
-        A = t.accounts.c
-        async with self.db.write() as conn:
-            if self.db.dialect == "postgresql":
-                # One claimer at a time, so the running counts below stay true: only a
-                # claim raises them, and (READ COMMITTED) every statement after the lock
-                # sees what the previous claimer committed.
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK)))
-            candidates = (
-                await conn.execute(
-                    sa.select(J.id, J.engine, J.account_id, A.plan)
-                    .join(t.accounts, A.id == J.account_id)
-                    .where(J.status == QUEUED, J.engine.in_(list(limits)))
-                    .order_by(J.created_at, J.id)
-                    .limit(max(200, slots * 20))
-                )
-            ).all()
-            if not candidates:
-                return []
-            by_engine = await self._active_counts(conn, J.engine, {c.engine for c in candidates})
-            by_account = await self._active_counts(
-                conn, J.account_id, {c.account_id for c in candidates}
-            )
-            chosen: list[str] = []
-            for c in candidates:
-                if len(chosen) >= slots:
-                    break
-                if by_engine.get(c.engine, 0) >= limits[c.engine]:
-                    continue
-                if by_account.get(c.account_id, 0) >= account_limits.get(c.plan, 1 << 30):
-                    continue
-                chosen.append(c.id)
-                by_engine[c.engine] = by_engine.get(c.engine, 0) + 1
-                by_account[c.account_id] = by_account.get(c.account_id, 0) + 1
-            if not chosen:
-                return []
-            jobs = await self._bump(
-                conn,
-                sa.and_(J.id.in_(chosen), J.status == QUEUED),
-                {
-                    "status": STARTING,
-                    "attempt": J.attempt + 1,
-                    "lease_owner": owner,
-                    "lease_expires_at": now + timedelta(seconds=lease_s),
-                    "started_at": sa.func.coalesce(J.started_at, now),
-                    "progress": 0.0,
-                    "message": None,
-                    "dispatch_id": dispatch_id,
-                },
-                "status",
-                {"owner": owner},
-            )
-            rerun = [j.id for j in jobs if j.attempt > 1]
-            if rerun:  # outputs of an earlier, lost attempt are void
-                await conn.execute(
-                    sa.delete(t.job_outputs).where(t.job_outputs.c.job_id.in_(rerun))
-                )
-        order = {job_id: i for i, job_id in enumerate(chosen)}
-        jobs.sort(key=lambda j: order[j.id])
-        return [Claim(job=j, owner=owner, attempt=j.attempt) for j in jobs]
-
-    @staticmethod
-    async def _active_counts(
-        conn: AsyncConnection, column: sa.ColumnElement[str], keys: set[str]
-    ) -> dict[str, int]:
-        rows = await conn.execute(
-            sa.select(column, sa.func.count())
-            .where(J.status.in_(ACTIVE), column.in_(list(keys)))
-            .group_by(column)
-        )
-        return {k: int(n) for k, n in rows.all()}
-
-    async def has_queued(self, engine: str) -> bool:
-        async with self.db.read() as conn:
-            row = await conn.execute(
-                sa.select(J.id).where(J.status == QUEUED, J.engine == engine).limit(1)
-            )
-            return row.first() is not None
-
-    async def top_up_tokens(self) -> int:
-        """Procrastinate: defer a token for each queued job that lacks one (a safety net;
-        the job transactions keep them in step)."""
-        if self.tokens is None:
-            return 0
-        async with self.db.write() as conn:
-            return await self.tokens.top_up(conn)
-
-    async def waiting_tokens(self) -> dict[str, int]:
-        """Procrastinate tokens not yet taken, by engine ({} without Procrastinate)."""
-        if self.tokens is None:
-            return {}
-        async with self.db.read() as conn:
-            return await self.tokens.waiting(conn)
+        return await self.db.read(_status_counts)
 
     async def account_counts(self, account_id: str) -> dict[str, int]:
         """The account's non-terminal jobs by status."""
-        stmt = (
-            sa.select(J.status, sa.func.count())
-            .where(J.account_id == account_id, J.status.in_((QUEUED, *ACTIVE)))
-            .group_by(J.status)
-        )
-        async with self.db.read() as conn:
-            return {s: int(n) for s, n in (await conn.execute(stmt)).all()}
+        return await self.db.read(_account_counts, account_id)
 
-    async def active_count(self, account_id: str) -> int:
-        async with self.db.read() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        J.account_id == account_id, J.status.in_(ACTIVE)
-                    )
-                )
-            ).scalar_one()
-        return int(value)
+    # -- the claim -------------------------------------------------------------------------
 
-    # -- fenced worker writes --------------------------------------------------------
+    async def claim(
+        self, owner: str, *, slots: int, limits: Mapping[str, int], step: Step
+    ) -> list[Claim]:
+        """Atomically take up to `slots` of the oldest queued jobs of the engines in
+        `limits` (oldest first), never letting more than `limits[engine]` of an engine,
+        nor more than a job's `account_limit` of its account, run at once across all
+        workers (jobs over a limit stay queued), and apply `step` to them."""
+        claims = await self.claim_events(owner, slots=slots, limits=limits, step=step)
+        return [Claim(job=j, owner=owner, attempt=j.attempt) for j, _ in claims]
 
-    async def _fenced(
-        self, claim: Claim, values: Mapping[str, Any], event: str, data: dict[str, Any]
-    ) -> Job:
-        async with self.db.write() as conn:
-            rows = await self._bump(conn, _fence(claim), values, event, data)
-        if not rows:
-            raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
-        return rows[0]
+    async def claim_events(
+        self, owner: str, *, slots: int, limits: Mapping[str, int], step: Step
+    ) -> list[Transitioned]:
+        if slots <= 0 or not limits:
+            return []
+        scan = min(256, max(32, slots * 4))
+        return await self.db.write(_claim, owner, slots, dict(limits), step, scan, utcnow())
 
-    async def mark_running(self, claim: Claim, message: str | None = None) -> Job:
-        return await self._fenced(claim, {"status": RUNNING, "message": message}, "status", {})
+    async def probe(self, engines: Iterable[str]) -> list[str]:
+        """The engines (of `engines`) that have queued jobs: a read, not a claim."""
+        return await self.db.read(_probe, list(engines))
 
-    async def progress(self, claim: Claim, pct: float, message: str | None) -> Job:
-        values: dict[str, Any] = {"progress": pct}
-        if message is not None:
-            values["message"] = message
-        return await self._fenced(claim, values, "progress", {"progress": pct, "message": message})
+    # -- fenced worker writes --------------------------------------------------------------
 
-    async def log(self, claim: Claim, level: str, message: str) -> Job:
-        return await self._fenced(claim, {}, "log", {"level": level, "message": message})
+    async def fenced(self, claim: Claim, step: Step) -> Transitioned:
+        """Apply `step` to a claimed job, fenced on its lease (LeaseLost if gone)."""
+        return await self.db.write(_fenced, claim, step, utcnow())
 
-    async def add_output(self, claim: Claim, output: dict[str, Any]) -> Job:
-        async with self.db.write() as conn:
-            rows = await self._bump(
-                conn,
-                _fence(claim),
-                {},
-                "output",
-                {k: output[k] for k in ("name", "kind", "content_type", "bytes")},
-            )
-            if not rows:
-                raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
-            position = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(t.job_outputs.c.job_id == claim.job.id)
-                )
-            ).scalar_one()
-            await conn.execute(
-                sa.insert(t.job_outputs).values(
-                    job_id=claim.job.id, position=position, created_at=utcnow(), **output
-                )
-            )
-        return rows[0]
+    async def record(
+        self, claim: Claim, items: Sequence[tuple[Step, Mapping[str, Any] | None]]
+    ) -> list[Transitioned]:
+        """Progress, outputs (the step and the output row) and log lines of a claimed
+        job, in order, in one transaction (LeaseLost if the lease is gone)."""
+        return await self.db.write(_record, claim, list(items), utcnow())
 
-    async def finish(
-        self,
-        claim: Claim,
-        status: str,
-        *,
-        error: tuple[str, str, bool] | None = None,
-        credits_used: int = 0,
-        message: str | None = None,
-    ) -> Job:
-        """End a claimed job (succeeded, failed or canceled), fenced on its lease."""
-        values: dict[str, Any] = {
-            "status": status,
-            "completed_at": utcnow(),
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "credits_used": credits_used,
-            "credits_refunded": 0 if status == "succeeded" else J.credits_estimate,
-            "message": message,
-        }
-        if status == "succeeded":
-            values["progress"] = 100.0
-        if error:
-            values.update(error_code=error[0], error_message=error[1], error_retryable=error[2])
-        data: dict[str, Any] = {}
-        if error:
-            data["error"] = {"code": error[0], "message": error[1], "retryable": error[2]}
-        return await self._fenced(claim, values, "completed", data)
-
-    async def release(self, claim: Claim, message: str) -> Job | None:
-        """Give a claimed job back to the queue (graceful shutdown)."""
-        async with self.db.write() as conn:
-            rows = await self._bump(
-                conn,
-                _fence(claim),
-                {
-                    "status": QUEUED,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "progress": 0.0,
-                    "message": message,
-                },
-                "status",
-                {"message": message},
-            )
-        return rows[0] if rows else None
+    async def release(self, claim: Claim, step: Step) -> Transitioned | None:
+        return await self.db.write(_release, claim, step, utcnow())
 
     async def heartbeat(
         self, owner: str, claims: Iterable[Claim], lease_s: float
     ) -> tuple[set[str], set[str]]:
-        """Renew leases; returns (job ids still held, held job ids asked to cancel)."""
-        by_id = {c.job.id: c for c in claims}
-        if not by_id:
+        """Renew the leases of all of a worker's jobs in one statement; returns (job ids
+        still held, held job ids asked to cancel)."""
+        attempts = {c.job.id: c.attempt for c in claims}
+        if not attempts:
             return set(), set()
-        held: set[str] = set()
-        cancel: set[str] = set()
-        expires = utcnow() + timedelta(seconds=lease_s)
-        async with self.db.write() as conn:
-            for c in by_id.values():
-                row = (
-                    await conn.execute(
-                        sa.update(t.jobs)
-                        .where(_fence(c))
-                        .values(lease_expires_at=expires)
-                        .returning(J.id, J.cancel_requested_at)
-                    )
-                ).first()
-                if row is not None:
-                    held.add(row.id)
-                    if row.cancel_requested_at is not None:
-                        cancel.add(row.id)
+        until = utcnow() + timedelta(seconds=lease_s)
+        rows = await self.db.write(_heartbeat, owner, attempts, until)
+        held = {job_id for job_id, attempt, _ in rows if attempts.get(job_id) == attempt}
+        cancel = {job_id for job_id, _, requested in rows if requested and job_id in held}
         return held, cancel
 
-    # -- cancel and the reaper -------------------------------------------------------
+    # -- cancel, the reaper, retention -----------------------------------------------------
 
-    async def cancel(self, job_id: str) -> tuple[str, Job | None]:
-        """Cancel: ("canceled", job) if it was queued, ("requested", job) if it is running,
-        ("terminal", job) if it had already ended, ("missing", None)."""
-        now = utcnow()
-        async with self.db.write() as conn:
-            rows = await self._bump(
-                conn,
-                sa.and_(J.id == job_id, J.status == QUEUED),
-                {
-                    "status": CANCELED,
-                    "completed_at": now,
-                    "credits_refunded": J.credits_estimate,
-                    "error_code": "canceled",
-                    "error_message": "canceled before it started",
-                    "error_retryable": False,
-                    "message": "canceled before it started",
-                },
-                "completed",
-                {
-                    "error": {
-                        "code": "canceled",
-                        "message": "canceled before it started",
-                        "retryable": False,
-                    }
-                },
-            )
-            if rows:
-                return "canceled", rows[0]
-            rows = await self._bump(
-                conn,
-                sa.and_(J.id == job_id, J.status.in_(ACTIVE), J.cancel_requested_at.is_(None)),
-                {"cancel_requested_at": now, "message": "cancel requested"},
-                "status",
-                {"cancel_requested": True, "message": "cancel requested"},
-            )
-            if rows:
-                return "requested", rows[0]
-            row = (await conn.execute(sa.select(t.jobs).where(J.id == job_id))).first()
-        if row is None:
-            return "missing", None
-        job = Job.from_row(row)
-        return ("requested" if job.status in ACTIVE else "terminal"), job
+    async def cancel(
+        self, job_id: str, *, queued: StepFor, requested: Step
+    ) -> tuple[CancelOutcome, Transitioned | None, Job | None]:
+        """Cancel a queued job (`queued(job)`), or ask a running one to stop (`requested`,
+        once); returns the outcome, the transition made (if any) and the job."""
+        return await self.db.write(_cancel, job_id, queued, requested, utcnow())
 
-    async def reap(self, max_attempts: int) -> list[Job]:
-        """Jobs whose lease lapsed: re-queued (attempts left), else failed `worker_lost`;
-        canceled if a cancel was pending."""
-        now = utcnow()
-        lapsed = sa.and_(J.status.in_(ACTIVE), J.lease_expires_at < now)
-        changed: list[Job] = []
-        async with self.db.write() as conn:
-            changed += await self._bump(
-                conn,
-                sa.and_(lapsed, J.cancel_requested_at.is_not(None)),
-                {
-                    "status": CANCELED,
-                    "completed_at": now,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "credits_refunded": J.credits_estimate,
-                    "error_code": "canceled",
-                    "error_message": "canceled while its worker was lost",
-                    "error_retryable": False,
-                },
-                "completed",
-                {"error": {"code": "canceled", "message": "canceled", "retryable": False}},
-            )
-            changed += await self._bump(
-                conn,
-                sa.and_(lapsed, J.attempt < max_attempts),
-                {
-                    "status": QUEUED,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "progress": 0.0,
-                    "message": "re-queued: its worker stopped answering",
-                },
-                "status",
-                {"message": "re-queued: its worker stopped answering"},
-            )
-            msg = f"worker lost {max_attempts} times"
-            changed += await self._bump(
-                conn,
-                lapsed,
-                {
-                    "status": FAILED,
-                    "completed_at": now,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "credits_refunded": J.credits_estimate,
-                    "error_code": "worker_lost",
-                    "error_message": msg,
-                    "error_retryable": True,
-                    "message": msg,
-                },
-                "completed",
-                {"error": {"code": "worker_lost", "message": msg, "retryable": True}},
-            )
-        return changed
+    async def reap(self, step_for: StepFor, limit: int = 500) -> list[Transitioned]:
+        """Jobs whose lease lapsed, each given `step_for(job)` (fenced on its attempt)."""
+        return await self.db.write(_reap, step_for, utcnow(), limit)
 
-    # -- retention ----------------------------------------------------------------------
-
-    async def expire(self, *, job_id: str | None = None, limit: int = 500) -> list[Job]:
+    async def expire(
+        self, step: Step, *, job_id: str | None = None, limit: int = 500
+    ) -> list[Transitioned]:
         """Mark ended jobs expired (one job, or up to `limit` past their `expires_at`) and
         drop their output records; the caller deletes the files."""
-        ended = J.status.in_((SUCCEEDED, FAILED, CANCELED))
-        if job_id is not None:
-            where = sa.and_(J.id == job_id, ended)
-        else:
-            due = (
-                sa.select(J.id)
-                .where(ended, J.expires_at < utcnow())
-                .order_by(J.expires_at)
-                .limit(limit)
-            )
-            where = J.id.in_(due.scalar_subquery())
-        async with self.db.write() as conn:
-            rows = await self._bump(
-                conn,
-                where,
-                {"status": EXPIRED, "message": "expired"},
-                "status",
-                {"message": "expired: outputs deleted"},
-            )
-            if rows:
-                await conn.execute(
-                    sa.delete(t.job_outputs).where(t.job_outputs.c.job_id.in_([j.id for j in rows]))
-                )
-        return rows
+        return await self.db.write(_expire_one, step, job_id, limit, utcnow())
 
-    # -- the event log ---------------------------------------------------------------
+    async def fold_credits(self) -> int:
+        """Fold settled credits into account balances (housekeeping; reads add the
+        unfolded rest themselves)."""
+        return await self.db.write(_fold_all)
+
+    # -- the event log ---------------------------------------------------------------------
 
     async def events_after(self, job_id: str, seq: int, limit: int = 500) -> list[JobEvent]:
-        E = t.job_events.c
-        stmt = (
-            sa.select(t.job_events)
-            .where(E.job_id == job_id, E.seq > seq)
-            .order_by(E.seq)
-            .limit(limit)
-        )
-        async with self.db.read() as conn:
-            return [JobEvent.from_row(r) for r in (await conn.execute(stmt)).all()]
+        return await self.db.read(_events_after, job_id, seq, limit)
 
     async def events_since(
         self, event_id: int, *, account_id: str | None = None, limit: int = 1000
     ) -> list[JobEvent]:
-        E = t.job_events.c
-        stmt = sa.select(t.job_events).where(E.id > event_id)
-        if account_id is not None:
-            stmt = stmt.where(E.account_id == account_id)
-        stmt = stmt.order_by(E.id).limit(limit)
-        async with self.db.read() as conn:
-            return [JobEvent.from_row(r) for r in (await conn.execute(stmt)).all()]
-
-    async def events_by_ids(self, ids: Sequence[int]) -> list[JobEvent]:
-        """The events among `ids` that exist (committed), in id order."""
-        if not ids:
-            return []
-        E = t.job_events.c
-        stmt = sa.select(t.job_events).where(E.id.in_(list(ids))).order_by(E.id)
-        async with self.db.read() as conn:
-            return [JobEvent.from_row(r) for r in (await conn.execute(stmt)).all()]
+        """Events after `event_id`, in id order. On PostgreSQL only events of transactions
+        older than every running one: ids are handed out as `xid << 20 | n`, so once this
+        returned id N no event with an id below N can still appear."""
+        return await self.db.read(_events_since, event_id, account_id, limit)
 
     async def last_event_id(self) -> int:
-        async with self.db.read() as conn:
-            value = (await conn.execute(sa.select(sa.func.max(t.job_events.c.id)))).scalar()
-        return int(value or 0)
+        return await self.db.read(_last_event_id)
+
+
+__all__ = [
+    "ENDED",
+    "NON_TERMINAL",
+    "EventType",
+    "JobStore",
+    "Transitioned",
+    "foreign_events",
+]

@@ -1,25 +1,60 @@
-"""What the store hands back: plain frozen records, one per table row."""
+"""What the store hands back: plain frozen records, one per table row, each built from
+a row whose columns are in its `COLUMNS` order (`of(row)`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-import sqlalchemy as sa
+from genq.lifecycle import ACTIVE, NON_TERMINAL, TERMINAL, Status
+from genq.store.db import dt_of, json_of
 
-QUEUED, STARTING, RUNNING = "queued", "starting", "running"
-SUCCEEDED, FAILED, CANCELED, EXPIRED = "succeeded", "failed", "canceled", "expired"
-ACTIVE = (STARTING, RUNNING)
-NON_TERMINAL = (QUEUED, STARTING, RUNNING)
-TERMINAL = (SUCCEEDED, FAILED, CANCELED, EXPIRED)
+# kept here too: older code and the compat faces import them from the records
+QUEUED, STARTING, RUNNING = Status.QUEUED, Status.STARTING, Status.RUNNING
+SUCCEEDED, FAILED, CANCELED, EXPIRED = (
+    Status.SUCCEEDED,
+    Status.FAILED,
+    Status.CANCELED,
+    Status.EXPIRED,
+)
+__all__ = ["ACTIVE", "NON_TERMINAL", "TERMINAL"]
 
 
 class _Record:
+    COLUMNS: ClassVar[tuple[str, ...]]
+    _DATES: ClassVar[frozenset[str]] = frozenset()
+    _JSON: ClassVar[frozenset[str]] = frozenset()
+    _BOOLS: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+
     @classmethod
-    def from_row(cls, row: sa.Row[Any] | sa.RowMapping) -> Self:
-        mapping = row if isinstance(row, sa.RowMapping) else row._mapping
-        return cls(**mapping)
+    def _setup(cls) -> None:
+        cls.COLUMNS = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls, row: Any) -> Self:
+        """The record of a row selected as `cls.select()`."""
+        values = list(row)
+        for i, name in enumerate(cls.COLUMNS):
+            v = values[i]
+            if v is None:
+                continue
+            if name in cls._DATES:
+                values[i] = dt_of(v)
+            elif name in cls._JSON:
+                values[i] = json_of(v)
+            elif name in cls._BOOLS:
+                values[i] = bool(v)
+        return cls(*values)
+
+    @classmethod
+    def select(cls, alias: str = "") -> str:
+        """The column list to select for `of`."""
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(f'{prefix}"{c}"' for c in cls.COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +65,8 @@ class Account(_Record):
     webhook_secret: str | None
     balance: int
     created_at: datetime
+
+    _DATES = frozenset({"created_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +79,8 @@ class ApiKey(_Record):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+    _DATES = frozenset({"created_at", "last_used_at", "revoked_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +107,27 @@ class Job(_Record):
     attempt: int
     lease_owner: str | None
     lease_expires_at: datetime | None
-    dispatch_id: int | None
     cancel_requested_at: datetime | None
+    account_limit: int
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
     expires_at: datetime
     updated_at: datetime
+
+    _DATES = frozenset(
+        {
+            "lease_expires_at",
+            "cancel_requested_at",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "expires_at",
+            "updated_at",
+        }
+    )
+    _JSON = frozenset({"input", "metadata", "webhook"})
+    _BOOLS = frozenset({"error_retryable"})
 
     @property
     def terminal(self) -> bool:
@@ -94,6 +147,9 @@ class JobOutput(_Record):
     position: int
     created_at: datetime
 
+    _DATES = frozenset({"created_at"})
+    _JSON = frozenset({"meta"})
+
 
 @dataclass(frozen=True, slots=True)
 class JobEvent(_Record):
@@ -104,6 +160,13 @@ class JobEvent(_Record):
     type: str
     data: dict[str, Any]
     created_at: datetime
+
+    _DATES = frozenset({"created_at"})
+    _JSON = frozenset({"data"})
+
+    @property
+    def status(self) -> str:
+        return str(self.data.get("status", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +182,8 @@ class File(_Record):
     model_id: str | None
     created_at: datetime
 
+    _DATES = frozenset({"created_at"})
+
 
 @dataclass(frozen=True, slots=True)
 class Model(_Record):
@@ -133,6 +198,9 @@ class Model(_Record):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+    _DATES = frozenset({"created_at", "updated_at"})
+    _JSON = frozenset({"metadata"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +228,8 @@ class WebhookDelivery(_Record):
     created_at: datetime
     delivered_at: datetime | None
 
+    _DATES = frozenset({"next_attempt_at", "created_at", "delivered_at"})
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookAttempt(_Record):
@@ -171,6 +241,8 @@ class WebhookAttempt(_Record):
     latency_ms: float | None
     error: str | None
 
+    _DATES = frozenset({"at"})
+
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry(_Record):
@@ -179,9 +251,11 @@ class LedgerEntry(_Record):
     job_id: str | None
     kind: str
     amount: int
-    balance_after: int
+    balance_after: int | None
     note: str | None
     created_at: datetime
+
+    _DATES = frozenset({"created_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +270,22 @@ class IdempotencyRecord(_Record):
     body: bytes | None
     created_at: datetime
     expires_at: datetime
+
+    _DATES = frozenset({"created_at", "expires_at"})
+    _JSON = frozenset({"headers"})
+
+
+for _cls in (
+    Account,
+    ApiKey,
+    Job,
+    JobOutput,
+    JobEvent,
+    File,
+    Model,
+    WebhookDelivery,
+    WebhookAttempt,
+    LedgerEntry,
+    IdempotencyRecord,
+):
+    _cls._setup()

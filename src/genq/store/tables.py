@@ -53,7 +53,7 @@ accounts = sa.Table(
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("plan", sa.String(40), nullable=False, server_default="free"),
     sa.Column("webhook_secret", sa.String(80), nullable=True),
-    # credits available; only ever changed by a conditional update beside a ledger row
+    # credits available, apart from those in `credit_unfolded`
     sa.Column("balance", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.CheckConstraint("balance >= 0", name="balance_not_negative"),
@@ -99,9 +99,9 @@ jobs = sa.Table(
     sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(80), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
-    # Procrastinate: the id of the procrastinate job (token) that runs this attempt
-    sa.Column("dispatch_id", sa.BigInteger(), nullable=True),
     sa.Column("cancel_requested_at", UTCDateTime(), nullable=True),
+    # the most jobs of this account that may run at once (its plan's, at submission)
+    sa.Column("account_limit", sa.Integer(), nullable=False, server_default="1000000"),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("completed_at", UTCDateTime(), nullable=True),
@@ -243,11 +243,26 @@ credit_ledger = sa.Table(
     sa.Column("job_id", sa.String(40), nullable=True),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("amount", sa.BigInteger(), nullable=False),  # credits moved, >= 0
-    sa.Column("balance_after", sa.BigInteger(), nullable=False),
+    # the account's balance after a hold, grant or adjust (settlements are folded later)
+    sa.Column("balance_after", sa.BigInteger(), nullable=True),
     sa.Column("note", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("job_id", "kind"),
     sa.Index("ix_credit_ledger_account_id", "account_id", "id"),
+)
+
+# Credits a settlement gave back (a job's released hold), not yet added to
+# `accounts.balance`: settling a job appends here instead of rewriting the account's row,
+# and a batch fold moves them into the balance (`genq.store.jobs`). An account's
+# available credits are its balance plus its rows here.
+credit_unfolded = sa.Table(
+    "credit_unfolded",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("amount", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_credit_unfolded_account_id", "account_id"),
 )
 
 # Idempotency-Key records, scoped to an account: the first response is kept and

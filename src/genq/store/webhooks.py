@@ -5,15 +5,133 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-
 from genq.ids import utcnow
-from genq.store import tables as t
-from genq.store.db import Database
+from genq.store.db import Cx, Database, autocommit, dt_of
 from genq.store.records import WebhookAttempt, WebhookDelivery
 
-D, W = t.webhook_deliveries.c, t.webhook_attempts.c
 PENDING, DELIVERED, FAILED, DISABLED = "pending", "delivered", "failed", "disabled"
+D_COLS, W_COLS = WebhookDelivery.select(), WebhookAttempt.select()
+
+
+@autocommit
+def _claim_due(cx: Cx, limit: int, now: datetime, until: datetime) -> list[WebhookDelivery]:
+    lock = " FOR UPDATE SKIP LOCKED" if cx.postgres else ""
+    rows = cx.all(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = %(until)s"
+        " WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending'"
+        f" AND next_attempt_at <= %(now)s ORDER BY next_attempt_at LIMIT %(n)s{lock})"
+        f" RETURNING {D_COLS}",
+        {"until": cx.ts(until), "now": cx.ts(now), "n": limit},
+    )
+    return [WebhookDelivery.of(r) for r in rows]
+
+
+def _next_due(cx: Cx) -> datetime | None:
+    row = cx.one(
+        "SELECT next_attempt_at FROM webhook_deliveries WHERE status = 'pending'"
+        " ORDER BY next_attempt_at LIMIT 1"
+    )
+    return dt_of(row[0]) if row else None
+
+
+def _record(
+    cx: Cx,
+    d: WebhookDelivery,
+    status_code: int | None,
+    latency_ms: float | None,
+    error: str | None,
+    outcome: str,
+    next_attempt_at: datetime | None,
+    now: datetime,
+) -> None:
+    ts = cx.ts(now)
+    cx.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, latency_ms, error)"
+        " VALUES (%(d)s, %(n)s, %(t)s, %(c)s, %(l)s, %(e)s)",
+        {"d": d.id, "n": d.attempts, "t": ts, "c": status_code, "l": latency_ms, "e": error},
+    )
+    cx.execute(
+        "UPDATE webhook_deliveries SET status = %(o)s, next_attempt_at = %(next)s,"
+        " last_status_code = %(c)s, last_error = %(e)s, delivered_at = %(at)s"
+        " WHERE id = %(d)s AND attempts = %(n)s",
+        {
+            "o": outcome,
+            "next": cx.ts(next_attempt_at),
+            "c": status_code,
+            "e": error,
+            "at": ts if outcome == DELIVERED else None,
+            "d": d.id,
+            "n": d.attempts,
+        },
+    )
+    if outcome == DISABLED:  # the receiver said 410 Gone: stop sending it more
+        cx.execute(
+            "UPDATE webhook_deliveries SET status = 'disabled',"
+            " last_error = 'endpoint disabled by 410'"
+            " WHERE account_id = %(a)s AND url = %(u)s AND status = 'pending'",
+            {"a": d.account_id, "u": d.url},
+        )
+
+
+def _for_job(cx: Cx, job_id: str) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+    ds = [
+        WebhookDelivery.of(r)
+        for r in cx.all(
+            f"SELECT {D_COLS} FROM webhook_deliveries WHERE job_id = %(j)s"
+            " ORDER BY seq, created_at",
+            {"j": job_id},
+        )
+    ]
+    attempts: dict[str, list[WebhookAttempt]] = {d.id: [] for d in ds}
+    if ds:
+        rows = cx.all(
+            f"SELECT {W_COLS} FROM webhook_attempts WHERE delivery_id {cx.in_list('ids')}"
+            " ORDER BY id",
+            {"ids": cx.array(attempts)},
+        )
+        for r in rows:
+            a = WebhookAttempt.of(r)
+            attempts[a.delivery_id].append(a)
+    return [(d, attempts[d.id]) for d in ds]
+
+
+def _recent(cx: Cx, account_id: str, limit: int) -> list[WebhookDelivery]:
+    rows = cx.all(
+        f"SELECT {D_COLS} FROM webhook_deliveries WHERE account_id = %(a)s"
+        " ORDER BY created_at DESC LIMIT %(n)s",
+        {"a": account_id, "n": limit},
+    )
+    return [WebhookDelivery.of(r) for r in rows]
+
+
+def _get(cx: Cx, delivery_id: str) -> WebhookDelivery | None:
+    row = cx.one(f"SELECT {D_COLS} FROM webhook_deliveries WHERE id = %(d)s", {"d": delivery_id})
+    return WebhookDelivery.of(row) if row else None
+
+
+@autocommit
+def _redeliver(cx: Cx, delivery_id: str, now: datetime) -> WebhookDelivery | None:
+    row = cx.one(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = %(t)s,"
+        f" delivered_at = NULL WHERE id = %(d)s RETURNING {D_COLS}",
+        {"t": cx.ts(now), "d": delivery_id},
+    )
+    return WebhookDelivery.of(row) if row else None
+
+
+@autocommit
+def _secret(cx: Cx, account_id: str, make: str) -> str:
+    row = cx.one(
+        "UPDATE accounts SET webhook_secret = coalesce(webhook_secret, %(s)s)"
+        " WHERE id = %(a)s RETURNING webhook_secret",
+        {"s": make, "a": account_id},
+    )
+    return str(row[0]) if row else make
+
+
+def _read_secret(cx: Cx, account_id: str) -> str | None:
+    value = cx.scalar("SELECT webhook_secret FROM accounts WHERE id = %(a)s", {"a": account_id})
+    return str(value) if value else None
 
 
 class WebhookStore:
@@ -23,37 +141,10 @@ class WebhookStore:
     async def claim_due(self, limit: int, lease_s: float) -> list[WebhookDelivery]:
         """Take due deliveries; each is hidden from other senders for `lease_s`."""
         now = utcnow()
-        pick = (
-            sa.select(D.id)
-            .where(D.status == PENDING, D.next_attempt_at <= now)
-            .order_by(D.next_attempt_at)
-            .limit(limit)
-        )
-        if self.db.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        async with self.db.write() as conn:
-            rows = (
-                await conn.execute(
-                    sa.update(t.webhook_deliveries)
-                    .where(D.id.in_(pick.scalar_subquery()))
-                    .values(
-                        attempts=D.attempts + 1, next_attempt_at=now + timedelta(seconds=lease_s)
-                    )
-                    .returning(*t.webhook_deliveries.c)
-                )
-            ).all()
-        return [WebhookDelivery.from_row(r) for r in rows]
+        return await self.db.write(_claim_due, limit, now, now + timedelta(seconds=lease_s))
 
     async def next_due(self) -> datetime | None:
-        async with self.db.read() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(sa.func.min(D.next_attempt_at, type_=t.UTCDateTime())).where(
-                        D.status == PENDING
-                    )
-                )
-            ).scalar()
-        return value  # type: ignore[no-any-return]
+        return await self.db.read(_next_due)
 
     async def record(
         self,
@@ -66,106 +157,26 @@ class WebhookStore:
         next_attempt_at: datetime | None,
     ) -> None:
         """Log one attempt and move the delivery to `outcome` (pending = retry later)."""
-        now = utcnow()
-        async with self.db.write() as conn:
-            await conn.execute(
-                sa.insert(t.webhook_attempts).values(
-                    delivery_id=delivery.id,
-                    attempt=delivery.attempts,
-                    at=now,
-                    status_code=status_code,
-                    latency_ms=latency_ms,
-                    error=error,
-                )
-            )
-            await conn.execute(
-                sa.update(t.webhook_deliveries)
-                .where(D.id == delivery.id, D.attempts == delivery.attempts)
-                .values(
-                    status=outcome,
-                    next_attempt_at=next_attempt_at,
-                    last_status_code=status_code,
-                    last_error=error,
-                    delivered_at=now if outcome == DELIVERED else None,
-                )
-            )
-            if outcome == DISABLED:  # the receiver said 410 Gone: stop sending it more
-                await conn.execute(
-                    sa.update(t.webhook_deliveries)
-                    .where(
-                        D.account_id == delivery.account_id,
-                        D.url == delivery.url,
-                        D.status == PENDING,
-                    )
-                    .values(status=DISABLED, last_error="endpoint disabled by 410")
-                )
+        await self.db.write(
+            _record, delivery, status_code, latency_ms, error, outcome, next_attempt_at, utcnow()
+        )
 
     async def for_job(self, job_id: str) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
-        async with self.db.read() as conn:
-            ds = [
-                WebhookDelivery.from_row(r)
-                for r in (
-                    await conn.execute(
-                        sa.select(t.webhook_deliveries)
-                        .where(D.job_id == job_id)
-                        .order_by(D.seq, D.created_at)
-                    )
-                ).all()
-            ]
-            attempts: dict[str, list[WebhookAttempt]] = {d.id: [] for d in ds}
-            if ds:
-                rows = await conn.execute(
-                    sa.select(t.webhook_attempts)
-                    .where(W.delivery_id.in_(list(attempts)))
-                    .order_by(W.id)
-                )
-                for r in rows.all():
-                    a = WebhookAttempt.from_row(r)
-                    attempts[a.delivery_id].append(a)
-        return [(d, attempts[d.id]) for d in ds]
+        return await self.db.read(_for_job, job_id)
 
     async def recent(self, account_id: str, limit: int = 50) -> list[WebhookDelivery]:
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(t.webhook_deliveries)
-                    .where(D.account_id == account_id)
-                    .order_by(D.created_at.desc())
-                    .limit(limit)
-                )
-            ).all()
-        return [WebhookDelivery.from_row(r) for r in rows]
+        return await self.db.read(_recent, account_id, limit)
 
     async def get(self, delivery_id: str) -> WebhookDelivery | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(sa.select(t.webhook_deliveries).where(D.id == delivery_id))
-            ).first()
-        return WebhookDelivery.from_row(row) if row else None
+        return await self.db.read(_get, delivery_id)
 
     async def redeliver(self, delivery_id: str) -> WebhookDelivery | None:
         """Send again now (a delivered, failed or disabled delivery too)."""
-        async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(t.webhook_deliveries)
-                    .where(D.id == delivery_id)
-                    .values(status=PENDING, next_attempt_at=utcnow(), delivered_at=None)
-                    .returning(*t.webhook_deliveries.c)
-                )
-            ).first()
-        return WebhookDelivery.from_row(row) if row else None
+        return await self.db.write(_redeliver, delivery_id, utcnow())
 
     async def secret(self, account_id: str, make: str) -> str:
         """The account's signing secret; `make` is stored if it has none yet."""
-        A = t.accounts.c
-        async with self.db.write() as conn:
-            await conn.execute(
-                sa.update(t.accounts)
-                .where(A.id == account_id, A.webhook_secret.is_(None))
-                .values(webhook_secret=make)
-            )
-            value = (
-                await conn.execute(sa.select(A.webhook_secret).where(A.id == account_id))
-            ).scalar_one()
-        return str(value)
+        found = await self.db.read(_read_secret, account_id)
+        if found:
+            return found
+        return await self.db.write(_secret, account_id, make)
