@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ import pytest
 import uvicorn
 
 from genq.accounts import AccountService
+from genq.ids import new_id, utcnow
+from genq.store.records import Job
 from genq.api import create_app
 from genq.core import Genq
 from genq.settings import Settings
@@ -335,3 +338,42 @@ def genq_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 GENQ = [sys.executable, "-m", "genq"]
+
+
+def job_record(account_id: str, **values: Any) -> Job:
+    """A job row to insert through the store directly (tests of the store, or of jobs in
+    states the API cannot make at once)."""
+    now = utcnow()
+    row: dict[str, Any] = {
+        "id": new_id("job"),
+        "account_id": account_id,
+        "engine": "e",
+        "task": "noop",
+        "status": "queued",
+        "progress": 0.0,
+        "message": None,
+        "input": {},
+        "metadata": {},
+        "webhook": None,
+        "error_code": None,
+        "error_message": None,
+        "error_retryable": None,
+        "credits_estimate": 0,
+        "credits_used": 0,
+        "credits_refunded": 0,
+        "parent_id": None,
+        "model_id": None,
+        "seq": 1,
+        "attempt": 0,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "cancel_requested_at": None,
+        "account_limit": 1_000_000,
+        "created_at": now,
+        "started_at": None,
+        "completed_at": None,
+        "expires_at": now + timedelta(days=1),
+        "updated_at": now,
+    }
+    row.update(values)
+    return Job(**row)

@@ -71,9 +71,9 @@ class AccountService:
         return found
 
     async def set_plan(self, name: str, plan: str) -> Account:
-        self.plan(plan)
+        limit = self.plan(plan).concurrent_jobs
         account = await self.by_name(name)
-        await self.store.accounts.set_plan(account.id, plan)
+        await self.store.accounts.set_plan(account.id, plan, limit)
         self.forget()
         return await self.by_name(name)
 

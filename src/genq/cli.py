@@ -124,7 +124,7 @@ def _with_accounts(settings: Settings, fn: Callable[[AccountService], Awaitable[
     upgrade(settings.db_url)
 
     async def main() -> T:
-        store = Store(settings.db_url, procrastinate=settings.uses_procrastinate)
+        store = Store(settings.db_url)
         try:
             return await fn(AccountService(store, settings.plan_table))
         finally:

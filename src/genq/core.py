@@ -9,14 +9,13 @@ from collections.abc import Mapping
 from genq.accounts import AccountService
 from genq.engines.contract import Engine
 from genq.engines.registry import load_engines
-from genq.events import EventBus, Tailer
+from genq.events import EventBus, PgFollower, SqliteFollower
 from genq.files import FileService
 from genq.idempotency import Idempotency
 from genq.jobs import JobService, Sweeper
 from genq.metrics import Metrics
 from genq.migrate import upgrade_async
 from genq.models import ModelService
-from genq.pgbus import PgListener, PgTailer
 from genq.ratelimits import RateLimiter
 from genq.settings import Settings
 from genq.storage import Storage
@@ -32,23 +31,16 @@ class Genq:
         self.settings = settings
         self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
         self.store = Store(
-            settings.db_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_pool_timeout_s,
-            procrastinate=settings.uses_procrastinate,
+            settings.db_url, pool_size=settings.db_pool_size, readers=settings.db_readers
         )
         self.storage = Storage(settings.data_dir)
         self.bus = EventBus()
         self.metrics = Metrics(self.bus)
-        self.tailer = Tailer(self.store.jobs, self.bus, settings.event_poll_s)
-        self.listener: PgListener | None = None
-        if self.store.db.is_postgres and settings.pg_listen:
-            # NOTIFY wakes the tailer at once; its own poll is only a safety net
-            self.tailer = PgTailer(self.store.jobs, self.bus, settings.pg_event_poll_s)
-            self.listener = PgListener(settings.db_url, self.tailer)
-        elif self.store.db.is_postgres:
-            self.tailer = PgTailer(self.store.jobs, self.bus, settings.event_poll_s)
+        self.follower: SqliteFollower | PgFollower
+        if self.store.db.is_postgres:
+            self.follower = PgFollower(self.store, self.bus, poll_s=settings.pg_event_poll_s)
+        else:
+            self.follower = SqliteFollower(self.store, self.bus, settings.event_poll_s)
         self.plans = settings.plan_table
         self.limiter = RateLimiter(self.plans, settings.redis_url)
         self.accounts = AccountService(self.store, self.plans, cache_s=settings.key_cache_s)
@@ -83,6 +75,8 @@ class Genq:
             storage=self.storage,
             engines=engines,
             bus=self.bus,
+            board=self.jobs.board,
+            publish=self.jobs.publish,
             settings=self.settings,
             resolver=self.jobs.resolver,
             slots=slots,
@@ -97,9 +91,8 @@ class Genq:
     ) -> None:
         if migrate:
             await upgrade_async(self.settings.db_url)
-        await self.tailer.start()
-        if self.listener is not None:
-            await self.listener.start()
+        await self.follower.start()
+        await self.jobs.start()
         await self.webhooks.start()
         await self.sweeper.start()
         if workers:
@@ -112,8 +105,6 @@ class Genq:
             self.worker = None
         await self.sweeper.stop()
         await self.webhooks.stop()
-        if self.listener is not None:
-            await self.listener.stop()
-        await self.tailer.stop()
+        await self.follower.stop()
         await self.store.close()
         self.limiter.close()

@@ -1,10 +1,21 @@
-"""The event bus: wakes whoever waits on a job as soon as it changes.
+"""The event bus: every process learns of every job change, in commit order, at once.
 
-The durable record is the `job_events` table; the bus carries only `Change`
-notices (job id, seq, type). Writers in this process publish at once; a tailer
-polls the event table for changes other processes made (several `genq worker`
-processes on one SQLite file). On PostgreSQL, `genq.pgbus` wakes the tailer with
-LISTEN/NOTIFY instead, behind the same `publish`/`subscribe` interface.
+The durable record is the `job_events` table. A `Change` is one event as the bus
+carries it: a change this process committed is published by the code that made it
+(with the job's new row, so caches are written through); a change of another process
+arrives through a follower:
+
+- SQLite (`SqliteFollower`): the store's writer thread notices other processes'
+  commits with `PRAGMA data_version` (before each of its own transactions, and when
+  idle every `interval` seconds) and reads their events, so they are published in
+  commit order, ahead of this process's next changes;
+- PostgreSQL (`PgFollower`): every transition NOTIFYs `genq_events` with its event;
+  a LISTEN connection publishes each as it commits. The event log is also read every
+  `poll_s` as a safety net (and after every reconnect), up to the watermark below
+  which event ids are final (`genq.store.jobs.JobStore.events_since`).
+
+Listeners (`subscribe`) must be cheap and must not block; `watch(key)` wakes a waiter
+on the next change of a job or an account.
 """
 
 from __future__ import annotations
@@ -12,13 +23,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import orjson
+import psycopg
+
 from genq.aio import wait_event
-from genq.store.jobs import JobStore
-from genq.store.records import Job, JobEvent
+from genq.lifecycle import EventType, webhook_wants
+from genq.store import Store
+from genq.store.db import dt_of
+from genq.store.records import Job, JobEvent, JobOutput
+from genq.store.steps import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +45,71 @@ log = logging.getLogger(__name__)
 class Change:
     job_id: str
     account_id: str
+    engine: str
     seq: int
-    type: str  # the event type of the change: status, progress, output, log, completed
-    status: str
-    data: dict[str, Any] = field(default_factory=dict)
+    type: str  # the event type: status, progress, output, log, completed
+    status: str  # the job's status after the change
+    data: Mapping[str, Any]
+    event_id: int
+    created_at: datetime
+    webhook: bool = False  # a webhook delivery was written with it
+    job: Job | None = None  # the job's row after the change, when this process made it
+    outputs: tuple[JobOutput, ...] | None = None  # all its outputs, when known
 
     @classmethod
-    def of_event(cls, ev: JobEvent) -> Change:
-        return cls(ev.job_id, ev.account_id, ev.seq, ev.type, ev.data.get("status", ""), ev.data)
+    def made(
+        cls,
+        job: Job,
+        event: JobEvent,
+        *,
+        hook: Any = None,
+        outputs: tuple[JobOutput, ...] | None = None,
+    ) -> Change:
+        """A change this process committed (`hook`: the webhook event of its step)."""
+        return cls(
+            job.id,
+            job.account_id,
+            job.engine,
+            job.seq,
+            str(event.type),
+            str(job.status),
+            event.data,
+            event.id,
+            event.created_at,
+            webhook_wants(job.webhook, hook),
+            job,
+            outputs,
+        )
 
     @classmethod
-    def of_job(cls, job: Job, type: str, data: dict[str, Any] | None = None) -> Change:
-        return cls(job.id, job.account_id, job.seq, type, job.status, data or {})
+    def of_event(cls, ev: JobEvent, engine: str, webhook: bool) -> Change:
+        return cls(
+            ev.job_id,
+            ev.account_id,
+            engine,
+            ev.seq,
+            str(ev.type),
+            ev.status,
+            ev.data,
+            ev.id,
+            ev.created_at,
+            webhook,
+        )
+
+    @property
+    def terminal(self) -> bool:
+        return self.type == EventType.COMPLETED or self.status == "expired"
+
+    def event(self) -> JobEvent:
+        return JobEvent(
+            self.event_id,
+            self.job_id,
+            self.account_id,
+            self.seq,
+            self.type,
+            dict(self.data),
+            self.created_at,
+        )
 
 
 Listener = Callable[[Change], None]
@@ -48,19 +119,31 @@ class Watch:
     """Changes of one key (a job id or an account id) since the last `wait` returned.
     Armed from creation, so nothing published between a read and a wait is missed."""
 
+    __slots__ = ("_fired", "_waiter", "bus", "key")
+
     def __init__(self, bus: EventBus, key: str) -> None:
         self.bus, self.key = bus, key
-        self._event = asyncio.Event()
+        self._fired = False
+        self._waiter: asyncio.Future[None] | None = None
         bus._watches.setdefault(key, set()).add(self)
 
     def fire(self) -> None:
-        self._event.set()
+        self._fired = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def wait(self, timeout: float) -> bool:
         """True as soon as the key changed (possibly already); False after `timeout`."""
-        if not await wait_event(self._event, timeout):
-            return False
-        self._event.clear()
+        if not self._fired:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._waiter
+            except TimeoutError:
+                return False
+            finally:
+                self._waiter = None
+        self._fired = False
         return True
 
     def close(self) -> None:
@@ -78,7 +161,7 @@ class Watch:
 
 
 class EventBus:
-    """In-process fan-out. Listeners must be cheap and must not block."""
+    """In-process fan-out of `Change`s, each once and in order per job."""
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
@@ -95,18 +178,20 @@ class EventBus:
     def publish(self, change: Change) -> None:
         last = self._last_seq.get(change.job_id, 0)
         if change.seq <= last:
-            return  # already seen (published here, then read back by the tailer)
+            return  # already seen (published here, then read back by a follower)
         self._last_seq[change.job_id] = change.seq
-        if len(self._last_seq) > 100_000:
+        if len(self._last_seq) > 200_000:
             self._last_seq.clear()
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(change)
             except Exception:  # one broken listener must not starve the others
                 log.exception("event listener failed")
         for key in (change.job_id, change.account_id):
-            for watch in self._watches.get(key, ()):
-                watch.fire()
+            watches = self._watches.get(key)
+            if watches:
+                for watch in list(watches):
+                    watch.fire()
 
     def seen(self, job_id: str, seq: int) -> bool:
         """Whether change `seq` of the job (or a later one) was published here."""
@@ -118,17 +203,21 @@ class EventBus:
             return await w.wait(timeout)
 
 
-class Tailer:
-    """Feeds the bus with events written by other processes, by polling the log."""
+class SqliteFollower:
+    """Other processes' changes on a SQLite file (see the module docstring)."""
 
-    def __init__(self, jobs: JobStore, bus: EventBus, interval: float) -> None:
-        self.jobs, self.bus, self.interval = jobs, bus, interval
+    def __init__(self, store: Store, bus: EventBus, interval: float) -> None:
+        self.store, self.bus, self.interval = store, bus, interval
         self._task: asyncio.Task[None] | None = None
-        self.last_id = 0
 
     async def start(self) -> None:
-        self.last_id = await self.jobs.last_event_id()
-        self._task = asyncio.create_task(self._run(), name="genq-tailer")
+        after = await self.store.jobs.last_event_id()
+        self.store.db.follow_foreign(self.store.jobs.foreign_reader, self._publish, after)
+        self._task = asyncio.create_task(self._run(), name="genq-follow")
+
+    def _publish(self, rows: list[tuple[JobEvent, str, bool]]) -> None:
+        for ev, engine, webhook in rows:
+            self.bus.publish(Change.of_event(ev, engine, webhook))
 
     async def stop(self) -> None:
         if self._task:
@@ -136,20 +225,131 @@ class Tailer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def poll_once(self) -> int:
-        events = await self.jobs.events_since(self.last_id)
-        for ev in events:
-            self.last_id = ev.id
-            self.bus.publish(Change.of_event(ev))
-        return len(events)
-
     async def _run(self) -> None:
         while True:
+            await asyncio.sleep(self.interval)
+            self.store.db.probe_foreign()
+
+
+def change_of_notice(payload: str) -> Change | None:
+    """A `Change` from a `genq_events` notification (None: not genq's, or no data)."""
+    try:
+        n = orjson.loads(payload)
+        data = n.get("data")
+        if data is None:
+            return None
+        return Change(
+            n["job_id"],
+            n["account_id"],
+            n["engine"],
+            int(n["seq"]),
+            n["type"],
+            n["status"],
+            data,
+            int(n["id"]),
+            dt_of(n["created_at"]) or datetime.min,
+            bool(n.get("webhook")),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class PgFollower:
+    """Other processes' changes on PostgreSQL: LISTEN (see the module docstring).
+    Reconnects with backoff; after each (re)connect the log is read to catch up."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        *,
+        poll_s: float,
+        keepalive_s: float = 10.0,
+        min_backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.store, self.bus = store, bus
+        self.conninfo = store.db.conninfo
+        self.poll_s, self.keepalive_s = poll_s, keepalive_s
+        self.min_backoff_s, self.max_backoff_s = min_backoff_s, max_backoff_s
+        self.connected = asyncio.Event()
+        self.notifications = 0  # received, for tests and metrics
+        self.last_id = 0  # the event log has been read up to here
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, wait_s: float = 5.0) -> None:
+        """Start listening; waits up to `wait_s` for the first LISTEN (it keeps trying in
+        the background if the database is not there yet)."""
+        self.last_id = await self.store.jobs.last_event_id()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="genq-pg-listen"),
+            asyncio.create_task(self._poll(), name="genq-pg-poll"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await self.connected.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def poll_once(self) -> int:
+        """Read the log past `last_id` and publish what the bus has not seen."""
+        fresh = 0
+        while True:
+            batch = await self.store.jobs.changes_since(self.last_id, 1000)
+            for ev, engine, webhook in batch:
+                self.last_id = max(self.last_id, ev.id)
+                fresh += not self.bus.seen(ev.job_id, ev.seq)
+                self.bus.publish(Change.of_event(ev, engine, webhook))
+            if len(batch) < 1000:
+                return fresh
+
+    async def _poll(self) -> None:
+        while True:
+            await wait_event(self._kick, self.poll_s)
+            self._kick.clear()
             try:
-                if await self.poll_once() == 0:
-                    await asyncio.sleep(self.interval)
+                await self.poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("event tailer failed; retrying")
-                await asyncio.sleep(max(self.interval, 1.0))
+                log.exception("reading the event log failed; retrying")
+
+    async def _listen(self) -> None:
+        backoff = self.min_backoff_s
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event listener lost its connection (%s); retrying", exc)
+            if self.connected.is_set():  # it had worked: start the backoff afresh
+                self.connected.clear()
+                backoff = self.min_backoff_s
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _session(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name="genq-listen"
+        )
+        async with conn:
+            await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+            self.connected.set()
+            self._kick.set()  # catch up on what was committed while we were not listening
+            while True:
+                async for note in conn.notifies(timeout=self.keepalive_s):
+                    self.notifications += 1
+                    change = change_of_notice(note.payload)
+                    if change is None:
+                        self._kick.set()  # too big to notify whole: read it from the log
+                    else:
+                        self.bus.publish(change)
+                await conn.execute("SELECT 1")  # a quiet spell: is the server still there?

@@ -1,5 +1,8 @@
-"""The job service: submit, read (through a cache of serialized bodies), list, cancel,
-wait; and the resolution of a job's file and model references for the worker."""
+"""The job service: submit, read (through a write-through cache of serialized bodies),
+list, cancel, wait; and the resolution of a job's file and model references for the
+worker. What each transition does is `genq.lifecycle`'s; the store executes it; this
+module publishes every change it commits on the bus (`Change.made`), which writes the
+new body into the cache and wakes whoever waits."""
 
 from __future__ import annotations
 
@@ -7,9 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,29 +18,22 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from genq import idempotency, netsafe
+from genq import idempotency, lifecycle, netsafe
 from genq.engines.contract import Engine
 from genq.errors import Conflict, EngineNotFound, Expired, InvalidInput, NotFound
 from genq.events import Change, EventBus
 from genq.ids import iso, new_id, utcnow
-from genq.plans import Plan
+from genq.jobcache import OVERHEAD, Board, CachedJob, JobCache
+from genq.lifecycle import CancelOutcome, Status
 from genq.refs import FILE_FORMAT, MODEL_FORMAT, find_refs
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
-from genq.store.records import (
-    EXPIRED,
-    QUEUED,
-    RUNNING,
-    STARTING,
-    Account,
-    Job,
-    JobEvent,
-    JobOutput,
-)
+from genq.store.records import Account, Job, JobEvent, JobOutput
 
 log = logging.getLogger(__name__)
-NON_TERMINAL_TTL_S = 1.0  # queue_position and eta_s drift without events
+NON_TERMINAL_TTL_S = 1.0  # queue_position, eta_s and elapsed time drift without events
+_NON_TERMINAL = frozenset(str(s) for s in lifecycle.NON_TERMINAL)
 
 
 def pydantic_errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
@@ -53,63 +47,8 @@ def pydantic_errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-@dataclass(slots=True)
-class CachedJob:
-    account_id: str
-    engine: str
-    status: str
-    seq: int
-    etag: str
-    body: bytes
-    fresh_until: float  # monotonic; inf for terminal jobs
-
-
-class JobCache:
-    """Serialized job bodies keyed by job id, dropped when the job changes.
-
-    It also remembers the newest seq the bus announced per job, so a body read from
-    the database just before a change committed is never cached or served as current.
-    """
-
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self._items: OrderedDict[str, CachedJob] = OrderedDict()
-        self._latest: OrderedDict[str, int] = OrderedDict()
-
-    def latest(self, job_id: str) -> int:
-        return self._latest.get(job_id, 0)
-
-    def get(self, job_id: str) -> CachedJob | None:
-        item = self._items.get(job_id)
-        if item is None:
-            return None
-        if item.fresh_until < time.monotonic() or item.seq < self.latest(job_id):
-            del self._items[job_id]
-            return None
-        self._items.move_to_end(job_id)
-        return item
-
-    def put(self, job_id: str, item: CachedJob) -> None:
-        if item.seq < self.latest(job_id):
-            return
-        self._items[job_id] = item
-        self._items.move_to_end(job_id)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def on_change(self, change: Change) -> None:
-        if change.seq > self._latest.get(change.job_id, 0):
-            self._latest[change.job_id] = change.seq
-            self._latest.move_to_end(change.job_id)
-            while len(self._latest) > self.size:
-                self._latest.popitem(last=False)
-        item = self._items.get(change.job_id)
-        if item is not None and item.seq < change.seq:
-            del self._items[change.job_id]
-
-
 class SharedReads:
-    """Coalesces identical reads in flight: when thousands of streams wake for the same
+    """Coalesces identical reads in flight: when thousands of waiters wake for the same
     change, one query answers them all."""
 
     def __init__(self) -> None:
@@ -122,6 +61,31 @@ class SharedReads:
             self._inflight[key] = fut
             fut.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(fut)
+
+
+class EngineInfo:
+    """What the service needs of an engine, computed once when engines load."""
+
+    __slots__ = ("engine", "ref_schema", "retry_after")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        schema = engine.input_model.model_json_schema()
+        text = orjson.dumps(schema)
+        # the JSON Schema only matters for inputs that can hold file or model references
+        has_refs = FILE_FORMAT.encode() in text or MODEL_FORMAT.encode() in text
+        self.ref_schema: dict[str, Any] | None = schema if has_refs else None
+        typical = engine.typical_duration_s
+        self.retry_after = {
+            Status.QUEUED: str(int(min(10, max(1, typical / 4)))),
+            Status.STARTING: str(int(min(5, max(1, typical / 10)))),
+            Status.RUNNING: str(int(min(5, max(1, typical / 10)))),
+        }
+
+    def refs(self, value: Any) -> list[tuple[str, str, str]]:
+        if self.ref_schema is None:
+            return []
+        return list(find_refs(self.ref_schema, value))
 
 
 class JobService:
@@ -137,14 +101,38 @@ class JobService:
         self.store = store
         self.storage = storage
         self.engines = engines
+        self.info = {name: EngineInfo(e) for name, e in engines.items()}
         self.bus = bus
         self.settings = settings
         self.plans = settings.plan_table
-        self.cache = JobCache()
+        self.base = settings.base_url
+        self.board = Board()
+        self.cache = JobCache(
+            self._render_entry, settings.job_cache_bytes, lambda: self.board.epoch
+        )
         self.shared = SharedReads()
-        self._durations: dict[str, tuple[float, float | None]] = {}
         self._plans_by_account: dict[str, tuple[float, str]] = {}
+        bus.subscribe(self.board.on_change)  # first: bodies render from the board
         bus.subscribe(self.cache.on_change)
+
+    async def start(self) -> None:
+        """Learn the unfinished jobs (the board) and engines' recent durations."""
+        self.board.load(await self.store.jobs.nonterminal())
+        for name in self.engines:
+            samples = await self.store.jobs.recent_durations(name, 20)
+            for took in reversed(samples):
+                self.board.observe(name, took)
+
+    def publish(
+        self,
+        made: tuple[Job, JobEvent],
+        *,
+        hook: Any = None,
+        outputs: tuple[JobOutput, ...] | None = None,
+    ) -> Job:
+        job, event = made
+        self.bus.publish(Change.made(job, event, hook=hook, outputs=outputs))
+        return job
 
     # -- submission -------------------------------------------------------------------
 
@@ -181,8 +169,7 @@ class JobService:
                 errors=pydantic_errors(exc, "input"),
             ) from exc
         normalized = data.model_dump(mode="json", exclude_none=True)
-        schema = engine.input_model.model_json_schema()
-        for fmt, path, ref in find_refs(schema, normalized):
+        for fmt, path, ref in self.info[engine.name].refs(normalized):
             if fmt == FILE_FORMAT:
                 await self._check_file_ref(account_id, path, ref)
             elif fmt == MODEL_FORMAT:
@@ -191,24 +178,41 @@ class JobService:
         estimate = getattr(engine, "estimate", None)
         credits = int(estimate(data)) if callable(estimate) else int(engine.price)
         now = utcnow()
-        job = await self.store.jobs.create(
-            {
-                "id": new_id("job"),
-                "account_id": account_id,
-                "engine": engine.name,
-                "task": engine.task,
-                "input": normalized,
-                "metadata": dict(metadata or {}),
-                "webhook": dict(webhook) if webhook else None,
-                "credits_estimate": credits,
-                "model_id": model_id,
-                "parent_id": parent_id,
-                "expires_at": now + timedelta(days=retention_days),
-            },
-            idempotency=idempotency.current.get(),
+        job = Job(
+            id=new_id("job"),
+            account_id=account_id,
+            engine=engine.name,
+            task=engine.task,
+            status=Status.QUEUED,
+            progress=0.0,
+            message=None,
+            input=normalized,
+            metadata=dict(metadata or {}),
+            webhook=dict(webhook) if webhook else None,
+            error_code=None,
+            error_message=None,
+            error_retryable=None,
+            credits_estimate=credits,
+            credits_used=0,
+            credits_refunded=0,
+            parent_id=parent_id,
+            model_id=model_id,
+            seq=1,
+            attempt=0,
+            lease_owner=None,
+            lease_expires_at=None,
+            cancel_requested_at=None,
+            account_limit=plan.concurrent_jobs if plan else 1,
+            created_at=now,
+            started_at=None,
+            completed_at=None,
+            expires_at=now + timedelta(days=retention_days),
+            updated_at=now,
         )
-        self.bus.publish(Change.of_job(job, "status"))
-        return job
+        made = await self.store.jobs.create(
+            job, lifecycle.created(), idempotency=idempotency.current.get()
+        )
+        return self.publish(made, outputs=())
 
     async def _check_file_ref(self, account_id: str, path: str, ref: str) -> None:
         if ref.startswith("file_"):
@@ -220,7 +224,7 @@ class JobService:
             ok = (
                 job is not None
                 and job.account_id == account_id
-                and job.status != EXPIRED
+                and job.status != Status.EXPIRED
                 and await self.store.jobs.output(job_id, name) is not None
             )
         if not ok:
@@ -244,10 +248,11 @@ class JobService:
     # -- reads ------------------------------------------------------------------------
 
     async def get(self, account_id: str, job_id: str) -> Job:
+        """The job's row (checked: 404 for another account's, 410 once expired)."""
         job = await self.store.jobs.get(job_id)
         if job is None or job.account_id != account_id:
             raise NotFound(f"no job {job_id!r}")
-        if job.status == EXPIRED:
+        if job.status == Status.EXPIRED:
             raise Expired(f"job {job_id} has expired")
         return job
 
@@ -269,48 +274,73 @@ class JobService:
         data: dict[str, Any] = orjson.loads(item.body)
         return data
 
-    async def body(self, account_id: str, job_id: str) -> CachedJob:
-        """The hot path: the job's serialized body, from the cache when it is current."""
+    def cached(self, account_id: str, job_id: str) -> CachedJob | None:
+        """The hot path without an await: the body if the cache holds it (checked for
+        ownership and expiry like `body`), else None."""
         item = self.cache.get(job_id)
         if item is None:
-            found = await self.store.jobs.get_with_outputs(job_id)
-            if found is None:
-                raise NotFound(f"no job {job_id!r}")
-            item = await self._cache_entry(*found)  # not cached if a change overtook it
+            return None
         if item.account_id != account_id:
             raise NotFound(f"no job {job_id!r}")
-        if item.status == EXPIRED:
+        if item.status == Status.EXPIRED:
             raise Expired(f"job {job_id} has expired")
         return item
 
-    async def entry(self, job: Job) -> CachedJob:
-        """The body of a job just created (it has no outputs yet): no read back."""
-        return await self._cache_entry(job, [])
+    async def body(self, account_id: str, job_id: str) -> CachedJob:
+        """The job's serialized body, from the cache when it is current."""
+        hit = self.cached(account_id, job_id)
+        if hit is not None:
+            return hit
+        item: CachedJob | None = await self.shared.get(("body", job_id), lambda: self._load(job_id))
+        if item is None or item.account_id != account_id:
+            raise NotFound(f"no job {job_id!r}")
+        if item.status == Status.EXPIRED:
+            raise Expired(f"job {job_id} has expired")
+        return item
 
-    async def _cache_entry(self, job: Job, outputs: list[JobOutput]) -> CachedJob:
-        body = orjson.dumps(await self.render(job, outputs))
-        item = CachedJob(
+    async def _load(self, job_id: str) -> CachedJob | None:
+        found = await self.store.jobs.get_with_outputs(job_id)
+        if found is None:
+            return None
+        job, outputs = found
+        item = self._render_entry(job, tuple(outputs))
+        self.cache.put(item)  # not if a change overtook the read
+        return item
+
+    def entry(self, job: Job) -> CachedJob:
+        """The body of a job this process just changed (from the cache it was written
+        into, else rendered from the row)."""
+        item = self.cache.get(job.id)
+        if item is not None and item.seq >= job.seq:
+            return item
+        return self._render_entry(job, ())
+
+    def _render_entry(self, job: Job, outputs: tuple[JobOutput, ...]) -> CachedJob:
+        body = orjson.dumps(self.render(job, outputs))
+        unfinished = job.status in _NON_TERMINAL
+        return CachedJob(
+            job_id=job.id,
             account_id=job.account_id,
             engine=job.engine,
-            status=job.status,
+            status=str(job.status),
             seq=job.seq,
             etag=f'W/"{job.id[-12:]}-{job.seq}"',
             body=body,
-            fresh_until=float("inf") if job.terminal else time.monotonic() + NON_TERMINAL_TTL_S,
+            fresh_until=time.monotonic() + NON_TERMINAL_TTL_S if unfinished else float("inf"),
+            job=job if unfinished else None,
+            outputs=outputs if unfinished else (),
+            size=len(body) * (2 if unfinished else 1) + OVERHEAD,
+            epoch=self.board.epoch,
         )
-        self.cache.put(job.id, item)
-        return item
 
-    async def render(self, job: Job, outputs: list[JobOutput] | None = None) -> dict[str, Any]:
-        """The canonical job JSON (DESIGN.md section 2)."""
-        if outputs is None:
-            outputs = (await self.store.jobs.outputs_for([job.id]))[job.id]
-        base = self.settings.base_url
+    def render(self, job: Job, outputs: Sequence[JobOutput]) -> dict[str, Any]:
+        """The canonical job JSON (DESIGN.md section 2); no I/O."""
+        base = self.base
         queue_position = None
         message = job.message
-        if job.status == QUEUED:
-            queue_position = await self.store.jobs.queue_position(job)
-            message = await self._throttled(job.account_id) or message
+        if job.status == Status.QUEUED:
+            queue_position = self.board.position(job.id, job.engine)
+            message = self._throttled(job) or message
         processing = None
         if job.started_at and job.completed_at:
             processing = round((job.completed_at - job.started_at).total_seconds(), 3)
@@ -323,7 +353,7 @@ class JobService:
             "progress": round(job.progress, 2),
             "message": message,
             "queue_position": queue_position,
-            "eta_s": await self._eta(job, queue_position),
+            "eta_s": self._eta(job, queue_position),
             "input": job.input,
             "outputs": [self.render_output(o) for o in outputs],
             "error": (
@@ -360,69 +390,50 @@ class JobService:
         return {
             "name": out.name,
             "kind": out.kind,
-            "url": f"{self.settings.base_url}/files/{out.path}",
+            "url": f"{self.base}/files/{out.path}",
             "content_type": out.content_type,
             "bytes": out.bytes,
             **out.meta,
             "sha256": out.sha256,
         }
 
-    async def _plan(self, account_id: str) -> Plan | None:
-        now = time.monotonic()
-        hit = self._plans_by_account.get(account_id)
-        if hit is None or hit[0] < now:
-            account = await self.store.accounts.get(account_id)
-            hit = (now + 30.0, account.plan if account else "")
-            self._plans_by_account[account_id] = hit
-        return self.plans.get(hit[1])
-
-    async def _throttled(self, account_id: str) -> str | None:
+    def _throttled(self, job: Job) -> str | None:
         """Why a queued job waits, when it is the account's concurrency limit (like
         Runway's THROTTLED): such jobs stay queued rather than being refused."""
-        plan = await self._plan(account_id)
-        if plan is None:
-            return None
-        active = await self.store.jobs.active_count(account_id)
-        if active < plan.concurrent_jobs:
+        running = self.board.running(job.account_id)
+        if running < job.account_limit:
             return None
         return (
-            f"throttled: the {plan.name} plan runs {plan.concurrent_jobs} jobs at once "
-            f"and {active} are running"
+            f"throttled: this account's plan runs {job.account_limit} jobs at once"
+            f" and {running} are running"
         )
 
-    async def _typical(self, engine_name: str) -> float:
-        now = time.monotonic()
-        hit = self._durations.get(engine_name)
-        if hit is None or hit[0] < now:
-            samples = await self.store.jobs.recent_durations(engine_name)
-            avg = sum(samples) / len(samples) if samples else None
-            self._durations[engine_name] = (now + 30.0, avg)
-            hit = self._durations[engine_name]
-        if hit[1] is not None:
-            return hit[1]
+    def _typical(self, engine_name: str) -> float:
+        seen = self.board.typical(engine_name)
+        if seen is not None:
+            return seen
         engine = self.engines.get(engine_name)
         return float(engine.typical_duration_s) if engine else 5.0
 
-    async def _eta(self, job: Job, queue_position: int | None) -> float | None:
+    def _eta(self, job: Job, queue_position: int | None) -> float | None:
         if job.terminal:
             return None
-        typical = await self._typical(job.engine)
-        if job.status == QUEUED:
+        typical = self._typical(job.engine)
+        if job.status == Status.QUEUED:
             engine = self.engines.get(job.engine)
             lanes = max(1, engine.concurrency if engine else 1)
             return round(typical * (1 + (queue_position or 0) // lanes), 1)
         elapsed = (utcnow() - job.started_at).total_seconds() if job.started_at else 0.0
-        if job.status == RUNNING and job.progress >= 5:
+        if job.status == Status.RUNNING and job.progress >= 5:
             return round(max(0.0, elapsed * (100 - job.progress) / job.progress), 1)
         return round(max(0.0, typical - elapsed), 1)
 
-    def retry_after(self, status: str, engine_name: str) -> int:
+    def retry_after(self, status: str, engine_name: str) -> str:
         """Seconds a polling client should wait before asking again."""
-        engine = self.engines.get(engine_name)
-        typical = engine.typical_duration_s if engine else 5.0
-        if status == QUEUED:
-            return int(min(10, max(1, typical / 4)))
-        return int(min(5, max(1, typical / 10)))
+        info = self.info.get(engine_name)
+        if info is None:
+            return "5"
+        return info.retry_after.get(status, "5")  # type: ignore[call-overload, no-any-return]
 
     async def wait_body(
         self,
@@ -440,7 +451,7 @@ class JobService:
             baseline = after_seq if after_seq is not None else item.seq
             if seen is not None and after_seq is None and seen != item.etag:
                 return item  # the client's copy is already stale
-            while item.status in (QUEUED, STARTING, RUNNING) and item.seq <= baseline:
+            while item.status in _NON_TERMINAL and item.seq <= baseline:
                 left = deadline - time.monotonic()
                 if left <= 0 or not await watch.wait(left):
                     break
@@ -465,30 +476,34 @@ class JobService:
                     errors=[{"field": "after", "message": "unknown cursor", "type": "cursor"}],
                 )
             before = (cursor.created_at, cursor.id)
-        jobs = await self.store.jobs.page(
+        rows = await self.store.jobs.page(
             account_id, status=status, engine=engine, limit=limit + 1, before=before
         )
-        more = len(jobs) > limit
-        jobs = jobs[:limit]
-        outputs = await self.store.jobs.outputs_for([j.id for j in jobs])
-        data = [await self.render(j, outputs[j.id]) for j in jobs]
-        return data, (jobs[-1].id if more else None)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        data = [self.render(job, outputs) for job, outputs in rows]
+        return data, (rows[-1][0].id if more else None)
 
     # -- cancel -----------------------------------------------------------------------
 
-    async def cancel(self, account_id: str, job_id: str) -> tuple[str, Job]:
-        """Returns what happened ("canceled" or "cancel_requested") and the job."""
-        await self.get(account_id, job_id)
-        what, job = await self.store.jobs.cancel(job_id)
+    async def cancel(self, account_id: str, job_id: str) -> tuple[CancelOutcome, Job]:
+        """Returns what happened (canceled, or cancel_requested) and the job."""
+        await self.body(account_id, job_id)  # 404 / 410
+        now = utcnow()
+
+        what, made, job = await self.store.jobs.cancel(
+            job_id,
+            queued=lambda j: lifecycle.canceled_queued(j, now),
+            requested=lifecycle.cancel_requested(now),
+        )
         if job is None:
             raise NotFound(f"no job {job_id!r}")
-        if what == "terminal":
+        if what == CancelOutcome.ENDED:
             raise Conflict(f"job {job_id} has already ended: {job.status}", job_status=job.status)
-        if what == "canceled":
-            self.bus.publish(Change.of_job(job, "completed"))
-            return "canceled", job
-        self.bus.publish(Change.of_job(job, "status", {"cancel_requested": True}))
-        return "cancel_requested", job
+        if made is not None:
+            hook = lifecycle.Hook.COMPLETED if what == CancelOutcome.CANCELED else None
+            self.publish(made, hook=hook)
+        return what, job
 
     # -- retention ----------------------------------------------------------------------
 
@@ -497,30 +512,31 @@ class JobService:
         job = await self.get(account_id, job_id)
         if not job.terminal:
             raise Conflict(f"job {job_id} is {job.status}; cancel it first", job_status=job.status)
-        [expired] = await self.store.jobs.expire(job_id=job_id) or [job]
-        self._expired(expired)
-        return expired
+        done = await self.store.jobs.expire(lifecycle.expired(), job_id=job_id)
+        for made in done:
+            await self._expired(made)
+        return done[0][0] if done else job
 
     async def sweep(self) -> int:
         """Expire jobs past their retention; returns how many."""
-        jobs = await self.store.jobs.expire()
-        for job in jobs:
-            self._expired(job)
+        done = await self.store.jobs.expire(lifecycle.expired())
+        for made in done:
+            await self._expired(made)
         await self.store.idempotency.sweep()
-        return len(jobs)
+        return len(done)
 
-    def _expired(self, job: Job) -> None:
-        self.storage.delete_job(job.id)
-        self.bus.publish(Change.of_job(job, "status"))
+    async def _expired(self, made: tuple[Job, JobEvent]) -> None:
+        await asyncio.to_thread(self.storage.delete_job, made[0].id)
+        self.publish(made, outputs=())
 
     # -- for the worker ---------------------------------------------------------------
 
     async def resolver(self, job: Job) -> tuple[Callable[[str], Path], Path | None]:
         """Map each file reference in the job's input to a local path, checked against the
         job's account; and the trained model's artifact, if the job names one."""
-        engine = self.engine(job.engine)
+        info = self.info.get(job.engine)
         paths: dict[str, Path] = {}
-        for fmt, _path, ref in find_refs(engine.input_model.model_json_schema(), job.input):
+        for fmt, _path, ref in info.refs(job.input) if info else []:
             if fmt != FILE_FORMAT:
                 continue
             if ref.startswith("file_"):

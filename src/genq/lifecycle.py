@@ -21,7 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genq.store.records import Job
 
 
 class Status(StrEnum):
@@ -241,15 +244,16 @@ CANCELED_RUNNING = ErrorInfo("canceled", "canceled while running")
 CANCELED_LOST = ErrorInfo("canceled", "canceled while its worker was lost")
 
 
-def canceled_queued(estimate: int, now: datetime, model: ModelEnd | None) -> Step:
+def canceled_queued(job: Job, now: datetime) -> Step:
+    """A queued job was canceled: it never ran, everything held goes back."""
     return _ended(
         Status.CANCELED,
-        estimate=estimate,
+        estimate=job.credits_estimate,
         used=0,
         now=now,
         error=CANCELED_QUEUED,
         message=CANCELED_QUEUED.message,
-        model=model,
+        model=model_end(job.task, job.model_id, Status.CANCELED, [], CANCELED_QUEUED),
     )
 
 
@@ -280,38 +284,30 @@ SHUTDOWN = "re-queued: worker shut down"
 LOST = "re-queued: its worker stopped answering"
 
 
-def reaped(
-    *,
-    attempt: int,
-    max_attempts: int,
-    cancel_requested: bool,
-    estimate: int,
-    now: datetime,
-    model: ModelEnd | None,
-) -> Step:
+def reaped(job: Job, *, max_attempts: int, now: datetime) -> Step:
     """A job whose lease lapsed: canceled if a cancel was pending, re-queued while it has
     attempts left, else failed `worker_lost`."""
-    if cancel_requested:
+    if job.cancel_requested_at is not None:
         return _ended(
             Status.CANCELED,
-            estimate=estimate,
+            estimate=job.credits_estimate,
             used=0,
             now=now,
             error=CANCELED_LOST,
             message=CANCELED_LOST.message,
-            model=model,
+            model=model_end(job.task, job.model_id, Status.CANCELED, [], CANCELED_LOST),
         )
-    if attempt < max_attempts:
+    if job.attempt < max_attempts:
         return requeued(LOST)
-    msg = f"worker lost {max_attempts} times"
+    lost = ErrorInfo("worker_lost", f"worker lost {max_attempts} times", True)
     return _ended(
         Status.FAILED,
-        estimate=estimate,
+        estimate=job.credits_estimate,
         used=0,
         now=now,
-        error=ErrorInfo("worker_lost", msg, True),
-        message=msg,
-        model=model,
+        error=lost,
+        message=lost.message,
+        model=model_end(job.task, job.model_id, Status.FAILED, [], lost),
     )
 
 

@@ -1,7 +1,10 @@
 """Running one claimed job: the engine, its context, and every write fenced on the lease.
 
 Records from the engine (which may be on another thread) go through a queue to one
-flusher task; progress is coalesced to at most `PROGRESS_HZ` writes a second.
+flusher task, which writes whatever has piled up in one transaction: outputs and log
+lines in order, progress coalesced to at most `PROGRESS_HZ` writes a second (none in a
+job's first 1/PROGRESS_HZ seconds). The last progress report is folded into the
+job's final write, so a quick job costs its claim and its finish, nothing else.
 """
 
 from __future__ import annotations
@@ -10,23 +13,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from genq import lifecycle
 from genq.engines.context import Context, call_engine
 from genq.engines.contract import Engine, EngineError, JobCanceled, Log, Output, Progress, Record
 from genq.errors import LeaseLost
-from genq.events import Change, EventBus
+from genq.ids import utcnow
+from genq.lifecycle import ErrorInfo, Hook, Status, Step
 from genq.storage import Storage
 from genq.store import Store
-from genq.store.records import CANCELED, FAILED, SUCCEEDED, Claim, Job
+from genq.store.records import Claim, Job, JobOutput
 
 log = logging.getLogger(__name__)
 PROGRESS_HZ = 4.0
 _STOP = object()
+
+Publish = Callable[..., Job]
 
 
 class JobRun:
@@ -39,7 +46,7 @@ class JobRun:
         *,
         store: Store,
         storage: Storage,
-        bus: EventBus,
+        publish: Publish,
         cancel_grace_s: float,
         resolve_input: Callable[[str], Path],
         model: Path | None,
@@ -48,12 +55,15 @@ class JobRun:
         self.engine = engine
         self.store = store
         self.storage = storage
-        self.bus = bus
+        self.publish = publish
         self.cancel_grace_s = cancel_grace_s
         self.resolve_input = resolve_input
         self.model = model
         self.cancel_requested = asyncio.Event()
         self.lost = False
+        self.outputs: list[JobOutput] = []
+        self._written = 0  # outputs written so far
+        self._last_progress: Progress | None = None  # not written yet: folded into finish
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
 
@@ -71,11 +81,9 @@ class JobRun:
     def _sink(self, record: Record) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, record)
 
-    def _publish(self, job: Job, type: str, data: dict[str, Any] | None = None) -> None:
-        self.bus.publish(Change.of_job(job, type, data))
+    # -- the flusher ----------------------------------------------------------------------
 
     async def _flush(self) -> None:
-        """Write records in order; coalesce progress to PROGRESS_HZ writes a second."""
         try:
             await self._flush_loop()
         except LeaseLost:
@@ -83,43 +91,91 @@ class JobRun:
 
     async def _flush_loop(self) -> None:
         pending: Progress | None = None
-        last_write = 0.0
+        last_write = time.monotonic()
+        interval = 1 / PROGRESS_HZ
         while True:
             timeout = None
             if pending is not None:
-                timeout = max(0.0, last_write + 1 / PROGRESS_HZ - time.monotonic())
+                timeout = max(0.0, last_write + interval - time.monotonic())
             try:
                 async with asyncio.timeout(timeout):
-                    item = await self._queue.get()
+                    first = await self._queue.get()
             except TimeoutError:
-                item = None
-            if isinstance(item, Progress):
-                pending = item
-                if time.monotonic() - last_write < 1 / PROGRESS_HZ:
-                    continue
-            if pending is not None:  # due, or something else must not overtake it
-                job = await self.store.jobs.progress(self.claim, pending.pct, pending.message)
-                self._publish(job, "progress")
-                pending, last_write = None, time.monotonic()
-            if isinstance(item, Output):
-                job = await self.store.jobs.add_output(
-                    self.claim,
-                    {
-                        "name": item.name,
-                        "kind": item.kind,
-                        "content_type": item.content_type,
-                        "bytes": item.bytes,
-                        "sha256": item.sha256,
-                        "path": self.storage.relative(item.path),
-                        "meta": item.meta,
-                    },
-                )
-                self._publish(job, "output")
-            elif isinstance(item, Log):
-                job = await self.store.jobs.log(self.claim, item.level, item.message[:4000])
-                self._publish(job, "log")
-            elif item is _STOP:
+                first = None
+            batch = [first]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items: list[tuple[Step, Hook | None, Mapping[str, Any] | None]] = []
+            stop = False
+            for rec in batch:
+                if isinstance(rec, Progress):
+                    pending = rec
+                elif isinstance(rec, Output | Log):
+                    if pending is not None:  # nothing overtakes a progress report
+                        items.append(self._progress_item(pending))
+                        pending = None
+                    items.append(
+                        self._output_item(rec)
+                        if isinstance(rec, Output)
+                        else (lifecycle.logged(rec.level, rec.message[:4000]), None, None)
+                    )
+                elif rec is _STOP:
+                    stop = True
+            if stop:
+                self._last_progress = pending  # folded into the finish
+            elif pending is not None and time.monotonic() - last_write >= interval:
+                items.append(self._progress_item(pending))
+                pending = None
+            if items:
+                await self._write(items)
+                last_write = time.monotonic()
+            if stop:
                 return
+
+    @staticmethod
+    def _progress_item(p: Progress) -> tuple[Step, Hook | None, None]:
+        step = lifecycle.progressed(p.pct, p.message)
+        return step, step.hook, None
+
+    def _output_item(self, item: Output) -> tuple[Step, Hook | None, dict[str, Any]]:
+        path, position = self.storage.relative(item.path), len(self.outputs)
+        row = {
+            "name": item.name,
+            "kind": item.kind,
+            "content_type": item.content_type,
+            "bytes": item.bytes,
+            "sha256": item.sha256,
+            "path": path,
+            "meta": item.meta,
+            "position": position,
+        }
+        self.outputs.append(
+            JobOutput(
+                job_id=self.job_id,
+                name=item.name,
+                kind=item.kind,
+                content_type=item.content_type,
+                bytes=item.bytes,
+                sha256=item.sha256,
+                path=path,
+                meta=item.meta,
+                position=position,
+                created_at=utcnow(),
+            )
+        )
+        step = lifecycle.output_added(row)
+        return step, step.hook, row
+
+    async def _write(self, items: list[tuple[Step, Hook | None, Mapping[str, Any] | None]]) -> None:
+        made = await self.store.jobs.record(self.claim, [(s, row) for s, _, row in items])
+        count = self._written
+        for (_step, hook, row), pair in zip(items, made, strict=True):
+            count += row is not None
+            # the outputs as of this change
+            self.publish(pair, hook=hook, outputs=tuple(self.outputs[:count]))
+        self._written = count
+
+    # -- the run --------------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
@@ -131,15 +187,15 @@ class JobRun:
             )
         except Exception as exc:  # the runtime itself failed: fail the job, keep the worker
             log.exception("job %s: could not be run", self.job_id)
-            error = ("engine_error", f"{type(exc).__name__}: {exc}"[:2000], False)
+            error = ErrorInfo("engine_error", f"{type(exc).__name__}: {exc}"[:2000], False)
             with contextlib.suppress(LeaseLost):
-                job = await self.store.jobs.finish(self.claim, FAILED, error=error)
-                self._publish(job, "completed")
+                await self._finish(Status.FAILED, error)
 
     async def _run(self) -> None:
         job = self.claim.job
         out_dir = self.storage.new_output_dir(job.id)
-        self.storage.delete_job(job.id, keep=out_dir)  # leftovers of a lost attempt
+        if job.attempt > 1:  # leftovers of a lost attempt
+            await asyncio.to_thread(self.storage.delete_job, job.id, out_dir)
         data = self.engine.input_model.model_validate(job.input)
         ctx = Context(
             job_id=job.id,
@@ -149,17 +205,16 @@ class JobRun:
             resolve_input=self.resolve_input,
             model=self.model,
         )
-        started = await self.store.jobs.mark_running(self.claim)
-        self._publish(started, "status")
         flusher = asyncio.create_task(self._flush(), name=f"flush-{job.id}")
-        engine_task = asyncio.create_task(
-            self._call_with_timeout(ctx),
-            name=f"engine-{job.id}",
-        )
-        cancel_wait = asyncio.create_task(self.cancel_requested.wait())
+        engine_task = asyncio.create_task(self._call_with_timeout(ctx), name=f"engine-{job.id}")
         stopped = False
+        if not self.cancel_requested.is_set():
+            cancel_wait = asyncio.create_task(self.cancel_requested.wait())
+            try:
+                await asyncio.wait({engine_task, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                cancel_wait.cancel()
         try:
-            await asyncio.wait({engine_task, cancel_wait}, return_when=asyncio.FIRST_COMPLETED)
             if not engine_task.done():  # asked to stop: tell the engine, give it grace
                 stopped = True
                 ctx.cancel()
@@ -169,7 +224,6 @@ class JobRun:
                     with contextlib.suppress(BaseException):
                         await engine_task
         finally:
-            cancel_wait.cancel()
             if engine_task.done() and not engine_task.cancelled():
                 engine_task.exception()  # retrieved here; judged by _outcome
             ctx.close()  # a thread that runs on past this point writes nothing
@@ -181,35 +235,46 @@ class JobRun:
         if self.lost:
             return
         status, error = self._outcome(engine_task, stopped)
-        credits = job.credits_estimate if status == SUCCEEDED else 0
-        finished = await self.store.jobs.finish(
-            self.claim, status, error=error, credits_used=credits
+        await self._finish(status, error)
+
+    async def _finish(self, status: Status, error: ErrorInfo | None) -> None:
+        job = self.claim.job
+        pending = self._last_progress
+        model = lifecycle.model_end(
+            job.task, job.model_id, status, [(o.name, o.path) for o in self.outputs], error
         )
-        self._publish(finished, "completed")
+        step = lifecycle.finished(
+            status,
+            estimate=job.credits_estimate,
+            used=job.credits_estimate if status == Status.SUCCEEDED else 0,
+            now=utcnow(),
+            error=error,
+            message=pending.message if pending is not None else None,
+            model=model,
+            progress=pending.pct if pending is not None else None,
+        )
+        made = await self.store.jobs.fenced(self.claim, step)
+        self.publish(made, hook=step.hook, outputs=tuple(self.outputs))
 
     async def _call_with_timeout(self, ctx: Context) -> None:
         async with asyncio.timeout(self.engine.timeout_s):
             await call_engine(self.engine, ctx)
 
-    def _outcome(
-        self, task: asyncio.Task[None], stopped: bool
-    ) -> tuple[str, tuple[str, str, bool] | None]:
+    def _outcome(self, task: asyncio.Task[None], stopped: bool) -> tuple[Status, ErrorInfo | None]:
         if stopped or task.cancelled():
-            return CANCELED, ("canceled", "canceled while running", False)
+            return Status.CANCELED, lifecycle.CANCELED_RUNNING
         exc = task.exception()
         if exc is None:
-            return SUCCEEDED, None
+            return Status.SUCCEEDED, None
         if isinstance(exc, JobCanceled):
-            return CANCELED, ("canceled", "canceled while running", False)
+            return Status.CANCELED, lifecycle.CANCELED_RUNNING
         if isinstance(exc, TimeoutError):
-            return FAILED, (
-                "timeout",
-                f"engine ran past its {self.engine.timeout_s:g} s limit",
-                True,
+            return Status.FAILED, ErrorInfo(
+                "timeout", f"engine ran past its {self.engine.timeout_s:g} s limit", True
             )
         if isinstance(exc, EngineError):
-            return FAILED, (exc.code, str(exc), exc.retryable)
+            return Status.FAILED, ErrorInfo(exc.code, str(exc), exc.retryable)
         if isinstance(exc, ValidationError):
-            return FAILED, ("invalid_input", str(exc), False)
+            return Status.FAILED, ErrorInfo("invalid_input", str(exc))
         log.warning("job %s: engine %s raised", self.job_id, self.engine.name, exc_info=exc)
-        return FAILED, ("engine_error", f"{type(exc).__name__}: {exc}"[:2000], False)
+        return Status.FAILED, ErrorInfo("engine_error", f"{type(exc).__name__}: {exc}"[:2000])

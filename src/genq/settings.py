@@ -7,7 +7,7 @@ Nothing reads the environment at import: build a `Settings()` (or pass values) i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,21 +20,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path(".genq"), description="SQLite file, outputs and uploads live here")
     database_url: str = Field("", description="SQLAlchemy URL; default SQLite in data_dir")
-    db_pool_size: int = Field(10, ge=1, description="connections each process keeps open")
-    db_max_overflow: int = Field(10, ge=0, description="extra connections allowed under load")
-    db_pool_timeout_s: float = Field(30.0, gt=0, description="wait for a free connection")
-    pg_listen: bool = Field(
-        True, description="PostgreSQL: learn of other processes' job events by LISTEN/NOTIFY"
+    db_pool_size: int = Field(
+        10, ge=1, description="PostgreSQL: connections (and threads) each process keeps"
     )
+    db_readers: int = Field(4, ge=1, description="SQLite: read connections (one writer besides)")
     pg_event_poll_s: float = Field(
-        2.0, gt=0, description="PostgreSQL with LISTEN: the event log's safety-net poll"
-    )
-    dispatch: Literal["auto", "claim", "procrastinate"] = Field(
-        "auto",
-        description="how workers get jobs: auto = procrastinate on PostgreSQL, claim on SQLite",
-    )
-    dispatch_retry_s: int = Field(
-        1, ge=1, description="procrastinate: a token that found its engine full retries after"
+        2.0, gt=0, description="PostgreSQL: the event log's safety-net poll (LISTEN does the rest)"
     )
     public_url: str = Field("", description="Base URL used in links; default http://HOST:PORT")
     host: str = "127.0.0.1"
@@ -51,7 +42,12 @@ class Settings(BaseSettings):
         1.0, gt=0, description="how often an idle worker looks for work from other processes"
     )
     event_poll_s: float = Field(
-        0.1, gt=0, description="how often the API tails the event log for other processes"
+        0.05,
+        gt=0,
+        description="SQLite: how often an idle process looks for other processes' commits",
+    )
+    job_cache_bytes: int = Field(
+        64 << 20, ge=0, description="memory for serialized job bodies (the status cache)"
     )
     cancel_grace_s: float = Field(10.0, ge=0, description="how long a canceled engine may run on")
     shutdown_grace_s: float = Field(20.0, ge=0, description="SIGTERM: finish in-flight jobs")
@@ -92,14 +88,6 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'genq.db'}"
-
-    @property
-    def uses_procrastinate(self) -> bool:
-        """Whether dispatch runs on Procrastinate (every process of a deployment must
-        agree: the API defers a token per queued job that only such workers take)."""
-        if self.dispatch == "auto":
-            return self.db_url.startswith("postgresql")
-        return self.dispatch == "procrastinate"
 
     @property
     def base_url(self) -> str:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)  # then give up
 TIMEOUT_S = 15.0
 MAX_RETRY_AFTER_S = 86400.0
+IDLE_S = 30.0  # an idle sender looks at the outbox at least this often
 
 
 def new_secret() -> str:
@@ -106,7 +107,8 @@ class WebhookSender:
         self._unsubscribe = bus.subscribe(self._on_change)
 
     def _on_change(self, change: Change) -> None:
-        self._wake.set()
+        if change.webhook:  # a delivery was written with this change
+            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,11 +136,13 @@ class WebhookSender:
                 sent = 0
             if sent:
                 continue
-            timeout = 1.0
+            # asleep until a change writes a delivery, or the next retry is due (other
+            # processes' retries too, at the latest after IDLE_S)
+            timeout = IDLE_S
             with contextlib.suppress(Exception):
                 due = await self.store.webhooks.next_due()
                 if due is not None:
-                    timeout = min(1.0, max(0.0, (due - utcnow()).total_seconds()))
+                    timeout = min(IDLE_S, max(0.0, (due - utcnow()).total_seconds()))
             await wait_event(self._wake, timeout)
 
     async def send_due(self) -> int:
@@ -194,7 +198,7 @@ class WebhookSender:
             )
             return
         now = utcnow()
-        data = await self.jobs.render(job, outputs)
+        data = self.jobs.render(job, outputs)
         fmt = (job.webhook or {}).get("format")
         if fmt in self.formats:
             body = orjson.dumps(self.formats[fmt](data))

@@ -1,14 +1,15 @@
 """The worker: claims jobs, runs them, renews their leases and reaps lost ones.
 
-`genq serve` runs one inside the API process; `genq worker` runs it alone. Any
-number of workers may share one database: the claim is atomic, every write is
-fenced on (job id, attempt, owner), and the reaper re-queues what a dead worker
-held once its lease lapses.
+`genq serve` runs one inside the API process; `genq worker` runs it alone. Any number
+of workers may share one database: the claim is one atomic operation that counts
+per-engine and per-account limits across all of them, every write is fenced on (job
+id, attempt, owner), and the reaper re-queues what a dead worker held once its lease
+lapsed (the reaper is a statement of its own, never queued behind other work).
 
-Two dispatchers feed it, behind the same claim: the built-in claim loop (SQLite, and
-PostgreSQL with GENQ_DISPATCH=claim) wakes on local changes and polls for other
-processes' jobs; with Procrastinate (PostgreSQL's default, `genq.dispatch`) each
-fetched token claims one job of its engine.
+A worker claims when it has a free slot and there is work for it: the board (fed by
+the event bus, so by other processes' submissions too) tells it so without a query.
+It writes nothing while there is nothing to do: when idle it only reads, every
+`poll_interval_s`, whether queued work exists that it somehow did not hear of.
 """
 
 from __future__ import annotations
@@ -19,26 +20,27 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from genq import lifecycle
 from genq.aio import wait_event
 from genq.engines.context import limit_native_threads
 from genq.engines.contract import Engine
 from genq.events import Change, EventBus
-from genq.ids import token
-from genq.runtime import JobRun
+from genq.ids import token, utcnow
+from genq.jobcache import Board
+from genq.lifecycle import Status
+from genq.runtime import JobRun, Publish
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
-from genq.store.records import QUEUED, Claim, Job
-
-if TYPE_CHECKING:
-    from genq.dispatch import ProcrastinateDispatch
+from genq.store.records import Claim, Job
 
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[Job], Awaitable[tuple[Callable[[str], Path], Path | None]]]
+FOLD_EVERY = 6  # reaper rounds between folds of settled credits into balances
 
 
 class Worker:
@@ -49,6 +51,8 @@ class Worker:
         storage: Storage,
         engines: Mapping[str, Engine],
         bus: EventBus,
+        board: Board,
+        publish: Publish,
         settings: Settings,
         resolver: Resolver,
         slots: int | None = None,
@@ -57,23 +61,21 @@ class Worker:
         self.store = store
         self.storage = storage
         self.engines = dict(engines)
+        self.limits = {n: e.concurrency for n, e in self.engines.items()}
         self.bus = bus
+        self.board = board
+        self.publish = publish
         self.settings = settings
         self.resolver = resolver
         self.slots = slots or settings.worker_slots
-        self.account_limits = {n: p.concurrent_jobs for n, p in settings.plan_table.items()}
         self.owner = name or f"{socket.gethostname()}:{os.getpid()}:{token(4)}"
         self.runs: dict[str, JobRun] = {}
+        self.claims = 0  # claim operations run (for tests and benchmarks)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._run_tasks: dict[str, asyncio.Task[None]] = {}
         self._unsubscribe: Callable[[], None] | None = None
-        self.dispatch: ProcrastinateDispatch | None = None
-        if settings.uses_procrastinate:
-            from genq.dispatch import ProcrastinateDispatch
-
-            self.dispatch = ProcrastinateDispatch(self)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -81,19 +83,15 @@ class Worker:
         limit_native_threads()
         self._unsubscribe = self.bus.subscribe(self._on_change)
         self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="genq-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="genq-heartbeat"),
             asyncio.create_task(self._reaper_loop(), name="genq-reaper"),
         ]
-        if self.dispatch is not None:
-            await self.dispatch.start()
-        else:
-            self._tasks.append(asyncio.create_task(self._claim_loop(), name="genq-claim"))
         log.info(
-            "worker %s started: %d slots, engines %s, dispatch %s",
+            "worker %s started: %d slots, engines %s",
             self.owner,
             self.slots,
             ", ".join(sorted(self.engines)),
-            "procrastinate" if self.dispatch else "claim loop",
         )
 
     async def stop(self, grace: float | None = None) -> None:
@@ -102,21 +100,20 @@ class Worker:
         grace = self.settings.shutdown_grace_s if grace is None else grace
         self._stopping.set()
         self._wake.set()
-        if self.dispatch is not None:
-            self.dispatch.stop_fetching()
         if self._run_tasks:
             await asyncio.wait(set(self._run_tasks.values()), timeout=grace)
         for run in list(self.runs.values()):
             run.lose_lease()  # its engine is told to stop; nothing more gets written
-            job = await self.store.jobs.release(run.claim, "re-queued: worker shut down")
-            if job:
-                self.bus.publish(Change.of_job(job, "status"))
+            with contextlib.suppress(Exception):
+                made = await self.store.jobs.release(
+                    run.claim, lifecycle.requeued(lifecycle.SHUTDOWN)
+                )
+                if made is not None:
+                    self.publish(made)
         if self._run_tasks:
             await asyncio.wait(
                 set(self._run_tasks.values()), timeout=self.settings.cancel_grace_s + 1
             )
-        if self.dispatch is not None:
-            await self.dispatch.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -142,55 +139,53 @@ class Worker:
             run.request_cancel()
 
     def _on_change(self, change: Change) -> None:
-        if change.status == QUEUED and change.job_id not in self.runs:
-            self._wake.set()
+        if change.status == Status.QUEUED:
+            if change.engine in self.limits and change.job_id not in self.runs:
+                self._wake.set()
         elif change.data.get("cancel_requested") and change.job_id in self.runs:
             self.runs[change.job_id].request_cancel()
+        elif change.terminal and change.job_id not in self.runs and self._work_waiting():
+            self._wake.set()  # a slot freed elsewhere: jobs held back by a limit may run now
 
     # -- loops ------------------------------------------------------------------------
 
+    def _work_waiting(self) -> bool:
+        return any(self.board.queued(e) for e in self.limits)
+
     async def _claim_loop(self) -> None:
+        probe = True  # at start, and after a quiet spell: look for work not heard of
         while not self._stopping.is_set():
             self._wake.clear()
+            claimed = 0
             try:
-                claimed = await self.claim_once()
+                if len(self.runs) < self.slots and (
+                    self._work_waiting() or (probe and await self.store.jobs.probe(self.limits))
+                ):
+                    claimed = await self.claim_once()
             except Exception:
                 log.exception("claim failed")
-                claimed = 0
+            probe = False
             if claimed and len(self.runs) < self.slots:
                 continue  # there may be more
-            await wait_event(self._wake, self.settings.poll_interval_s)
+            if not await wait_event(self._wake, self.settings.poll_interval_s):
+                probe = True
 
     async def claim_once(self) -> int:
         free = self.slots - len(self.runs)
         if free <= 0 or self._stopping.is_set():
             return 0
-        limits = {name: e.concurrency for name, e in self.engines.items()}
-        return len(await self._claim(free, limits))
+        return len(await self._claim(free, self.limits))
 
-    async def claim_engine(self, engine: str, *, dispatch_id: int) -> Claim | None:
-        """Claim and start the oldest eligible queued job of `engine` for a Procrastinate
-        token; None if none may run now."""
-        if self.slots - len(self.runs) <= 0:
-            return None
-        claims = await self._claim(
-            1, {engine: self.engines[engine].concurrency}, dispatch_id=dispatch_id
-        )
-        return claims[0] if claims else None
-
-    async def _claim(
-        self, slots: int, limits: dict[str, int], dispatch_id: int | None = None
-    ) -> list[Claim]:
-        claims = await self.store.jobs.claim(
-            self.owner,
-            slots=slots,
-            limits=limits,
-            lease_s=self.settings.lease_s,
-            account_limits=self.account_limits,
-            dispatch_id=dispatch_id,
-        )
-        for claim in claims:
-            self.bus.publish(Change.of_job(claim.job, "status"))
+    async def _claim(self, slots: int, limits: dict[str, int]) -> list[Claim]:
+        now = utcnow()
+        step = lifecycle.claimed(self.owner, now + timedelta(seconds=self.settings.lease_s), now)
+        self.claims += 1
+        made = await self.store.jobs.claim_events(self.owner, slots=slots, limits=limits, step=step)
+        claims = []
+        for pair in made:
+            job = self.publish(pair, hook=step.hook, outputs=())
+            claim = Claim(job=job, owner=self.owner, attempt=job.attempt)
+            claims.append(claim)
             await self._start(claim)
         return claims
 
@@ -201,7 +196,7 @@ class Worker:
             self.engines[claim.job.engine],
             store=self.store,
             storage=self.storage,
-            bus=self.bus,
+            publish=self.publish,
             cancel_grace_s=self.settings.cancel_grace_s,
             resolve_input=resolve,
             model=model,
@@ -223,7 +218,8 @@ class Worker:
             await run.run()
         finally:
             self.runs.pop(run.job_id, None)
-            self._wake.set()
+            if self._work_waiting():
+                self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_s / 3
@@ -246,22 +242,30 @@ class Worker:
                 run.request_cancel()
 
     async def _reaper_loop(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(self.settings.reaper_interval_s)
+            rounds += 1
             try:
                 await self.reap_once()
+                if rounds % FOLD_EVERY == 0:
+                    await self.store.jobs.fold_credits()
             except Exception:
                 log.exception("reaper failed")
 
     async def reap_once(self) -> list[Job]:
-        jobs = await self.store.jobs.reap(self.settings.max_attempts)
-        if self.dispatch is not None:
-            missing = await self.store.jobs.top_up_tokens()
-            if missing:
-                log.warning("queued jobs without a Procrastinate token: deferred %d", missing)
-        for job in jobs:
+        now, max_attempts = utcnow(), self.settings.max_attempts
+
+        def step_for(job: Job) -> lifecycle.Step:
+            return lifecycle.reaped(job, max_attempts=max_attempts, now=now)
+
+        made = await self.store.jobs.reap(step_for)
+        jobs = []
+        for pair in made:
+            job = pair[0]
             log.warning("reaped job %s: now %s", job.id, job.status)
-            self.bus.publish(Change.of_job(job, "completed" if job.terminal else "status"))
+            hook = lifecycle.Hook.COMPLETED if job.terminal else None
+            jobs.append(self.publish(pair, hook=hook))
         if jobs:
             self._wake.set()
         return jobs

@@ -18,9 +18,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from genq.ids import new_id, utcnow
+from genq import lifecycle
+from genq.ids import utcnow
 from genq.store import Store
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, job_record, make_settings
 
 # genq's extension header: engine input the provider has no field for (no delay here)
 FAST = {"X-Genq-Input": json.dumps({"delay_s": 0})}
@@ -107,22 +108,16 @@ def expired_job(server: LiveServer, key: str, metadata: dict[str, Any] | None = 
         store = Store(server.settings.db_url)
         try:
             now = utcnow()
-            job = await store.jobs.create(
-                {
-                    "id": new_id("job"),
-                    "account_id": owner,
-                    "engine": "demo/noop",
-                    "task": "noop",
-                    "input": {},
-                    "metadata": metadata or {},
-                    "webhook": None,
-                    "credits_estimate": 0,
-                    "model_id": None,
-                    "parent_id": None,
-                    "status": "expired",
-                    "expires_at": now,
-                    "completed_at": now,
-                }
+            job, _ = await store.jobs.create(
+                job_record(
+                    owner,
+                    engine="demo/noop",
+                    metadata=metadata or {},
+                    status="expired",
+                    expires_at=now,
+                    completed_at=now,
+                ),
+                lifecycle.created(),
             )
             return job.id
         finally:

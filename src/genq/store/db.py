@@ -159,7 +159,7 @@ class Cx:
 def dt_of(value: Any) -> datetime | None:
     """A timestamp read back (SQLite: text in UTC; PostgreSQL: aware, UTC session)."""
     if value is None or isinstance(value, datetime):
-        return value  # type: ignore[no-any-return]
+        return value
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 

@@ -21,7 +21,12 @@ def _find(cx: Cx, account_id: str, key: str) -> IdempotencyRecord | None:
 
 @autocommit
 def _begin(
-    cx: Cx, account_id: str, key: str, request_hash: str, ttl_s: float, stale_s: float,
+    cx: Cx,
+    account_id: str,
+    key: str,
+    request_hash: str,
+    ttl_s: float,
+    stale_s: float,
     now: datetime,
 ) -> IdempotencyRecord | None:
     p = {"a": account_id, "k": key}
@@ -39,8 +44,7 @@ def _begin(
         cx.execute(
             "INSERT INTO idempotency_keys (account_id, key, request_hash, state, created_at,"
             " expires_at) VALUES (%(a)s, %(k)s, %(h)s, 'in_flight', %(t)s, %(x)s)",
-            {**p, "h": request_hash, "t": cx.ts(now),
-             "x": cx.ts(now + timedelta(seconds=ttl_s))},
+            {**p, "h": request_hash, "t": cx.ts(now), "x": cx.ts(now + timedelta(seconds=ttl_s))},
         )
     except IntegrityError:  # a twin inserted it first (PostgreSQL: autocommit, no harm)
         return _find(cx, account_id, key)
@@ -84,9 +88,7 @@ class IdempotencyStore:
     ) -> IdempotencyRecord | None:
         """Claim `key` for a new request: None when this request should run, else the
         existing record (done: replay it; in flight: a twin is running)."""
-        return await self.db.write(
-            _begin, account_id, key, request_hash, ttl_s, stale_s, utcnow()
-        )
+        return await self.db.write(_begin, account_id, key, request_hash, ttl_s, stale_s, utcnow())
 
     async def finish(
         self, account_id: str, key: str, status_code: int, headers: dict[str, str], body: bytes

@@ -125,9 +125,7 @@ _HOLD = (
 
 
 @autocommit
-def _create(
-    cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None
-) -> Transitioned:
+def _create(cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None) -> Transitioned:
     now = job.created_at
     p: dict[str, Any] = {"n": job.credits_estimate, "a": job.account_id}
     cols = Job.COLUMNS
@@ -353,7 +351,10 @@ def _probe(cx: Cx, engines: Sequence[str]) -> list[str]:
     """The engines among `engines` with queued jobs."""
     found = []
     for e in engines:
-        if cx.one("SELECT 1 FROM jobs WHERE status = 'queued' AND engine = %(e)s LIMIT 1", {"e": e}):
+        row = cx.one(
+            "SELECT 1 FROM jobs WHERE status = 'queued' AND engine = %(e)s LIMIT 1", {"e": e}
+        )
+        if row is not None:
             found.append(e)
     return found
 
@@ -515,15 +516,28 @@ def _last_event_id(cx: Cx) -> int:
     return int(cx.scalar("SELECT coalesce(max(id), 0) FROM job_events"))
 
 
-def foreign_events(cx: Cx, after_id: int) -> tuple[int, list[JobEvent]]:
-    """SQLite: events committed after `after_id` (by other processes), in order."""
-    events: list[JobEvent] = []
+def _changes_since(cx: Cx, event_id: int, limit: int) -> list[tuple[JobEvent, str, bool]]:
+    """Events after `event_id` (PostgreSQL: below the watermark) with their job's engine
+    and whether a webhook delivery was written with them."""
+    where = "e.id > %(id)s" + (f" AND e.id < {_WATERMARK}" if cx.postgres else "")
+    rows = cx.all(
+        f"SELECT {JobEvent.select('e')}, j.engine, EXISTS (SELECT 1 FROM webhook_deliveries w"
+        " WHERE w.job_id = e.job_id AND w.seq = e.seq) FROM job_events e"
+        f" JOIN jobs j ON j.id = e.job_id WHERE {where} ORDER BY e.id LIMIT %(limit)s",
+        {"id": event_id, "limit": limit},
+    )
+    return [(JobEvent.of(r[:-2]), r[-2], bool(r[-1])) for r in rows]
+
+
+def foreign_reader(cx: Cx, after_id: int) -> tuple[int, list[tuple[JobEvent, str, bool]]]:
+    """SQLite's writer: events other processes committed after `after_id`, in order."""
+    found: list[tuple[JobEvent, str, bool]] = []
     while True:
-        batch = _events_since(cx, after_id, None, 5000)
-        events += batch
+        batch = _changes_since(cx, after_id, 5000)
+        found += batch
         if len(batch) < 5000:
-            return (events[-1].id if events else after_id), events
-        after_id = batch[-1].id
+            return (found[-1][0].id if found else after_id), found
+        after_id = batch[-1][0].id
 
 
 def _nonterminal(cx: Cx) -> list[tuple[str, str, str, str]]:
@@ -741,6 +755,15 @@ class JobStore:
     async def last_event_id(self) -> int:
         return await self.db.read(_last_event_id)
 
+    async def changes_since(
+        self, event_id: int, limit: int = 1000
+    ) -> list[tuple[JobEvent, str, bool]]:
+        """Like `events_since` (all accounts), each with its job's engine and whether a
+        webhook delivery was written with it."""
+        return await self.db.read(_changes_since, event_id, limit)
+
+    foreign_reader = staticmethod(foreign_reader)
+
 
 __all__ = [
     "ENDED",
@@ -748,5 +771,5 @@ __all__ = [
     "EventType",
     "JobStore",
     "Transitioned",
-    "foreign_events",
+    "foreign_reader",
 ]

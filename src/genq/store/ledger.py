@@ -32,8 +32,12 @@ def _balance(cx: Cx, account_id: str) -> int:
 @autocommit
 def _grant(cx: Cx, account_id: str, amount: int, note: str | None, now: datetime) -> int:
     p = {"a": account_id, "n": amount}
-    cond = "" if amount >= 0 else " AND balance + coalesce((SELECT sum(u.amount) FROM" \
+    cond = (
+        ""
+        if amount >= 0
+        else " AND balance + coalesce((SELECT sum(u.amount) FROM"
         " credit_unfolded u WHERE u.account_id = accounts.id), 0) >= -%(n)s"
+    )
     balance = cx.scalar(
         f"UPDATE accounts SET balance = balance + %(n)s WHERE id = %(a)s{cond} RETURNING balance",
         p,
@@ -51,8 +55,14 @@ def _grant(cx: Cx, account_id: str, amount: int, note: str | None, now: datetime
     cx.execute(
         "INSERT INTO credit_ledger (account_id, job_id, kind, amount, balance_after, note,"
         " created_at) VALUES (%(a)s, NULL, %(k)s, %(n)s, %(b)s, %(note)s, %(t)s)",
-        {"a": account_id, "k": kind.value, "n": abs(amount), "b": balance, "note": note,
-         "t": cx.ts(now)},
+        {
+            "a": account_id,
+            "k": kind.value,
+            "n": abs(amount),
+            "b": balance,
+            "note": note,
+            "t": cx.ts(now),
+        },
     )
     return int(balance) + int(
         cx.scalar(

@@ -140,9 +140,7 @@ def insert_outbox(cx: Cx, jobs: Sequence[Job], hook: str, ts: Any) -> None:
     )
 
 
-def write_settlement(
-    cx: Cx, job: Job, ledger: Sequence[tuple[LedgerKind, int]], ts: Any
-) -> None:
+def write_settlement(cx: Cx, job: Job, ledger: Sequence[tuple[LedgerKind, int]], ts: Any) -> None:
     """Ledger rows of an ended job, and what it gives back, not yet folded into the
     account's balance (SQLite)."""
     p: dict[str, Any] = {"a": job.account_id, "j": job.id, "now": ts}
@@ -189,14 +187,17 @@ def insert_events(
 
 # -- PostgreSQL: one statement per step ----------------------------------------------------
 
+
 def effects_pg(step: Step, p: dict[str, Any], cx: Cx, now: datetime) -> str:
     """The CTEs of a step's effects on `upd` (the updated rows), and their params."""
     ctes = []
     p["t"] = step.event.value
     p["d"] = cx.json(dict(step.data))
     p["now"] = now
-    data = "%(d)s::jsonb" if step.event == EventType.LOG else (
-        "%(d)s::jsonb || jsonb_build_object('status', upd.status)"
+    data = (
+        "%(d)s::jsonb"
+        if step.event == EventType.LOG
+        else ("%(d)s::jsonb || jsonb_build_object('status', upd.status)")
     )
     ctes.append(
         "ev AS (INSERT INTO job_events (job_id, account_id, seq, type, data, created_at)"
@@ -298,7 +299,5 @@ def rows_pg(rows: list[Any], step: Step, now: datetime) -> list[tuple[Job, JobEv
     for row in rows:
         job = Job.of(row[:-1])
         data = event_data(step, job.status)
-        out.append(
-            (job, JobEvent(row[-1], job.id, job.account_id, job.seq, step.event, data, now))
-        )
+        out.append((job, JobEvent(row[-1], job.id, job.account_id, job.seq, step.event, data, now)))
     return out

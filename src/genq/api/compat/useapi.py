@@ -316,7 +316,7 @@ async def _busy_check(genq: Genq, account_id: str, max_jobs: int | None) -> None
         return
     running = [
         j.id
-        for j in await genq.store.jobs.page(account_id, status=NON_TERMINAL, limit=1000)
+        for j, _ in await genq.store.jobs.page(account_id, status=NON_TERMINAL, limit=1000)
         if j.metadata.get("compat") == NAME
     ]
     if len(running) >= max_jobs:

@@ -15,8 +15,8 @@ from genq.api.deps import App, Caller, Creator, idempotent, json_body
 from genq.api.schemas import PROBLEMS, JobCreate, JobList, JobOut
 from genq.core import Genq
 from genq.errors import InvalidInput
-from genq.jobs import CachedJob
-from genq.store.records import NON_TERMINAL, TERMINAL
+from genq.jobcache import CachedJob
+from genq.lifecycle import NON_TERMINAL, TERMINAL, CancelOutcome
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JSON = "application/json"
@@ -26,13 +26,13 @@ _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait=(\d+(?:\.\d+)?)")
 
 def job_response(
     item: CachedJob,
-    genq_retry: int | None,
+    genq_retry: str | None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
     h = {"ETag": item.etag, "Cache-Control": "no-cache"}
     if genq_retry is not None and item.status in NON_TERMINAL:
-        h["Retry-After"] = str(genq_retry)
+        h["Retry-After"] = genq_retry
     if headers:
         h.update(headers)
     return Response(item.body, status_code=status_code, media_type=JSON, headers=h)
@@ -72,7 +72,7 @@ async def _create_job(request: Request, genq: Genq, caller: Principal) -> Respon
         metadata=body.metadata,
         webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
     )
-    item = await genq.jobs.entry(job)
+    item = genq.jobs.entry(job)
     wait = _PREFER_WAIT.search(request.headers.get("prefer", ""))
     status_code = 202
     extra = {"Location": f"/v1/jobs/{job.id}"}
@@ -135,7 +135,7 @@ async def get_job(
     if seen is not None and seen == item.etag:
         h = {"ETag": item.etag}
         if item.status in NON_TERMINAL:
-            h["Retry-After"] = str(retry)
+            h["Retry-After"] = retry
         return Response(status_code=304, headers=h)
     return job_response(item, retry)
 
@@ -158,7 +158,9 @@ async def cancel_job(job_id: str, genq: App, caller: Caller) -> Response:
     what, _job = await genq.jobs.cancel(caller.account.id, job_id)
     item = await genq.jobs.body(caller.account.id, job_id)
     body = orjson.loads(item.body)
-    body["cancel"] = what
+    body["cancel"] = str(what)
     return Response(
-        orjson.dumps(body), status_code=200 if what == "canceled" else 202, media_type=JSON
+        orjson.dumps(body),
+        status_code=200 if what == CancelOutcome.CANCELED else 202,
+        media_type=JSON,
     )

@@ -100,7 +100,7 @@ async def train_model(model_id: str, request: Request, genq: App, caller: Creato
         else:
             body = ModelTrain()
         job = await genq.models.train(caller.account, model_id, body.input)
-        item = await genq.jobs.entry(job)
+        item = genq.jobs.entry(job)
         return Response(
             item.body,
             status_code=202,

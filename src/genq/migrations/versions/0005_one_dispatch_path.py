@@ -166,9 +166,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("account_limit", sa.Integer(), server_default="1000000", nullable=False)
         )
-    cases = " ".join(
-        f"WHEN '{p.name}' THEN {p.concurrent_jobs}" for p in DEFAULT_PLANS.values()
-    )
+    cases = " ".join(f"WHEN '{p.name}' THEN {p.concurrent_jobs}" for p in DEFAULT_PLANS.values())
     op.execute(
         "UPDATE jobs SET account_limit = CASE (SELECT a.plan FROM accounts a"
         f" WHERE a.id = jobs.account_id) {cases} ELSE 1000000 END"
@@ -204,8 +202,10 @@ def downgrade() -> None:
     bind = op.get_bind()
     postgres = bind.dialect.name == "postgresql"
     if postgres:
-        op.execute("DROP FUNCTION IF EXISTS genq_claim(text, text[], int[], int, int, text,"
-                   " timestamptz, timestamptz, float8, text)")
+        op.execute(
+            "DROP FUNCTION IF EXISTS genq_claim(text, text[], int[], int, int, text,"
+            " timestamptz, timestamptz, float8, text)"
+        )
         op.execute("DROP TRIGGER IF EXISTS genq_job_event_id ON job_events")
         op.execute("DROP FUNCTION IF EXISTS genq_job_event_id()")
         op.execute(
