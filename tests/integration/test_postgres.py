@@ -1,6 +1,7 @@
 """genq on the real PostgreSQL server (always, whatever GENQ_TEST_DB says): worker
-processes and an API-only server on one database, crash recovery, the LISTEN/NOTIFY
-bus (latency, reconnect) and event ids that commit out of order."""
+processes and an API-only server on one database, crash recovery, the claim's limits
+and locks, the LISTEN/NOTIFY bus (latency, reconnect) and event ids that commit out of
+order."""
 
 from __future__ import annotations
 
@@ -13,18 +14,25 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 
-from genq.events import Change, EventBus
+from genq import lifecycle
+from genq.events import Change, EventBus, PgFollower
 from genq.ids import new_id, utcnow
-from genq.pgbus import APPLICATION_NAME, PgListener, PgTailer, conninfo
 from genq.store import Store
-from genq.store import tables as t
-from tests.conftest import GENQ, ROOT, LiveServer, genq_env, make_settings, pg, wait_for
+from tests.conftest import (
+    GENQ,
+    ROOT,
+    LiveServer,
+    genq_env,
+    job_record,
+    make_settings,
+    pg,
+    wait_for,
+)
 
 T = TypeVar("T")
 
@@ -113,8 +121,8 @@ def test_workers_and_api_share_one_database(api_only: LiveServer, db_url: str) -
             return [(await store.jobs.get(j)).attempt for j in ids]  # type: ignore[union-attr]
 
         assert on_store(db_url, check) == [1] * 10
-        assert api_only.genq.listener is not None
-        assert api_only.genq.listener.notifications > 0
+        follower = api_only.genq.follower
+        assert isinstance(follower, PgFollower) and follower.notifications > 0
     finally:
         stop_workers(workers)
 
@@ -187,51 +195,7 @@ def test_killed_worker_job_is_recovered_by_the_other_and_charged_once(
         stop_workers(workers)
 
 
-# -- Procrastinate dispatch --------------------------------------------------------
-
-
-def tokens(db_url: str) -> dict[str, int]:
-    async def waiting(store: Store) -> dict[str, int]:
-        return await store.jobs.waiting_tokens()
-
-    return on_store(db_url, waiting)
-
-
-def test_each_queued_job_commits_with_a_token(api_only: LiveServer, db_url: str) -> None:
-    with api_only.client(api_only.new_key()) as api:
-        ids = [
-            api.post("/v1/jobs", json={"engine": e, "input": {"seconds": 1}}).json()["id"]
-            for e in ("test/sleep", "test/sleep", "test/sync-sleep")
-        ]
-        assert tokens(db_url) == {"test/sleep": 2, "test/sync-sleep": 1}
-        assert api.post(f"/v1/jobs/{ids[0]}/cancel").json()["status"] == "canceled"
-        assert tokens(db_url) == {"test/sleep": 1, "test/sync-sleep": 1}
-    # a create that fails after the job row and its token were written (the credit
-    # hold comes next) leaves neither behind
-    with api_only.client(api_only.new_key("bob", "free", credits=0)) as poor:
-        r = poor.post("/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 1}})
-        assert r.status_code == 402
-    assert tokens(db_url) == {"test/sleep": 1, "test/sync-sleep": 1}
-
-
-async def test_missing_tokens_are_deferred_again(db_url: str) -> None:
-    account_id = await new_account(db_url)
-    await add_jobs(db_url, account_id, 3)
-    store = Store(db_url)
-    try:
-        assert await store.jobs.waiting_tokens() == {"e": 3}
-        async with store.db.write() as conn:
-            await conn.execute(
-                sa.text(
-                    "DELETE FROM procrastinate_jobs WHERE id IN"
-                    " (SELECT id FROM procrastinate_jobs LIMIT 2)"
-                )
-            )
-        assert await store.jobs.top_up_tokens() == 2
-        assert await store.jobs.top_up_tokens() == 0
-        assert await store.jobs.waiting_tokens() == {"e": 3}
-    finally:
-        await store.close()
+# -- the claim ------------------------------------------------------------------------
 
 
 def test_engine_limit_holds_across_worker_processes(api_only: LiveServer, db_url: str) -> None:
@@ -257,22 +221,17 @@ def test_engine_limit_holds_across_worker_processes(api_only: LiveServer, db_url
             running += step
             most = max(most, running)
         assert most == 2
-        assert tokens(db_url) == {}
     finally:
         stop_workers(workers)
 
 
-def test_cancel_of_a_running_job_arrives_through_procrastinate(
+def test_cancel_of_a_running_job_reaches_its_worker_at_once(
     api_only: LiveServer, db_url: str
 ) -> None:
-    # the worker's other ways to learn of the cancel are slowed right down: its
-    # heartbeat (every lease_s / 3 = 20 s) and the event bus (no LISTEN, 30 s poll)
+    # the worker's heartbeat (every lease_s / 3 = 20 s) would notice too, much later:
+    # the cancel reaches it as a change on the bus (NOTIFY)
     data = api_only.settings.data_dir
-    workers = [
-        start_worker(
-            data, db_url, GENQ_LEASE_S="60", GENQ_PG_LISTEN="false", GENQ_EVENT_POLL_S="30"
-        )
-    ]
+    workers = [start_worker(data, db_url, GENQ_LEASE_S="60", GENQ_PG_EVENT_POLL_S="30")]
     try:
         with api_only.client(api_only.new_key()) as api:
             job = api.post(
@@ -284,32 +243,82 @@ def test_cancel_of_a_running_job_arrives_through_procrastinate(
             body = wait_for(api, job["id"], timeout=15)
             took = time.monotonic() - asked
         assert body["status"] == "canceled"
-        print(f"cancel -> canceled through Procrastinate's abort: {took * 1000:.0f} ms")
+        print(f"cancel -> canceled through the bus: {took * 1000:.0f} ms")
         assert took < 10  # well before the next heartbeat (20 s)
-        log = b"".join(p.read_bytes() for p in data.glob("worker-*.log"))
-        assert b"cancel received through Procrastinate" in log
     finally:
         stop_workers(workers)
+
+
+def claim_step(owner: str) -> lifecycle.Step:
+    now = utcnow()
+    return lifecycle.claimed(owner, now + timedelta(seconds=30), now)
+
+
+async def test_concurrent_claimers_never_exceed_the_limits(db_url: str) -> None:
+    """Claimers on separate connections (as separate processes) race; the running counts
+    they check stay true: never more than the engine's or the account's limit at once."""
+    account_id = await new_account(db_url)
+    other_account = await new_account(db_url)
+    await add_jobs(db_url, account_id, 20, account_limit=4)
+    await add_jobs(db_url, other_account, 20, account_limit=4)
+    stores = [Store(db_url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *[
+                s.jobs.claim(f"W{i}", slots=3, limits={"e": 7}, step=claim_step(f"W{i}"))
+                for i, s in enumerate(stores * 4)
+            ]
+        )
+        claimed = [c.job for batch in results for c in batch]
+        assert len(claimed) == len({j.id for j in claimed}) == 7
+        per_account = [sum(j.account_id == a for j in claimed) for a in (account_id, other_account)]
+        assert max(per_account) <= 4
+        assert await stores[0].jobs.status_counts() == {("queued", "e"): 33, ("running", "e"): 7}
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_claims_of_other_engines_never_wait_for_each_other(db_url: str) -> None:
+    """No lock serializes every claimer: a claimer of engine `a` held up (here: its
+    engine's lock taken by an open transaction) does not delay a claim of engine `b`."""
+    account_id = await new_account(db_url)
+    await add_jobs(db_url, account_id, 1, engine="a")
+    await add_jobs(db_url, account_id, 1, engine="b")
+    store = Store(db_url)
+    try:
+        with psycopg.connect(store.db.conninfo) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(7405311, hashtext('a'))")
+            started = time.monotonic()
+            [got] = await store.jobs.claim("W", slots=1, limits={"b": 1}, step=claim_step("W"))
+            took = time.monotonic() - started
+            assert got.job.engine == "b" and took < 2
+            blocked = asyncio.ensure_future(
+                store.jobs.claim("W2", slots=1, limits={"a": 1}, step=claim_step("W2"))
+            )
+            await asyncio.sleep(0.3)
+            assert not blocked.done()  # a's claimer waits for a's lock only
+            holder.rollback()
+        [late] = await asyncio.wait_for(blocked, 10)
+        assert late.job.engine == "a"
+    finally:
+        await store.close()
 
 
 # -- the bus on its own ---------------------------------------------------------------
 
 WRITER = """
 import asyncio, sys, time
-from datetime import timedelta
-from genq.ids import new_id, utcnow
+from genq import lifecycle
 from genq.store import Store
+from tests.conftest import job_record
 
 async def main(url, account_id, n):
     store = Store(url)
     try:
         for _ in range(n):
-            job_id = new_id("job")
-            await store.jobs.create({
-                "id": job_id, "account_id": account_id, "engine": "e", "task": "noop",
-                "input": {}, "metadata": {}, "expires_at": utcnow() + timedelta(days=1),
-            })
-            print(job_id, time.time(), flush=True)  # just after the commit
+            job, _ = await store.jobs.create(job_record(account_id), lifecycle.created())
+            print(job.id, time.time(), flush=True)  # just after the commit
             await asyncio.sleep(0.02)
     finally:
         await store.close()
@@ -319,25 +328,22 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 
 
 class Bus:
-    """A store, a bus, a tailer whose own poll never runs and a listener."""
+    """A store, a bus and a follower whose own poll never runs unless kicked."""
 
-    def __init__(self, url: str, **listener: float) -> None:
+    def __init__(self, url: str, **options: float) -> None:
         self.store = Store(url)
         self.bus = EventBus()
-        self.tailer = PgTailer(self.store.jobs, self.bus, interval=600)
-        self.listener = PgListener(url, self.tailer, **listener)
+        self.follower = PgFollower(self.store, self.bus, poll_s=600, **options)
         self.seen: dict[str, float] = {}  # job id -> when its first change was published
         self.bus.subscribe(lambda c: self.seen.setdefault(c.job_id, time.time()))
 
     async def __aenter__(self) -> Bus:
-        await self.tailer.start()
-        await self.listener.start()
-        assert self.listener.connected.is_set()
+        await self.follower.start()
+        assert self.follower.connected.is_set()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.listener.stop()
-        await self.tailer.stop()
+        await self.follower.stop()
         await self.store.close()
 
     async def until_seen(self, job_ids: list[str], timeout: float = 10) -> None:
@@ -355,22 +361,12 @@ async def new_account(url: str) -> str:
         await store.close()
 
 
-async def add_jobs(url: str, account_id: str, n: int) -> list[str]:
+async def add_jobs(url: str, account_id: str, n: int, **values: Any) -> list[str]:
     store = Store(url)
     try:
         ids = []
         for _ in range(n):
-            job = await store.jobs.create(
-                {
-                    "id": new_id("job"),
-                    "account_id": account_id,
-                    "engine": "e",
-                    "task": "noop",
-                    "input": {},
-                    "metadata": {},
-                    "expires_at": utcnow() + timedelta(days=1),
-                }
-            )
+            job, _ = await store.jobs.create(job_record(account_id, **values), lifecycle.created())
             ids.append(job.id)
         return ids
     finally:
@@ -399,7 +395,7 @@ async def test_notify_latency_from_another_process(db_url: str) -> None:
             for job_id, ts in (line.split() for line in out.decode().split("\n") if line)
         }
         await b.until_seen(list(committed))
-        assert b.listener.notifications >= n
+        assert b.follower.notifications >= n
     lags = sorted((b.seen[j] - ts) * 1000 for j, ts in committed.items())
     p95 = lags[int(len(lags) * 0.95)]
     print(
@@ -413,86 +409,55 @@ async def test_listener_reconnects_and_catches_up(db_url: str) -> None:
     async with Bus(db_url, min_backoff_s=1.0) as b:
         [first] = await add_jobs(db_url, account_id, 1)
         await b.until_seen([first])
-        heard = b.listener.notifications
-        with psycopg.connect(conninfo(db_url), autocommit=True) as admin:
+        heard = b.follower.notifications
+        with psycopg.connect(b.follower.conninfo, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = %s AND datname = current_database()",
-                (APPLICATION_NAME,),
+                " WHERE application_name = 'genq-listen' AND datname = current_database()"
             ).fetchall()
         assert killed == [(True,)]
         deadline = time.monotonic() + 10
-        while b.listener.connected.is_set():
+        while b.follower.connected.is_set():
             assert time.monotonic() < deadline, "the listener did not notice"
             await asyncio.sleep(0.01)
         missed = await add_jobs(db_url, account_id, 3)  # while nobody listens
         await b.until_seen(missed, timeout=15)
-        assert b.listener.notifications == heard  # caught up by reading the table
+        assert b.follower.notifications == heard  # caught up by reading the log
         later = await add_jobs(db_url, account_id, 2)  # and listening again
         await b.until_seen(later)
-        assert b.listener.notifications == heard + 2
+        assert b.follower.notifications == heard + 2
 
 
 async def test_event_ids_committed_out_of_order_are_not_lost(db_url: str) -> None:
+    """An event id is handed out when its transaction inserts it, but transactions commit
+    in any order; the log is only read below the oldest running transaction, so a
+    reader that has seen id N never sees a smaller id appear after it."""
     account_id = await new_account(db_url)
     a, b = await add_jobs(db_url, account_id, 2)
     store = Store(db_url)
     bus = EventBus()
-    tailer = PgTailer(store.jobs, bus, interval=600)
+    follower = PgFollower(store, bus, poll_s=600)
     got: list[Change] = []
     bus.subscribe(got.append)
-    await tailer.start()
+    follower.last_id = await store.jobs.last_event_id()
+    insert = (
+        "INSERT INTO job_events (job_id, account_id, seq, type, data, created_at)"
+        " VALUES (%s, %s, 2, 'log', '{}'::jsonb, now()) RETURNING id"
+    )
     try:
-
-        def event(job_id: str) -> sa.Insert:
-            return sa.insert(t.job_events).values(
-                job_id=job_id,
-                account_id=account_id,
-                seq=2,
-                type="log",
-                data={"message": job_id},
-                created_at=utcnow(),
-            )
-
-        async with store.db.engine.connect() as slow, store.db.engine.connect() as fast:
-            await slow.begin()
-            await slow.execute(event(a))  # takes the lower id...
-            await fast.begin()
-            await fast.execute(event(b))
-            await fast.commit()  # ...but commits after the higher one
-            await tailer.poll_once()
-            assert [(c.job_id, c.seq) for c in got] == [(b, 2)]
-            await slow.commit()
-        await tailer.poll_once()
-        assert [(c.job_id, c.seq) for c in got] == [(b, 2), (a, 2)]
-        assert tailer.last_id == await store.jobs.last_event_id()
+        with psycopg.connect(store.db.conninfo) as slow, psycopg.connect(store.db.conninfo) as fast:
+            slow.execute("SELECT pg_current_xact_id()")  # the older transaction...
+            fast_id = fast.execute(insert, (b, account_id)).fetchone()[0]  # type: ignore[index]
+            fast.commit()  # ...commits after the younger one
+            await follower.poll_once()
+            assert got == []  # held back while an older transaction may still insert
+            slow_id = slow.execute(insert, (a, account_id)).fetchone()[0]  # type: ignore[index]
+            assert slow_id < fast_id
+            slow.commit()
+        await follower.poll_once()
+        assert [(c.job_id, c.seq) for c in got] == [(a, 2), (b, 2)]
+        assert [c.event_id for c in got] == [slow_id, fast_id]
+        assert follower.last_id == fast_id
+        assert await store.jobs.events_since(fast_id, account_id=account_id) == []
     finally:
-        await tailer.stop()
         await store.close()
-
-
-async def test_concurrent_claimers_never_exceed_the_limits(db_url: str) -> None:
-    """Claimers on separate pools (as separate processes) race; the running counts
-    they check stay true: never more than the engine's or the plan's limit at once."""
-    account_id = await new_account(db_url)
-    other_account = await new_account(db_url)
-    await add_jobs(db_url, account_id, 20)
-    await add_jobs(db_url, other_account, 20)
-    stores = [Store(db_url) for _ in range(4)]
-    try:
-        results = await asyncio.gather(
-            *[
-                s.jobs.claim(
-                    f"W{i}", slots=3, limits={"e": 7}, lease_s=30, account_limits={"pro": 4}
-                )
-                for i, s in enumerate(stores * 4)
-            ]
-        )
-        claimed = [c.job for batch in results for c in batch]
-        assert len(claimed) == len({j.id for j in claimed}) == 7
-        per_account = [sum(j.account_id == a for j in claimed) for a in (account_id, other_account)]
-        assert max(per_account) <= 4
-        assert await stores[0].jobs.status_counts() == {("queued", "e"): 33, ("starting", "e"): 7}
-    finally:
-        for s in stores:
-            await s.close()
