@@ -31,11 +31,11 @@ import pytest
 import uvicorn
 
 from genq.accounts import AccountService
-from genq.ids import new_id, utcnow
-from genq.store.records import Job
 from genq.api import create_app
 from genq.core import Genq
+from genq.ids import new_id, utcnow
 from genq.settings import Settings
+from genq.store.records import Job
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = "tests.scenario_engines:ENGINES"

@@ -134,10 +134,7 @@ async def test_claim_is_atomic_across_concurrent_claimers(tmp_path: Path) -> Non
     try:
         ids = {await add_job(store, acct) for _ in range(30)}
         results = await asyncio.gather(
-            *[
-                claim(s, f"W{i}", {"e": 100}, slots=4)
-                for i, s in enumerate([store, other] * 6)
-            ]
+            *[claim(s, f"W{i}", {"e": 100}, slots=4) for i, s in enumerate([store, other] * 6)]
         )
         claimed = [c.job.id for batch in results for c in batch]
         assert len(claimed) == len(set(claimed)) == 30
