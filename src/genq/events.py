@@ -39,6 +39,7 @@ from genq.store.records import Job, JobEvent, JobOutput
 from genq.store.steps import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
+OWN_DELAY_S = 1.0  # PostgreSQL: a notification of this process's own change waits this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +166,25 @@ class EventBus:
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._row_listeners: list[Listener] = []
         self._watches: dict[str, set[Watch]] = {}
         self._last_seq: dict[str, int] = {}
+        self._rowless: set[str] = set()  # jobs whose last change came without its row
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: Listener, *, rows: bool = False) -> Callable[[], None]:
+        """Call `listener` with every change once. With `rows`, also with a change that
+        was published already but now comes with the job's row: a follower can hear
+        of this process's own commit (NOTIFY) before the code that made it publishes."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        if rows:
+            self._row_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            self._listeners.remove(listener)
+            if rows:
+                self._row_listeners.remove(listener)
+
+        return unsubscribe
 
     def watch(self, key: str) -> Watch:
         return Watch(self, key)
@@ -178,10 +192,20 @@ class EventBus:
     def publish(self, change: Change) -> None:
         last = self._last_seq.get(change.job_id, 0)
         if change.seq <= last:
-            return  # already seen (published here, then read back by a follower)
+            # already seen (published here, then read back by a follower; or the reverse)
+            if change.seq == last and change.job is not None and change.job_id in self._rowless:
+                self._rowless.discard(change.job_id)
+                for listener in self._row_listeners:
+                    listener(change)
+            return
         self._last_seq[change.job_id] = change.seq
+        if change.job is None:
+            self._rowless.add(change.job_id)
+        else:
+            self._rowless.discard(change.job_id)
         if len(self._last_seq) > 200_000:
             self._last_seq.clear()
+            self._rowless.clear()
         for listener in self._listeners:
             try:
                 listener(change)
@@ -231,14 +255,16 @@ class SqliteFollower:
             self.store.db.probe_foreign()
 
 
-def change_of_notice(payload: str) -> Change | None:
-    """A `Change` from a `genq_events` notification (None: not genq's, or no data)."""
+def change_of_notice(payload: str) -> tuple[Change | None, str]:
+    """A `Change` from a `genq_events` notification (None: not genq's, or no data) and
+    the origin of the change (the writer's application_name)."""
     try:
         n = orjson.loads(payload)
         data = n.get("data")
+        origin = str(n.get("origin", ""))
         if data is None:
-            return None
-        return Change(
+            return None, origin
+        change = Change(
             n["job_id"],
             n["account_id"],
             n["engine"],
@@ -250,8 +276,9 @@ def change_of_notice(payload: str) -> Change | None:
             dt_of(n["created_at"]) or datetime.min,
             bool(n.get("webhook")),
         )
+        return change, origin
     except (ValueError, KeyError, TypeError):
-        return None
+        return None, ""
 
 
 class PgFollower:
@@ -340,6 +367,7 @@ class PgFollower:
         conn = await psycopg.AsyncConnection.connect(
             self.conninfo, autocommit=True, application_name="genq-listen"
         )
+        loop = asyncio.get_running_loop()
         async with conn:
             await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
             self.connected.set()
@@ -347,9 +375,13 @@ class PgFollower:
             while True:
                 async for note in conn.notifies(timeout=self.keepalive_s):
                     self.notifications += 1
-                    change = change_of_notice(note.payload)
+                    change, origin = change_of_notice(note.payload)
                     if change is None:
                         self._kick.set()  # too big to notify whole: read it from the log
+                    elif origin == self.store.db.origin:
+                        # this process's own commit: the code that made it publishes it
+                        # (with the job's row); this is only the safety net
+                        loop.call_later(OWN_DELAY_S, self.bus.publish, change)
                     else:
                         self.bus.publish(change)
                 await conn.execute("SELECT 1")  # a quiet spell: is the server still there?

@@ -113,7 +113,7 @@ class JobService:
         self.shared = SharedReads()
         self._plans_by_account: dict[str, tuple[float, str]] = {}
         bus.subscribe(self.board.on_change)  # first: bodies render from the board
-        bus.subscribe(self.cache.on_change)
+        bus.subscribe(self.cache.on_change, rows=True)
 
     async def start(self) -> None:
         """Learn the unfinished jobs (the board) and engines' recent durations."""

@@ -143,9 +143,13 @@ class WebhookSender:
                 due = await self.store.webhooks.next_due()
                 if due is not None:
                     timeout = min(IDLE_S, max(0.0, (due - utcnow()).total_seconds()))
-            await wait_event(self._wake, timeout)
+            if timeout > 0:
+                await wait_event(self._wake, timeout)
 
     async def send_due(self) -> int:
+        due = await self.store.webhooks.next_due()  # a read: nothing written when idle
+        if due is None or due > utcnow():
+            return 0
         deliveries = await self.store.webhooks.claim_due(limit=32, lease_s=TIMEOUT_S * 4)
         by_job: dict[str, list[WebhookDelivery]] = {}
         for d in deliveries:  # one job's events go out one after another, in order

@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -401,6 +403,8 @@ class Database:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.stats = Stats()
+        # this process's connections' application_name: its NOTIFYs say so
+        self.origin = f"genq/{os.getpid()}/{secrets.token_hex(4)}"
         self._writer: _SqliteWriter | None = None
         if self.dialect == "sqlite":
             path = parsed.database or ""
@@ -434,7 +438,7 @@ class Database:
         conn = psycopg.connect(
             self.conninfo,
             autocommit=True,
-            application_name="genq",
+            application_name=self.origin,
             options="-c timezone=UTC -c default_transaction_isolation=read\\ committed",
         )
         set_json_loads(orjson.loads, conn)

@@ -79,6 +79,13 @@ def _sweep(cx: Cx, now: datetime) -> int:
     return len(rows)
 
 
+def _any_expired(cx: Cx, now: datetime) -> bool:
+    row = cx.one(
+        "SELECT 1 FROM idempotency_keys WHERE expires_at < %(t)s LIMIT 1", {"t": cx.ts(now)}
+    )
+    return row is not None
+
+
 class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -100,4 +107,7 @@ class IdempotencyStore:
         await self.db.write(_abort, account_id, key)
 
     async def sweep(self) -> int:
-        return await self.db.write(_sweep, utcnow())
+        now = utcnow()
+        if not await self.db.read(_any_expired, now):
+            return 0
+        return await self.db.write(_sweep, now)

@@ -482,6 +482,19 @@ def _expire(
 _expire_one = autocommit(_expire)
 
 
+# is there anything to do? (a read before a write)
+_LAPSED = f"SELECT 1 FROM jobs WHERE status IN {_ACTIVE_SQL} AND lease_expires_at < %(now)s LIMIT 1"
+_EXPIRED = (
+    "SELECT 1 FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled')"
+    " AND expires_at < %(now)s LIMIT 1"
+)
+_UNFOLDED = "SELECT 1 FROM credit_unfolded WHERE created_at < %(now)s LIMIT 1"
+
+
+def _due(cx: Cx, sql: str, now: datetime) -> bool:
+    return cx.one(sql, {"now": cx.ts(now)}) is not None
+
+
 # -- the event log -------------------------------------------------------------------------
 
 
@@ -724,19 +737,28 @@ class JobStore:
         return await self.db.write(_cancel, job_id, queued, requested, utcnow())
 
     async def reap(self, step_for: StepFor, limit: int = 500) -> list[Transitioned]:
-        """Jobs whose lease lapsed, each given `step_for(job)` (fenced on its attempt)."""
-        return await self.db.write(_reap, step_for, utcnow(), limit)
+        """Jobs whose lease lapsed, each given `step_for(job)` (fenced on its attempt).
+        A read first: nothing is written unless some lease lapsed."""
+        now = utcnow()
+        if not await self.db.read(_due, _LAPSED, now):
+            return []
+        return await self.db.write(_reap, step_for, now, limit)
 
     async def expire(
         self, step: Step, *, job_id: str | None = None, limit: int = 500
     ) -> list[Transitioned]:
         """Mark ended jobs expired (one job, or up to `limit` past their `expires_at`) and
         drop their output records; the caller deletes the files."""
-        return await self.db.write(_expire_one, step, job_id, limit, utcnow())
+        now = utcnow()
+        if job_id is None and not await self.db.read(_due, _EXPIRED, now):
+            return []
+        return await self.db.write(_expire_one, step, job_id, limit, now)
 
     async def fold_credits(self) -> int:
         """Fold settled credits into account balances (housekeeping; reads add the
         unfolded rest themselves)."""
+        if not await self.db.read(_due, _UNFOLDED, utcnow()):
+            return 0
         return await self.db.write(_fold_all)
 
     # -- the event log ---------------------------------------------------------------------

@@ -254,19 +254,17 @@ def effects_pg(step: Step, p: dict[str, Any], cx: Cx, now: datetime) -> str:
 
 def notify_cte(rows: str, hooked: str) -> str:
     """`nt`: NOTIFY genq_events with each new event (`ev`) of the jobs in `rows`, with
-    the job's engine and whether a webhook delivery was written; delivered on commit.
+    the job's engine, whether a webhook delivery was written and which process wrote it
+    (`origin`: its connections' application_name); delivered on commit.
     Past NOTIFY's 8000-byte limit the event's data stays out (readers fetch the row)."""
-    full = (
-        "json_build_object('id', ev.event_id, 'job_id', ev.job_id, 'account_id',"
+    head = (
+        "'id', ev.event_id, 'job_id', ev.job_id, 'account_id',"
         f" {rows}.account_id, 'engine', {rows}.engine, 'webhook', {hooked}, 'seq', ev.seq,"
         f" 'type', ev.type, 'status', {rows}.status, 'created_at', ev.created_at,"
-        " 'data', ev.data)::text"
+        " 'origin', current_setting('application_name')"
     )
-    short = (
-        "json_build_object('id', ev.event_id, 'job_id', ev.job_id, 'account_id',"
-        f" {rows}.account_id, 'engine', {rows}.engine, 'webhook', {hooked}, 'seq', ev.seq,"
-        f" 'type', ev.type, 'status', {rows}.status, 'created_at', ev.created_at)::text"
-    )
+    full = f"json_build_object({head}, 'data', ev.data)::text"
+    short = f"json_build_object({head})::text"
     return (
         f"nt AS (SELECT pg_notify('{EVENTS_CHANNEL}', CASE WHEN octet_length(x.full) > 7900"
         f" THEN x.short ELSE x.full END) FROM (SELECT {full} AS full, {short} AS short"
