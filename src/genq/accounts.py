@@ -91,24 +91,32 @@ class AccountService:
         )
         return secret, record
 
-    async def authenticate(self, key: str | None) -> Principal:
+    def cached(self, key: str | None) -> Principal | None:
+        """The caller, if its key was verified less than `cache_s` ago (no I/O)."""
         if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
             raise Unauthorized()
+        hit = self._cache.get(digest(key))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    async def authenticate(self, key: str | None) -> Principal:
+        found = self.cached(key)
+        if found is not None:
+            return found
+        assert key is not None
         d = digest(key)
         now = time.monotonic()
-        hit = self._cache.get(d)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        found = await self.store.accounts.key_by_hash(d)
-        if found is None or not hmac.compare_digest(found[0].hash, d) or found[0].revoked_at:
+        row = await self.store.accounts.key_by_hash(d)
+        if row is None or not hmac.compare_digest(row[0].hash, d) or row[0].revoked_at:
             self._cache.pop(d, None)
             raise Unauthorized()
-        principal = Principal(account=found[1], key=found[0])
+        principal = Principal(account=row[1], key=row[0])
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[d] = (now + self.cache_s, principal)
         # last_used_at is recorded at most once per cache period per key
-        await self.store.accounts.touch_key(found[0].id, utcnow())
+        await self.store.accounts.touch_key(row[0].id, utcnow())
         return principal
 
     def forget(self) -> None:

@@ -1,9 +1,14 @@
 """Per-account request rate limits, two windows per account: `generate` (requests that
 create jobs) and `status` (everything else), sized by the account's plan.
 
-Counting uses the `limits` library's moving window: in memory by default, in Redis
-when `GENQ_REDIS_URL` is set so that several server processes share one count.
-Headers follow the IETF RateLimit header fields draft.
+Counting uses the `limits` library: in memory by default (synchronous: no await and
+no thread hop per request), in Redis when `GENQ_REDIS_URL` is set so that several
+server processes share one count. The `generate` window is a moving window (exact:
+a plan's jobs per minute are never exceeded); the `status` window, which polling
+clients hit thousands of times a second, is a sliding-window counter (two counters
+per account, a few microseconds per request; at a window's edge it may admit a
+request or so more than the plan). Headers follow the IETF RateLimit header fields
+draft.
 """
 
 from __future__ import annotations
@@ -43,55 +48,76 @@ class Window:
 class RateLimiter:
     def __init__(self, plans: Mapping[str, Plan], redis_url: str = "") -> None:
         self.plans = plans
+        self._items: dict[tuple[str, str], RateLimitItem] = {}
         # our own Redis pool, so that close() can release its connections
         self._pool = coredis.ConnectionPool.from_url(redis_url) if redis_url else None
-        self._shared: aio_strategies.MovingWindowRateLimiter | None = None
-        self._local: strategies.MovingWindowRateLimiter | None = None
+        self._shared: dict[str, Any] = {}
+        self._local: dict[str, Any] = {}
         if redis_url:
             options: dict[str, Any] = {"key_prefix": "genq", "connection_pool": self._pool}
             storage = storage_from_string("async+" + redis_url, **options)
             assert isinstance(storage, AsyncStorage)
-            self._shared = aio_strategies.MovingWindowRateLimiter(storage)
+            self._shared = {
+                GENERATE: aio_strategies.MovingWindowRateLimiter(storage),
+                STATUS: aio_strategies.SlidingWindowCounterRateLimiter(storage),
+            }
         else:
-            # the synchronous in-memory storage: no await and no thread hop per request
-            # (the asyncio one runs an expiry pass in a worker thread on every hit)
-            self._local = strategies.MovingWindowRateLimiter(MemoryStorage())
+            memory = MemoryStorage()
+            self._local = {
+                GENERATE: strategies.MovingWindowRateLimiter(memory),
+                STATUS: strategies.SlidingWindowCounterRateLimiter(memory),
+            }
+
+    @property
+    def synchronous(self) -> bool:
+        """Whether `hit_now` can be used (counts kept in this process)."""
+        return bool(self._local)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.disconnect()
 
-    def _limit(self, plan: str, kind: str) -> int:
-        p = self.plans.get(plan) or self.plans["free"]
-        return p.generation_per_min if kind == GENERATE else p.status_per_min
+    def _item(self, plan: str, kind: str) -> RateLimitItem:
+        item = self._items.get((plan, kind))
+        if item is None:
+            p = self.plans.get(plan) or self.plans["free"]
+            limit = p.generation_per_min if kind == GENERATE else p.status_per_min
+            item = self._items[(plan, kind)] = RateLimitItemPerMinute(limit)
+        return item
 
-    async def _count(
-        self, item: RateLimitItem, account_id: str, kind: str, hit: bool
-    ) -> tuple[bool, WindowStats]:
-        if self._local is not None:
-            allowed = self._local.hit(item, account_id, kind) if hit else True
-            return allowed, self._local.get_window_stats(item, account_id, kind)
-        assert self._shared is not None
-        allowed = await self._shared.hit(item, account_id, kind) if hit else True
-        return allowed, await self._shared.get_window_stats(item, account_id, kind)
-
-    async def hit(self, account_id: str, plan: str, kind: str) -> Window:
-        """Count one request; raises RateLimited (with Retry-After) when over."""
-        limit = self._limit(plan, kind)
-        allowed, stats = await self._count(RateLimitItemPerMinute(limit), account_id, kind, True)
+    @staticmethod
+    def _window(item: RateLimitItem, kind: str, allowed: bool, stats: WindowStats) -> Window:
         reset_s = max(0, math.ceil(stats.reset_time - time.time()))
-        window = Window(kind, limit, max(0, stats.remaining), reset_s)
+        window = Window(kind, item.amount, max(0, stats.remaining), reset_s)
         if not allowed:
             retry = max(1, reset_s)
             raise RateLimited(
-                f"over the {kind} limit of {limit} requests a minute; retry in {retry} s",
+                f"over the {kind} limit of {item.amount} requests a minute; retry in {retry} s",
                 headers={"Retry-After": str(retry), **window.headers()},
             )
         return window
 
+    def hit_now(self, account_id: str, plan: str, kind: str) -> Window:
+        """`hit` for in-memory counts, without an await (see `synchronous`)."""
+        item = self._item(plan, kind)
+        limiter = self._local[kind]
+        allowed = limiter.hit(item, account_id, kind)
+        return self._window(item, kind, allowed, limiter.get_window_stats(item, account_id, kind))
+
+    async def hit(self, account_id: str, plan: str, kind: str) -> Window:
+        """Count one request; raises RateLimited (with Retry-After) when over."""
+        if self._local:
+            return self.hit_now(account_id, plan, kind)
+        item = self._item(plan, kind)
+        limiter = self._shared[kind]
+        allowed = await limiter.hit(item, account_id, kind)
+        stats = await limiter.get_window_stats(item, account_id, kind)
+        return self._window(item, kind, allowed, stats)
+
     async def peek(self, account_id: str, plan: str, kind: str) -> Window:
-        limit = self._limit(plan, kind)
-        _, stats = await self._count(RateLimitItemPerMinute(limit), account_id, kind, False)
-        return Window(
-            kind, limit, max(0, stats.remaining), max(0, math.ceil(stats.reset_time - time.time()))
-        )
+        item = self._item(plan, kind)
+        if self._local:
+            stats = self._local[kind].get_window_stats(item, account_id, kind)
+        else:
+            stats = await self._shared[kind].get_window_stats(item, account_id, kind)
+        return self._window(item, kind, True, stats)
