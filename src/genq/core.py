@@ -3,6 +3,7 @@ that the API, the CLI and the tests drive. Built from `Settings`; nothing at imp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
@@ -89,6 +90,7 @@ class Genq:
         migrate: bool = True,
         engine_names: list[str] | None = None,
     ) -> None:
+        self.loop = asyncio.get_running_loop()  # the loop it runs on (for other threads)
         if migrate:
             await upgrade_async(self.settings.db_url)
         await self.follower.start()

@@ -263,6 +263,18 @@ class JobService:
         )
         return rows
 
+    async def account_events(self, account_id: str, after: int) -> list[JobEvent]:
+        """An account's events after id `after` (one query for every stream at the same
+        position)."""
+        rows: list[JobEvent] = await self.shared.get(
+            ("account", account_id, after),
+            lambda: self.store.jobs.events_since(after, account_id=account_id),
+        )
+        return rows
+
+    async def last_event_id(self) -> int:
+        return await self.store.jobs.last_event_id()
+
     async def find(self, job_id: str) -> Job | None:
         """A job by id whoever owns it (for faces that tell "not yours" from "missing")."""
         return await self.store.jobs.get(job_id)

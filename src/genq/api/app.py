@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from genq import __version__
 from genq.api import compat, problems
-from genq.api.middleware import BodyLimit, RateLimitHeaders
+from genq.api.front import Front
+from genq.api.middleware import Guard
 from genq.api.routes import engines, events, files, jobs, models, system, ui, webhooks
+from genq.api.streams import Feeds
 from genq.core import Genq
 from genq.settings import Settings
 
@@ -22,9 +24,12 @@ def create_app(
     genq: Genq | None = None,
     workers: bool = True,
     migrate: bool = True,
+    hot_paths: bool = True,
 ) -> FastAPI:
     """The ASGI app. With `workers`, in-process workers run jobs (`genq serve`);
-    without, this is an API replica and `genq worker` processes run them."""
+    without, this is an API replica and `genq worker` processes run them. Without
+    `hot_paths`, the reads `genq.api.front.Front` answers go through FastAPI's routes
+    like everything else (slower; the reference the tests compare the fast path to)."""
     settings = settings or (genq.settings if genq else Settings())
     core = genq or Genq(settings)
 
@@ -49,6 +54,10 @@ def create_app(
     for router in compat.routers():
         app.include_router(router)
     core.webhooks.formats.update(compat.webhook_formats())
-    app.add_middleware(RateLimitHeaders)
-    app.add_middleware(BodyLimit, max_bytes=max(settings.max_upload_bytes, settings.max_json_bytes))
+    app.add_middleware(Guard, max_bytes=max(settings.max_upload_bytes, settings.max_json_bytes))
+    feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
+    app.state.feeds = feeds
+    # added last, so first: the hot reads never reach the router
+    if hot_paths:
+        app.add_middleware(Front, genq=core, feeds=feeds, faces=compat.fast_reads())
     return app

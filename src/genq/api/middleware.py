@@ -1,5 +1,5 @@
-"""A pure-ASGI body size guard: 413 before reading a body declared too large, and
-while streaming one that grows past the limit (no Content-Length)."""
+"""One pure-ASGI middleware for everything FastAPI serves (the hot reads are answered
+before it, by `genq.api.front.Front`)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,12 @@ from genq.api.problems import problem
 from genq.errors import TooLarge
 
 
-class RateLimitHeaders:
-    """Adds the RateLimit headers an authenticated request's window left in
-    `request.state.ratelimit` to whatever response it gets (errors included)."""
+class Guard:
+    """One pure-ASGI middleware for everything FastAPI serves: a body declared or sent
+    larger than `max_bytes` is answered 413, and the RateLimit headers an
+    authenticated request's window left in `scope["state"]["ratelimit"]` are added
+    to its response, errors included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                extra = scope.get("state", {}).get("ratelimit")
-                if extra:
-                    headers = list(message.get("headers", []))
-                    have = {k.lower() for k, _ in headers}
-                    for k, v in extra.items():
-                        if k.lower().encode() not in have:
-                            headers.append((k.lower().encode(), v.encode()))
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -52,13 +30,10 @@ class BodyLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    response = problem(
-                        413,
-                        "too_large",
-                        "Payload too large",
-                        f"the body is larger than {self.max_bytes} bytes",
+                    detail = f"the body is larger than {self.max_bytes} bytes"
+                    await problem(413, "too_large", "Payload too large", detail)(
+                        scope, receive, send
                     )
-                    await response(scope, receive, send)
                     return
         seen = 0
 
@@ -71,4 +46,16 @@ class BodyLimit:
                     raise TooLarge(f"the body is larger than {self.max_bytes} bytes")
             return message
 
-        await self.app(scope, limited, send)
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = scope.get("state", {}).get("ratelimit")
+                if extra:
+                    headers = list(message.get("headers", []))
+                    have = {k.lower() for k, _ in headers}
+                    for k, v in extra.items():
+                        if k.lower().encode() not in have:
+                            headers.append((k.lower().encode(), v.encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, limited, send_with_headers)

@@ -13,12 +13,23 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from genq.api.front import FastRead
+
 FACES: tuple[str, ...] = ("masterpiecex", "useapi", "photogpt", "vivix")
 Formatter = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def routers() -> list[APIRouter]:
     return [importlib.import_module(f"genq.api.compat.{name}").router for name in FACES]
+
+
+def fast_reads() -> list[FastRead]:
+    """The status reads the faces' clients poll, served before FastAPI's router (a
+    module-level `FAST_READS` list of `genq.api.front.FastRead`)."""
+    reads: list[FastRead] = []
+    for name in FACES:
+        reads += getattr(importlib.import_module(f"genq.api.compat.{name}"), "FAST_READS", [])
+    return reads
 
 
 def webhook_formats() -> dict[str, Formatter]:

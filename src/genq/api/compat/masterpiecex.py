@@ -40,6 +40,7 @@ from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from genq.accounts import Principal
 from genq.api.compat._common import (
     Job,
     by_name,
@@ -58,6 +59,7 @@ from genq.api.compat._common import (
     sized,
 )
 from genq.api.deps import App, Caller, Creator
+from genq.api.front import FastRead
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -251,10 +253,19 @@ async def text2image(request: Request, genq: App, caller: Creator) -> Response:
     return await _submit(request, genq, caller.account, function, candidate, model_id)
 
 
+async def read_status(
+    genq: Genq, caller: Principal, params: dict[str, str], query: dict[str, str]
+) -> Response:
+    job = await genq.jobs.canonical(caller.account.id, params["request_id"])
+    return json_response(render(job))
+
+
 @router.get("/status/{request_id}", summary="Status of a request")
 async def status(request_id: str, genq: App, caller: Caller) -> Response:
-    job = await genq.jobs.canonical(caller.account.id, request_id)
-    return json_response(render(job))
+    return await read_status(genq, caller, {"request_id": request_id}, {})
+
+
+FAST_READS = [FastRead(f"/compat/{NAME}/status/{{request_id}}", read_status, error_response)]
 
 
 # -- assets (input images) ------------------------------------------------------------

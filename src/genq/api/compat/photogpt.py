@@ -40,6 +40,7 @@ Routing keys: `photogpt:images/generation` (demo/text2image), `photogpt:images/u
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, Request
@@ -66,6 +67,7 @@ from genq.api.compat._common import (
     snap_side,
 )
 from genq.api.deps import App, Caller, Creator
+from genq.api.front import FastRead
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -124,10 +126,14 @@ def error_response(exc: GenqError) -> Response:
     return json_response({"error": error}, status, retry_headers(exc))
 
 
-def api_version(request: Request) -> None:
-    version = request.headers.get("api-version")
+def check_version(headers: Mapping[str, str]) -> None:
+    version = headers.get("api-version")
     if version is not None and version.strip() != API_VERSION:
         raise InvalidInput(f"API-Version {version!r} is not supported; send API-Version: 1")
+
+
+def api_version(request: Request) -> None:
+    check_version(request.headers)
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
@@ -307,9 +313,15 @@ async def videos_generation(request: Request, genq: App, caller: Creator) -> Res
     return await _submit(request, genq, caller, "videos/generation", engine, candidate, md)
 
 
+async def read_job(
+    genq: Genq, caller: Principal, params: dict[str, str], query: dict[str, str]
+) -> Response:
+    return result(render(await genq.jobs.canonical(caller.account.id, params["job_id"])))
+
+
 @router.get("/jobs/{job_id}", summary="A generation job")
 async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
-    return result(render(await genq.jobs.canonical(caller.account.id, job_id)))
+    return await read_job(genq, caller, {"job_id": job_id}, {})
 
 
 # -- models ---------------------------------------------------------------------------
@@ -357,3 +369,6 @@ async def train_model(model_id: str, request: Request, genq: App, caller: Creato
 @router.get("/models/{model_id}", summary="A model and its training status")
 async def get_model(model_id: str, genq: App, caller: Caller) -> Response:
     return result(render_model(await genq.models.get(caller.account.id, model_id)))
+
+
+FAST_READS = [FastRead(f"/compat/{NAME}/jobs/{{job_id}}", read_job, error_response, check_version)]

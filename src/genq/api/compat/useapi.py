@@ -64,6 +64,7 @@ from genq.api.compat._common import (
     sized,
 )
 from genq.api.deps import App, Caller, Creator
+from genq.api.front import FastRead
 from genq.core import Genq
 from genq.errors import (
     EngineNotFound,
@@ -477,6 +478,19 @@ async def button(request: Request, genq: App, caller: Creator) -> Response:
 @router.get("/v1/pixverse/jobs/", summary="A job's status and results")
 @router.get("/v1/pixverse/jobs", include_in_schema=False)
 async def jobs(genq: App, caller: Caller, jobid: str | None = None) -> Response:
+    return await read_job(genq, caller, {}, {"jobid": jobid} if jobid is not None else {})
+
+
+async def read_job(
+    genq: Genq, caller: Principal, params: dict[str, str], query: dict[str, str]
+) -> Response:
+    jobid = query.get("jobid")
     if not jobid:
         raise InvalidInput("Query param jobid not provided")
     return json_response(render(await _job(genq, caller.account.id, jobid)))
+
+
+FAST_READS = [
+    FastRead(f"/compat/{NAME}/v1/pixverse/jobs/", read_job, error_response),
+    FastRead(f"/compat/{NAME}/v1/pixverse/jobs", read_job, error_response),
+]

@@ -1,0 +1,261 @@
+"""The outermost ASGI app: the reads that clients poll, served without the framework.
+
+`GET /v1/jobs/{id}` (with its 304 and `?wait=`) and the compat faces' status reads
+are what every waiting client calls again and again. `Front` answers them itself,
+before FastAPI's router: authentication from the key cache, the rate limit in
+microseconds, the body from the job cache, two ASGI messages. Everything else (and
+these paths too, when a request is not one of them) goes on to FastAPI's router
+(behind `genq.api.middleware.Guard`: body limits and RateLimit headers). The FastAPI routes
+of the same paths stay, for the OpenAPI schema and as the reference: both call the
+same service code, and tests check that they answer alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from pydantic import Field, TypeAdapter, ValidationError
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from genq.accounts import Principal
+from genq.api.problems import from_error
+from genq.api.streams import Feeds
+from genq.core import Genq
+from genq.errors import GenqError, InvalidInput
+from genq.jobcache import CachedJob
+from genq.lifecycle import NON_TERMINAL
+from genq.ratelimits import STATUS
+
+MAX_WAIT_S = 60.0
+_NON_TERMINAL = frozenset(str(s) for s in NON_TERMINAL)
+_JSON = (b"content-type", b"application/json")
+_NO_CACHE = (b"cache-control", b"no-cache")
+
+FaceRead = Callable[[Genq, Principal, dict[str, str], dict[str, str]], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class FastRead:
+    """A GET a compat face serves on the fast path: `path` with `{name}` parameters,
+    `read(genq, caller, path_params, query)`, errors in the face's own shape."""
+
+    path: str
+    read: FaceRead
+    render_error: Callable[[GenqError], Response]
+    # checks the face makes before authentication (headers by lower-case name)
+    precheck: Callable[[dict[str, str]], None] | None = None
+
+    def pattern(self) -> re.Pattern[str]:
+        parts = re.split(r"\{(\w+)\}", self.path)
+        regex = "".join(
+            re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)
+        )
+        return re.compile(f"^{regex}$")
+
+
+def bearer(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, key = value.partition(b" ")
+            return key.strip().decode("latin-1") if scheme.lower() == b"bearer" else None
+    return None
+
+
+MAX_EVENT_ID = (1 << 63) - 1
+
+
+def event_id(value: str) -> int | None:
+    """An event id a client sent: ASCII digits within 0..2^63-1, else None."""
+    value = value.strip()
+    if not value or len(value) > 19 or not value.isascii() or not value.isdigit():
+        return None
+    n = int(value)
+    return n if n <= MAX_EVENT_ID else None
+
+
+def resume_point(scope: Scope) -> int:
+    """Where a job's stream resumes: `Last-Event-ID` (ignored unless a valid id), else
+    `?after=` (422 unless a valid id), else the beginning."""
+    for name, value in scope["headers"]:
+        if name == b"last-event-id":
+            found = event_id(value.decode("latin-1"))
+            if found is not None:
+                return found
+    for name, value in parse_qsl(scope["query_string"].decode("latin-1")):
+        if name == "after":
+            found = event_id(value)
+            if found is None:
+                raise InvalidInput(
+                    "the request is not valid",
+                    errors=[
+                        {
+                            "field": "query.after",
+                            "message": f"an event id from 0 to {MAX_EVENT_ID}",
+                            "type": "value_error",
+                        }
+                    ],
+                )
+            return found
+    return 0
+
+
+_WAIT = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_WAIT_S)])
+_AFTER_SEQ = TypeAdapter(Annotated[int, Field(ge=0)])
+
+
+def _wait_params(query: str) -> tuple[float, int | None]:
+    """`wait` and `after_seq`, validated as the FastAPI route validates them."""
+    wait, after_seq = 0.0, None
+    errors = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        adapter = _WAIT if name == "wait" else _AFTER_SEQ if name == "after_seq" else None
+        if adapter is None:
+            continue
+        try:
+            parsed = adapter.validate_python(value, strict=False)
+        except ValidationError as exc:
+            errors += [
+                {"field": f"query.{name}", "message": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False, include_context=False)
+            ]
+            continue
+        if name == "wait":
+            wait = parsed
+        else:
+            after_seq = parsed
+    if errors:
+        raise InvalidInput("the request is not valid", errors=errors)
+    return wait, after_seq
+
+
+class Front:
+    """The first middleware: the hot reads (see the module docstring), else `inner`."""
+
+    def __init__(
+        self, inner: ASGIApp, genq: Genq, feeds: Feeds, faces: Sequence[FastRead] = ()
+    ) -> None:
+        self.inner = inner
+        self.genq = genq
+        self.feeds = feeds
+        self.faces = [(f.pattern(), f) for f in faces]
+        self._prefixes = tuple({f.path.split("{", 1)[0] for f in faces})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith("/v1/jobs/"):
+                job_id, _, rest = path[9:].partition("/")
+                if job_id and not rest:
+                    await self.job(scope, receive, send, job_id)
+                    return
+                if job_id and rest == "events":
+                    await self.job_events(scope, receive, send, job_id)
+                    return
+            elif self._prefixes and path.startswith(self._prefixes):
+                for pattern, face in self.faces:
+                    m = pattern.match(path)
+                    if m is not None:
+                        await self.face(scope, receive, send, face, m.groupdict())
+                        return
+        await self.inner(scope, receive, send)
+
+    def _caller(self, scope: Scope) -> Principal | Awaitable[Principal]:
+        key = bearer(scope["headers"])
+        found = self.genq.accounts.cached(key)
+        return found if found is not None else self.genq.accounts.authenticate(key)
+
+    async def _authorized(self, scope: Scope) -> tuple[Principal, dict[str, str]]:
+        caller = self._caller(scope)
+        if not isinstance(caller, Principal):
+            caller = await caller
+        limiter = self.genq.limiter
+        account = caller.account
+        if limiter.synchronous:
+            window = limiter.hit_now(account.id, account.plan, STATUS)
+        else:
+            window = await limiter.hit(account.id, account.plan, STATUS)
+        return caller, window.headers()
+
+    async def job(self, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
+        """`GET /v1/jobs/{id}`: see `genq.api.routes.jobs.get_job`."""
+        rate: dict[str, str] = {}
+        try:
+            caller, rate = await self._authorized(scope)
+            wait, after_seq = _wait_params(scope["query_string"].decode("latin-1"))
+            seen = None
+            for name, value in scope["headers"]:
+                if name == b"if-none-match":
+                    seen = value.decode("latin-1")
+                    break
+            jobs = self.genq.jobs
+            account_id = caller.account.id
+            if wait > 0:
+                item = await jobs.wait_body(
+                    account_id, job_id, seen=seen, after_seq=after_seq, timeout=wait
+                )
+            else:
+                item = jobs.cached(account_id, job_id) or await jobs.body(account_id, job_id)
+        except GenqError as exc:
+            response = from_error(exc, scope["path"])
+            response.headers.update(rate)
+            await response(scope, receive, send)
+            return
+        await send_job(send, item, seen, jobs.retry_after(item.status, item.engine), rate)
+
+    async def job_events(self, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
+        """`GET /v1/jobs/{id}/events`: see `genq.api.streams`."""
+        rate: dict[str, str] = {}
+        try:
+            caller, rate = await self._authorized(scope)
+            last = resume_point(scope)
+            await self.genq.jobs.body(caller.account.id, job_id)  # 404 / 410 before streaming
+        except GenqError as exc:
+            response = from_error(exc, scope["path"])
+            response.headers.update(rate)
+            await response(scope, receive, send)
+            return
+        headers = [(k.lower().encode(), v.encode()) for k, v in rate.items()]
+        await self.feeds.stream(scope, receive, send, caller.account.id, job_id, last, headers)
+
+    async def face(
+        self, scope: Scope, receive: Receive, send: Send, face: FastRead, params: dict[str, str]
+    ) -> None:
+        rate: dict[str, str] = {}
+        try:
+            if face.precheck is not None:
+                face.precheck(
+                    {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                )
+            caller, rate = await self._authorized(scope)
+            query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+            response = await face.read(self.genq, caller, params, query)
+        except GenqError as exc:
+            response = face.render_error(exc)
+        response.headers.update(rate)
+        await response(scope, receive, send)
+
+
+async def send_job(
+    send: Send, item: CachedJob, seen: str | None, retry: str, rate: dict[str, str]
+) -> None:
+    """The job body (200), or 304 when the client's ETag is current."""
+    headers: list[tuple[bytes, bytes]] = [(b"etag", item.etag.encode())]
+    if item.status in _NON_TERMINAL:
+        headers.append((b"retry-after", retry.encode()))
+    for k, v in rate.items():
+        headers.append((k.lower().encode(), v.encode()))
+    if seen is not None and seen == item.etag:
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    headers += [_JSON, _NO_CACHE, (b"content-length", str(len(item.body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": item.body})
+
+
+__all__ = ["FastRead", "Front", "send_job"]
