@@ -125,9 +125,9 @@ def _wait_params(query: str) -> tuple[float, int | None]:
             ]
             continue
         if name == "wait":
-            wait = parsed
+            wait = float(parsed)
         else:
-            after_seq = parsed
+            after_seq = int(parsed)
     if errors:
         raise InvalidInput("the request is not valid", errors=errors)
     return wait, after_seq
