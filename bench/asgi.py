@@ -10,8 +10,8 @@ Configuration comes from the environment: every `GENQ_*` variable as for `genq s
     BENCH_WORKERS=1|0             run in-process workers (default 1)
     BENCH_ENGINE=name             engine whose concurrency BENCH_ENGINE_CONCURRENCY sets
     BENCH_ENGINE_CONCURRENCY=N    override that engine's `concurrency` (e2e)
-    BENCH_INSTRUMENT=1            time genq's in-process SQLite write lock and count SQL
-                                  statements (GET /bench/stats; POST resets) - e2e only
+    BENCH_INSTRUMENT=1            count the store's SQL statements, write transactions and
+                                  operations (GET /bench/stats; POST resets)
 
 Endpoints added (loopback benchmarking only, never for production):
 
@@ -20,7 +20,7 @@ Endpoints added (loopback benchmarking only, never for production):
     GET  /bench/raw        raw ASGI: the kept bytes with the same headers genq sends
                            (content-type, content-length, etag, cache-control); no
                            framework, no auth, no routing beyond one string compare
-    GET  /bench/stats      write-lock wait/hold times and SQL statement counts (with
+    GET  /bench/stats      SQL statements, write transactions and operations (with
                            BENCH_INSTRUMENT=1); POST /bench/stats resets them
     GET  /bench/fastapi    a FastAPI route on genq's own app (same middleware stack and
                            router, inserted at the position of `GET /v1/jobs/{id}`) that
@@ -30,7 +30,6 @@ Endpoints added (loopback benchmarking only, never for production):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -47,68 +46,39 @@ JSON = b"application/json"
 
 
 class Stats:
-    """Write-lock wait and hold times (genq serializes SQLite writes in-process with one
-    asyncio.Lock) and SQL statements executed, while BENCH_INSTRUMENT=1."""
+    """What the store did (genq.store.db.Stats: statements, write transactions, write
+    and read operations) since the last reset, while BENCH_INSTRUMENT=1."""
 
     def __init__(self) -> None:
         self.enabled = False
         self.note = ""
+        self.db: Any = None
         self.reset()
 
     def reset(self) -> None:
-        self.wait: list[float] = []
-        self.hold: list[float] = []
-        self.sql = 0
+        self.base = self.db.snapshot() if self.db is not None else {}
         self.t0 = time.monotonic()
 
     def report(self) -> dict[str, Any]:
-        def pct(values: list[float], q: float) -> float | None:
-            if not values:
-                return None
-            s = sorted(values)
-            return round(1000 * s[min(len(s) - 1, int(q / 100 * len(s)))], 2)
-
-        window = time.monotonic() - self.t0
+        now = self.db.snapshot() if self.db is not None else {}
+        delta = {k: v - self.base.get(k, 0) for k, v in now.items()}
         return {
-            "enabled": self.enabled, "note": self.note, "window_s": round(window, 2),
-            "write_transactions": len(self.hold), "sql_statements": self.sql,
-            "write_wait_ms": {"p50": pct(self.wait, 50), "p99": pct(self.wait, 99)},
-            "write_hold_ms": {"p50": pct(self.hold, 50), "p99": pct(self.hold, 99)},
-            "write_lock_busy_pct": round(100 * sum(self.hold) / window, 1) if window else None,
+            "enabled": self.enabled, "note": self.note,
+            "window_s": round(time.monotonic() - self.t0, 2),
+            "write_transactions": delta.get("write_txns", 0),
+            "write_operations": delta.get("write_ops", 0),
+            "read_operations": delta.get("read_ops", 0),
+            "sql_statements": delta.get("statements", 0),
         }
 
 
 STATS = Stats()
 
 
-class _TimedLock(asyncio.Lock):
-    async def acquire(self) -> bool:
-        t0 = time.perf_counter()
-        ok = await super().acquire()
-        self._acquired_at = time.perf_counter()
-        STATS.wait.append(self._acquired_at - t0)
-        return ok
-
-    def release(self) -> None:
-        STATS.hold.append(time.perf_counter() - self._acquired_at)
-        super().release()
-
-
 def instrument(core: Genq) -> None:
-    db = getattr(getattr(core, "store", None), "db", None)
-    if db is None or not isinstance(getattr(db, "_write_lock", None), asyncio.Lock):
-        STATS.note = "genq.store.db has no in-process write lock to time"
-    else:
-        db._write_lock = _TimedLock()
-        STATS.enabled = True
-    try:
-        from sqlalchemy import event
-
-        @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
-        def _count(*_: Any) -> None:
-            STATS.sql += 1
-    except Exception as exc:  # noqa: BLE001 - instrumentation is best effort
-        STATS.note += f"; no SQL count: {exc}"
+    STATS.db = core.store.db.stats
+    STATS.enabled = True
+    STATS.reset()
 
 
 class BenchApp:

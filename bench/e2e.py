@@ -192,11 +192,11 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
               f"others {cpu['others_pct']}%", flush=True)
         db = tp_sum["db"]
         if db.get("enabled"):
-            print(f"[{kind}] write lock busy {db['write_lock_busy_pct']}%, "
-                  f"{db['write_transactions'] / max(1, tp_sum['succeeded']):.1f} write "
-                  f"transactions and {db['sql_statements'] / max(1, tp_sum['succeeded']):.0f} "
-                  f"SQL statements per job, hold p50 {db['write_hold_ms']['p50']} ms",
-                  flush=True)
+            n = max(1, tp_sum["succeeded"])
+            print(f"[{kind}] per job: {db['write_transactions'] / n:.2f} write transactions, "
+                  f"{db['write_operations'] / n:.2f} write operations, "
+                  f"{db['sql_statements'] / n:.1f} SQL statements, "
+                  f"{db['read_operations'] / n:.2f} read operations", flush=True)
         profile = None
         if args.profile_s > 0:
             print(f"[{kind}] py-spy during {args.profile_s}s more of the same load "
@@ -228,7 +228,7 @@ def main() -> int:
     p.add_argument("--profile-s", type=float, default=8,
                    help="py-spy the server under the same load after the runs (0: off)")
     p.add_argument("--no-instrument", dest="instrument", action="store_false",
-                   help="do not time the SQLite write lock (bench/asgi.py BENCH_INSTRUMENT)")
+                   help="do not count the store's statements (bench/asgi.py BENCH_INSTRUMENT)")
     p.add_argument("--out", default="e2e.json")
     args = p.parse_args()
     kinds = [k.strip() for k in args.server.split(",") if k.strip()]
