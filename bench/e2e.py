@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def stats_ms(values: list[float]) -> dict[str, float | int | None]:
             "max_ms": r(max(values) if values else None)}
 
 
-async def one_job(c: httpx.AsyncClient, engine: str, inp: dict[str, Any],
+async def one_job(c: Any, engine: str, inp: dict[str, Any],
                   deadline: float) -> dict[str, Any]:
     """Submit, then long-poll with the previous ETag until the job ends."""
     t0 = time.monotonic()
@@ -67,7 +68,7 @@ async def one_job(c: httpx.AsyncClient, engine: str, inp: dict[str, Any],
         if time.monotonic() > deadline:
             return {"error": "time limit", "id": job["id"]}
         headers = {"If-None-Match": etag} if etag else {}
-        r = await c.get(f"/v1/jobs/{job['id']}", params={"wait": 30}, headers=headers)
+        r = await c.get(f"/v1/jobs/{job['id']}", params={"wait": "30"}, headers=headers)
         polls += 1
         if r.status_code == 304:
             continue
@@ -113,8 +114,57 @@ def digest(results: list[dict[str, Any]], wall: float | None = None) -> dict[str
     return out
 
 
+class AiohttpClient:
+    """The few calls `one_job` makes, on aiohttp (a C-accelerated client: the clients
+    share the server's two cores, so a lighter client leaves more of them to genq)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        import aiohttp
+
+        self.url = url
+        self.session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=aiohttp.ClientTimeout(total=45),
+            connector=aiohttp.TCPConnector(limit=4),
+        )
+
+    async def __aenter__(self) -> AiohttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+
+    async def post(self, path: str, json: Any) -> Reply:
+        async with self.session.post(self.url + path, json=json) as r:
+            return Reply(r.status, await r.read(), r.headers)
+
+    async def get(self, path: str, params: dict[str, Any], headers: dict[str, str]) -> Reply:
+        async with self.session.get(self.url + path, params=params, headers=headers) as r:
+            return Reply(r.status, await r.read(), r.headers)
+
+
+class Reply:
+    def __init__(self, status: int, body: bytes, headers: Any) -> None:
+        self.status_code, self.content, self.headers = status, body, headers
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def make_client(kind: str, url: str, key: str) -> Any:
+    if kind == "aiohttp":
+        return AiohttpClient(url, key)
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                             timeout=45)
+
+
 async def throughput(url: str, keys: list[str], engine: str, inp: dict[str, Any], *,
-                     jobs: int, time_limit: float) -> tuple[list[dict[str, Any]], float]:
+                     jobs: int, time_limit: float, client_kind: str = "aiohttp",
+                     ) -> tuple[list[dict[str, Any]], float]:
     """One client per key (account), each on its own connection pool, taking job
     tickets from one shared counter until `jobs` are taken or time is up."""
     results: list[dict[str, Any]] = []
@@ -122,14 +172,13 @@ async def throughput(url: str, keys: list[str], engine: str, inp: dict[str, Any]
     deadline = time.monotonic() + time_limit
 
     async def client(key: str) -> None:
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
-                                     timeout=45) as c:
+        async with make_client(client_kind, url, key) as c:
             for _ in tickets:
                 if time.monotonic() > deadline:
                     return
                 try:
                     results.append(await one_job(c, engine, inp, deadline))
-                except httpx.HTTPError as exc:
+                except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                     results.append({"error": f"{type(exc).__name__}: {exc}"})
 
     t0 = time.monotonic()
@@ -176,7 +225,8 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         httpx.post(srv.url + "/bench/stats", timeout=10)
         window = CpuWindow(srv)
         tp_res, wall = asyncio.run(throughput(srv.url, secrets, args.engine, inp,
-                                              jobs=args.jobs, time_limit=args.time_limit))
+                                              jobs=args.jobs, time_limit=args.time_limit,
+                                              client_kind=args.client))
         cpu = window.done()
         tp_sum = digest(tp_res, wall)
         tp_sum["db"] = httpx.get(srv.url + "/bench/stats", timeout=10).json()
@@ -204,7 +254,8 @@ def bench_server(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             profile = pyspy_during(
                 srv.proc.pid if srv.proc else 0, args.profile_s, f"e2e-{kind}",
                 lambda: asyncio.run(throughput(srv.url, secrets, args.engine, inp,
-                                               jobs=args.jobs, time_limit=args.profile_s - 1)))
+                                               jobs=args.jobs, time_limit=args.profile_s - 1,
+                                               client_kind=args.client)))
         return {"server": kind, "server_command": " ".join(srv.cmd), "server_env": env,
                 "idle": idle_sum, "throughput": tp_sum, "pyspy": profile}
 
@@ -218,6 +269,8 @@ def main() -> int:
     p.add_argument("--engines-path", default=None,
                    help="GENQ_ENGINES for the server (default: scenario engines for test/*)")
     p.add_argument("--jobs", type=int, default=1000)
+    p.add_argument("--client", default="aiohttp", choices=("aiohttp", "httpx"),
+                   help="the load's HTTP client library")
     p.add_argument("--clients", type=int, default=32,
                    help="concurrent clients, each with its own account and connection")
     p.add_argument("--slots", type=int, default=16)
@@ -244,7 +297,7 @@ def main() -> int:
         "input": engine_input(args.engine, args.input),
         "params": {k: getattr(args, k) for k in (
             "jobs", "clients", "slots", "engine_concurrency", "idle_jobs", "idle_gap",
-            "time_limit")},
+            "time_limit", "client")},
         "servers": [],
     }
     for kind in kinds:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from genq.events import Change, EventBus
@@ -26,12 +28,21 @@ class Metrics:
             ["status", "engine"],
             registry=self.registry,
         )
+        self._children: dict[str, Any] = {}
+        self._finished: dict[str, Any] = {}
         bus.subscribe(self._on_change)
 
     def _on_change(self, change: Change) -> None:
-        self.events.labels(change.type).inc()
+        # label children looked up once (labels() costs a lock and a tuple each call)
+        child = self._children.get(change.type)
+        if child is None:
+            child = self._children[change.type] = self.events.labels(change.type)
+        child.inc()
         if change.type == "completed":
-            self.finished.labels(change.status).inc()
+            done = self._finished.get(change.status)
+            if done is None:
+                done = self._finished[change.status] = self.finished.labels(change.status)
+            done.inc()
 
     async def refresh(self, store: Store) -> None:
         counts = await store.jobs.status_counts()

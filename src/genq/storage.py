@@ -20,9 +20,8 @@ class Storage:
         self.uploads = self.root / "uploads"
 
     def new_output_dir(self, job_id: str) -> Path:
-        path = self.files / job_id / token(16)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Where an attempt's outputs go (made when the first one is saved)."""
+        return self.files / job_id / token(16)
 
     def relative(self, path: Path) -> str:
         """The part of an output's path that goes into its public URL."""

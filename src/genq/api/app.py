@@ -25,11 +25,14 @@ def create_app(
     workers: bool = True,
     migrate: bool = True,
     hot_paths: bool = True,
-) -> FastAPI:
+) -> Front:
     """The ASGI app. With `workers`, in-process workers run jobs (`genq serve`);
     without, this is an API replica and `genq worker` processes run them. Without
     `hot_paths`, the reads `genq.api.front.Front` answers go through FastAPI's routes
-    like everything else (slower; the reference the tests compare the fast path to)."""
+    like everything else (slower; the reference the tests compare the fast path to).
+
+    The app is `Front` in front of FastAPI (attributes not its own, like `openapi()` or
+    `state`, are the FastAPI app's)."""
     settings = settings or (genq.settings if genq else Settings())
     core = genq or Genq(settings)
 
@@ -57,7 +60,4 @@ def create_app(
     app.add_middleware(Guard, max_bytes=max(settings.max_upload_bytes, settings.max_json_bytes))
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
-    # added last, so first: the hot reads never reach the router
-    if hot_paths:
-        app.add_middleware(Front, genq=core, feeds=feeds, faces=compat.fast_reads())
-    return app
+    return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)

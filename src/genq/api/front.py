@@ -12,18 +12,21 @@ same service code, and tests check that they answer alike.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+from fastapi import FastAPI
 from pydantic import Field, TypeAdapter, ValidationError
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from genq.accounts import Principal
-from genq.api.problems import from_error
+from genq.api.problems import from_error, problem
 from genq.api.streams import Feeds
 from genq.core import Genq
 from genq.errors import GenqError, InvalidInput
@@ -31,6 +34,7 @@ from genq.jobcache import CachedJob
 from genq.lifecycle import NON_TERMINAL
 from genq.ratelimits import STATUS
 
+log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
 _NON_TERMINAL = frozenset(str(s) for s in NON_TERMINAL)
 _JSON = (b"content-type", b"application/json")
@@ -134,35 +138,59 @@ def _wait_params(query: str) -> tuple[float, int | None]:
 
 
 class Front:
-    """The first middleware: the hot reads (see the module docstring), else `inner`."""
+    """The ASGI app genq serves: the hot reads (see the module docstring), else the
+    FastAPI app `inner` (whose attributes, like `openapi()` or `state`, it passes on).
+    `faces=None` turns the fast path off: everything goes to FastAPI."""
 
     def __init__(
-        self, inner: ASGIApp, genq: Genq, feeds: Feeds, faces: Sequence[FastRead] = ()
+        self,
+        inner: FastAPI,
+        genq: Genq,
+        feeds: Feeds,
+        faces: Sequence[FastRead] | None = (),
     ) -> None:
         self.inner = inner
         self.genq = genq
         self.feeds = feeds
-        self.faces = [(f.pattern(), f) for f in faces]
-        self._prefixes = tuple({f.path.split("{", 1)[0] for f in faces})
+        self.hot = faces is not None
+        self.faces = [(f.pattern(), f) for f in faces or ()]
+        self._prefixes = tuple({f.path.split("{", 1)[0] for f in faces or ()})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
-            if path.startswith("/v1/jobs/"):
-                job_id, _, rest = path[9:].partition("/")
-                if job_id and not rest:
-                    await self.job(scope, receive, send, job_id)
+        if self.hot and scope["type"] == "http" and scope["method"] == "GET":
+            try:
+                if await self._hot(scope, receive, send):
                     return
-                if job_id and rest == "events":
-                    await self.job_events(scope, receive, send, job_id)
-                    return
-            elif self._prefixes and path.startswith(self._prefixes):
-                for pattern, face in self.faces:
-                    m = pattern.match(path)
-                    if m is not None:
-                        await self.face(scope, receive, send, face, m.groupdict())
-                        return
+            except Exception:
+                log.exception("unhandled error on GET %s", scope["path"])
+                with contextlib.suppress(Exception):  # unless the response had begun
+                    await problem(
+                        500, "internal", "Internal error", "the server failed; it was logged"
+                    )(scope, receive, send)
+                return
         await self.inner(scope, receive, send)
+
+    async def _hot(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Serve the request if it is one of the hot reads; whether it was."""
+        path: str = scope["path"]
+        if path.startswith("/v1/jobs/"):
+            job_id, _, rest = path[9:].partition("/")
+            if job_id and not rest:
+                await self.job(scope, receive, send, job_id)
+                return True
+            if job_id and rest == "events":
+                await self.job_events(scope, receive, send, job_id)
+                return True
+        elif self._prefixes and path.startswith(self._prefixes):
+            for pattern, face in self.faces:
+                m = pattern.match(path)
+                if m is not None:
+                    await self.face(scope, receive, send, face, m.groupdict())
+                    return True
+        return False
 
     def _caller(self, scope: Scope) -> Principal | Awaitable[Principal]:
         key = bearer(scope["headers"])
