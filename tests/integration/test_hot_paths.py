@@ -45,6 +45,32 @@ class Twin:
         future = asyncio.run_coroutine_threadsafe(slow(), self.server.genq.loop)
         return fast, future.result(30)
 
+    def post_both(
+        self, path: str, headers: dict[str, str], content: bytes
+    ) -> tuple[httpx.Response, httpx.Response]:
+        fast = httpx.post(self.server.url + path, headers=headers, content=content, timeout=30)
+
+        async def slow() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.reference)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await c.post(path, headers=headers, content=content, timeout=30)
+
+        return fast, asyncio.run_coroutine_threadsafe(slow(), self.server.genq.loop).result(30)
+
+    def post_alike(self, headers: dict[str, str], content: bytes) -> int:
+        """POST /v1/jobs both ways: errors are identical; a created job differs only by
+        what makes it another job (id, times, URLs)."""
+        fast, slow = self.post_both("/v1/jobs", headers, content)
+        assert fast.status_code == slow.status_code, (fast.text, slow.text)
+        if fast.status_code >= 400:
+            assert {**fast.json(), "instance": None} == {**slow.json(), "instance": None}
+        else:
+            a, b = fast.json(), slow.json()
+            assert set(a) == set(b) and a["status"] == b["status"] and a["input"] == b["input"]
+        kept = set(fast.headers) - IGNORED
+        assert kept == set(slow.headers) - IGNORED, (fast.headers, slow.headers)
+        return fast.status_code
+
     def same(self, path: str, headers: dict[str, str] | None = None, **params: Any) -> int:
         fast, slow = self.both(path, headers, **params)
         assert fast.status_code == slow.status_code, (path, fast.text, slow.text)
@@ -150,3 +176,30 @@ def test_face_status_reads_answer_as_the_routes_do(
         assert twin.same(p, auth) == 400  # no jobid
     if face == "photogpt":
         assert twin.same(p, {**auth, "API-Version": "2"}) == 400
+
+
+def test_job_creation_answers_as_the_route_does(twin: Twin, server: LiveServer, key: str) -> None:
+    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    noop = b'{"engine": "demo/noop", "input": {}}'
+    assert twin.post_alike(auth, noop) == 202
+    assert twin.post_alike({**auth, "Prefer": "wait=5"}, noop) == 200
+    assert twin.post_alike({**auth, "Content-Type": "text/plain"}, noop) == 415
+    assert twin.post_alike(auth, b"{not json") == 422
+    assert twin.post_alike(auth, b'{"engine": "demo/noop", "input": {"nope": 1}}') == 422
+    assert twin.post_alike(auth, b'{"engine": "no/such", "input": {}}') == 404
+    assert twin.post_alike(auth, b'{"input": {}}') == 422
+    assert twin.post_alike(auth, b"[]") == 422
+    assert twin.post_alike(auth, b" " * (2 << 20)) == 413
+    assert twin.post_alike({"Content-Type": "application/json"}, noop) == 401
+    poor = server.new_key("poor", plan="free", credits=0)
+    assert twin.post_alike({**auth, "Authorization": f"Bearer {poor}"}, noop) == 402
+    # the same Idempotency-Key is one job, whichever way the retry comes
+    once = {**auth, "Idempotency-Key": "twin-1"}
+    fast, slow = twin.post_both("/v1/jobs", once, noop)
+    assert fast.status_code == slow.status_code == 202
+    assert fast.json()["id"] == slow.json()["id"]
+    assert slow.headers["idempotent-replayed"] == "true"
+    other = b'{"engine": "demo/noop", "input": {"delay_s": 1}}'
+    fast, slow = twin.post_both("/v1/jobs", once, other)
+    assert fast.status_code == slow.status_code == 422
+    assert fast.json()["code"] == slow.json()["code"] == "idempotency_key_reused"

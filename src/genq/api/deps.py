@@ -62,21 +62,23 @@ App = Annotated[Genq, Depends(get_genq)]
 _REPLAYED_HEADERS = ("content-type", "location", "etag", "retry-after", "preference-applied")
 
 
-async def idempotent(
-    request: Request, caller: Principal, handler: Callable[[], Awaitable[Response]]
-) -> Response:
-    """Serve a creating POST under its `Idempotency-Key` (if it has one): a retry gets
-    the first response again, byte for byte."""
-    key = request.headers.get("idempotency-key")
+async def idempotent_reply(
+    genq: Genq,
+    caller: Principal,
+    key: str | None,
+    fingerprint: Callable[[], str],
+    handler: Callable[[], Awaitable[Reply]],
+) -> Reply:
+    """Run a creating request's `handler` under its `Idempotency-Key` (if it has one):
+    a retry gets the first reply again, byte for byte. `fingerprint()` hashes the
+    request (`genq.idempotency.request_hash`)."""
     if key is None:
         return await handler()
-    genq = app_genq(request)
-    fingerprint = request_hash(request.method, request.url.path, await request.body())
 
     async def run() -> Reply:
-        response = await handler()
-        headers = {k: v for k, v in response.headers.items() if k in _REPLAYED_HEADERS}
-        return Reply(response.status_code, headers, bytes(response.body))
+        reply = await handler()
+        headers = {k: v for k, v in reply.headers.items() if k.lower() in _REPLAYED_HEADERS}
+        return Reply(reply.status_code, headers, reply.body)
 
     async def replay_resource(resource_id: str) -> Reply:
         item = await genq.jobs.body(caller.account.id, resource_id)
@@ -87,20 +89,42 @@ async def idempotent(
             replayed=True,
         )
 
-    reply = await genq.idempotency.run(caller.account.id, key, fingerprint, run, replay_resource)
+    return await genq.idempotency.run(caller.account.id, key, fingerprint(), run, replay_resource)
+
+
+def reply_headers(reply: Reply) -> dict[str, str]:
     headers = dict(reply.headers)
     if reply.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return Response(reply.body, status_code=reply.status_code, headers=headers)
+    return headers
 
 
-async def json_body(request: Request, model: type[M], *, max_bytes: int) -> M:
+async def idempotent(
+    request: Request, caller: Principal, handler: Callable[[], Awaitable[Response]]
+) -> Response:
+    """`idempotent_reply` for a route whose handler makes a Response."""
+    raw = await request.body()
+
+    async def run() -> Reply:
+        response = await handler()
+        return Reply(response.status_code, dict(response.headers), bytes(response.body))
+
+    reply = await idempotent_reply(
+        app_genq(request),
+        caller,
+        request.headers.get("idempotency-key"),
+        lambda: request_hash(request.method, request.url.path, raw),
+        run,
+    )
+    return Response(reply.body, status_code=reply.status_code, headers=reply_headers(reply))
+
+
+def parse_json(raw: bytes, content_type: str, model: type[M], *, max_bytes: int) -> M:
     """Parse a JSON body into `model`: 415 for another content type, 413 past the
     limit, 422 for malformed JSON or a body that does not match."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = content_type.split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(f"send the body as application/json, not {ctype or 'nothing'}")
-    raw = await request.body()
     if len(raw) > max_bytes:
         raise TooLarge(f"the body is larger than {max_bytes} bytes")
     try:
@@ -116,3 +140,12 @@ async def json_body(request: Request, model: type[M], *, max_bytes: int) -> M:
         raise InvalidInput(
             "the request body is not valid", errors=pydantic_errors(exc, "body")
         ) from exc
+
+
+async def json_body(request: Request, model: type[M], *, max_bytes: int) -> M:
+    """`parse_json` of the request's body."""
+    content_type = request.headers.get("content-type", "")
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"send the body as application/json, not {ctype or 'nothing'}")
+    return parse_json(await request.body(), content_type, model, max_bytes=max_bytes)

@@ -26,13 +26,15 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from genq.accounts import Principal
+from genq.api.deps import reply_headers
 from genq.api.problems import from_error, problem
+from genq.api.routes.jobs import create_reply
 from genq.api.streams import Feeds
 from genq.core import Genq
-from genq.errors import GenqError, InvalidInput
+from genq.errors import GenqError, InvalidInput, TooLarge
 from genq.jobcache import CachedJob
 from genq.lifecycle import NON_TERMINAL
-from genq.ratelimits import STATUS
+from genq.ratelimits import GENERATE, STATUS
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
@@ -108,6 +110,29 @@ def resume_point(scope: Scope) -> int:
     return 0
 
 
+_CREATE_HEADERS = (b"content-type", b"content-length", b"prefer", b"idempotency-key")
+
+
+async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """A request body of at most `limit` bytes (413 beyond, declared or sent)."""
+    too_large = TooLarge(f"the body is larger than {limit} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client left
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
 _WAIT = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_WAIT_S)])
 _AFTER_SEQ = TypeAdapter(Annotated[int, Field(ge=0)])
 
@@ -160,7 +185,7 @@ class Front:
         return getattr(self.inner, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.hot and scope["type"] == "http" and scope["method"] == "GET":
+        if self.hot and scope["type"] == "http" and scope["method"] in ("GET", "POST"):
             try:
                 if await self._hot(scope, receive, send):
                     return
@@ -174,8 +199,13 @@ class Front:
         await self.inner(scope, receive, send)
 
     async def _hot(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Serve the request if it is one of the hot reads; whether it was."""
+        """Serve the request if it is one of the hot paths; whether it was."""
         path: str = scope["path"]
+        if scope["method"] == "POST":
+            if path == "/v1/jobs":
+                await self.create(scope, receive, send)
+                return True
+            return False
         if path.startswith("/v1/jobs/"):
             job_id, _, rest = path[9:].partition("/")
             if job_id and not rest:
@@ -197,17 +227,57 @@ class Front:
         found = self.genq.accounts.cached(key)
         return found if found is not None else self.genq.accounts.authenticate(key)
 
-    async def _authorized(self, scope: Scope) -> tuple[Principal, dict[str, str]]:
+    async def _authorized(
+        self, scope: Scope, kind: str = STATUS
+    ) -> tuple[Principal, dict[str, str]]:
         caller = self._caller(scope)
         if not isinstance(caller, Principal):
             caller = await caller
         limiter = self.genq.limiter
         account = caller.account
         if limiter.synchronous:
-            window = limiter.hit_now(account.id, account.plan, STATUS)
+            window = limiter.hit_now(account.id, account.plan, kind)
         else:
-            window = await limiter.hit(account.id, account.plan, STATUS)
+            window = await limiter.hit(account.id, account.plan, kind)
         return caller, window.headers()
+
+    async def create(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`POST /v1/jobs`: see `genq.api.routes.jobs.create_reply`."""
+        rate: dict[str, str] = {}
+        headers = {k: v for k, v in scope["headers"] if k in _CREATE_HEADERS}
+        try:
+            caller, rate = await self._authorized(scope, GENERATE)
+            limit = self.genq.settings.max_json_bytes
+            raw = await read_body(receive, headers.get(b"content-length"), limit)
+            reply = await create_reply(
+                self.genq,
+                caller,
+                raw,
+                content_type=headers.get(b"content-type", b"").decode("latin-1"),
+                prefer=headers.get(b"prefer", b"").decode("latin-1"),
+                key=(
+                    headers[b"idempotency-key"].decode("latin-1")
+                    if b"idempotency-key" in headers
+                    else None
+                ),
+                path=scope["path"],
+            )
+        except GenqError as exc:
+            response = from_error(exc, scope["path"])
+            response.headers.update(rate)
+            await response(scope, receive, send)
+            return
+        out = reply_headers(reply)
+        out.update(rate)
+        out["content-length"] = str(len(reply.body))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status_code,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
 
     async def job(self, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
         """`GET /v1/jobs/{id}`: see `genq.api.routes.jobs.get_job`."""

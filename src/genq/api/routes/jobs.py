@@ -11,10 +11,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from genq.accounts import Principal
-from genq.api.deps import App, Caller, Creator, idempotent, json_body
+from genq.api.deps import App, Caller, Creator, idempotent_reply, parse_json, reply_headers
 from genq.api.schemas import PROBLEMS, JobCreate, JobList, JobOut
 from genq.core import Genq
 from genq.errors import InvalidInput
+from genq.idempotency import Reply, request_hash
 from genq.jobcache import CachedJob
 from genq.lifecycle import NON_TERMINAL, TERMINAL, CancelOutcome
 
@@ -60,31 +61,61 @@ async def create_job(request: Request, genq: App, caller: Creator) -> Response:
     """Queue a job; answers 202 with the job at once. `Prefer: wait=N` (N <= 60) holds
     the answer until the job ends or N seconds pass. With an `Idempotency-Key`, a retry
     gets the first answer again (and no second job)."""
-    return await idempotent(request, caller, lambda: _create_job(request, genq, caller))
-
-
-async def _create_job(request: Request, genq: Genq, caller: Principal) -> Response:
-    body = await json_body(request, JobCreate, max_bytes=genq.settings.max_json_bytes)
-    job = await genq.jobs.submit(
-        caller.account,
-        body.engine,
-        body.input,
-        metadata=body.metadata,
-        webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
+    h = request.headers
+    reply = await create_reply(
+        genq,
+        caller,
+        await request.body(),
+        content_type=h.get("content-type", ""),
+        prefer=h.get("prefer", ""),
+        key=h.get("idempotency-key"),
+        path=request.url.path,
     )
-    item = genq.jobs.entry(job)
-    wait = _PREFER_WAIT.search(request.headers.get("prefer", ""))
-    status_code = 202
-    extra = {"Location": f"/v1/jobs/{job.id}"}
-    if wait:
-        deadline = time.monotonic() + min(float(wait.group(1)), MAX_WAIT_S)
-        while item.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
-            item = await genq.jobs.wait_body(
-                caller.account.id, job.id, seen=None, after_seq=item.seq, timeout=left
-            )
-        extra["Preference-Applied"] = f"wait={wait.group(1)}"
-        status_code = 200 if item.status in TERMINAL else 202
-    return job_response(item, genq.jobs.retry_after(item.status, item.engine), status_code, extra)
+    return Response(reply.body, status_code=reply.status_code, headers=reply_headers(reply))
+
+
+async def create_reply(
+    genq: Genq,
+    caller: Principal,
+    raw: bytes,
+    *,
+    content_type: str,
+    prefer: str,
+    key: str | None,
+    path: str,
+) -> Reply:
+    """`POST /v1/jobs` without the framework: the route above and
+    `genq.api.front.Front` both answer with this."""
+
+    async def create() -> Reply:
+        body = parse_json(raw, content_type, JobCreate, max_bytes=genq.settings.max_json_bytes)
+        job = await genq.jobs.submit(
+            caller.account,
+            body.engine,
+            body.input,
+            metadata=body.metadata,
+            webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
+        )
+        item = genq.jobs.entry(job)
+        wait = _PREFER_WAIT.search(prefer)
+        status_code = 202
+        headers = {"location": f"/v1/jobs/{job.id}"}
+        if wait:
+            deadline = time.monotonic() + min(float(wait.group(1)), MAX_WAIT_S)
+            while item.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
+                item = await genq.jobs.wait_body(
+                    caller.account.id, job.id, seen=None, after_seq=item.seq, timeout=left
+                )
+            headers["preference-applied"] = f"wait={wait.group(1)}"
+            status_code = 200 if item.status in TERMINAL else 202
+        headers.update({"content-type": JSON, "etag": item.etag, "cache-control": "no-cache"})
+        if item.status in NON_TERMINAL:
+            headers["retry-after"] = genq.jobs.retry_after(item.status, item.engine)
+        return Reply(status_code, headers, item.body)
+
+    return await idempotent_reply(
+        genq, caller, key, lambda: request_hash("POST", path, raw), create
+    )
 
 
 @router.get("", responses={200: {"model": JobList}, **PROBLEMS}, summary="List jobs")
