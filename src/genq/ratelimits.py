@@ -49,6 +49,7 @@ class RateLimiter:
     def __init__(self, plans: Mapping[str, Plan], redis_url: str = "") -> None:
         self.plans = plans
         self._items: dict[tuple[str, str], RateLimitItem] = {}
+        self._keys: dict[tuple[str, str, str], tuple[RateLimitItem, str]] = {}
         # our own Redis pool, so that close() can release its connections
         self._pool = coredis.ConnectionPool.from_url(redis_url) if redis_url else None
         self._shared: dict[str, Any] = {}
@@ -62,7 +63,7 @@ class RateLimiter:
                 STATUS: aio_strategies.SlidingWindowCounterRateLimiter(storage),
             }
         else:
-            memory = MemoryStorage()
+            memory = self._memory = MemoryStorage()
             self._local = {
                 GENERATE: strategies.MovingWindowRateLimiter(memory),
                 STATUS: strategies.SlidingWindowCounterRateLimiter(memory),
@@ -98,11 +99,32 @@ class RateLimiter:
         return window
 
     def hit_now(self, account_id: str, plan: str, kind: str) -> Window:
-        """`hit` for in-memory counts, without an await (see `synchronous`)."""
-        item = self._item(plan, kind)
-        limiter = self._local[kind]
-        allowed = limiter.hit(item, account_id, kind)
-        return self._window(item, kind, allowed, limiter.get_window_stats(item, account_id, kind))
+        """`hit` for in-memory counts, without an await (see `synchronous`). The same
+        calls on `limits`' memory storage as its strategies' `hit` and
+        `get_window_stats`, with the storage key built once per account."""
+        found = self._keys.get((account_id, plan, kind))
+        if found is None:
+            item = self._item(plan, kind)
+            found = self._keys[(account_id, plan, kind)] = (item, item.key_for(account_id, kind))
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+        item, key = found
+        storage, expiry, amount = self._memory, item.get_expiry(), item.amount
+        if kind == GENERATE:  # moving window
+            allowed = storage.acquire_entry(key, amount, expiry)
+            start, count = storage.get_moving_window(key, amount, expiry)
+            stats = WindowStats(start + expiry, amount - count)
+        else:  # sliding-window counter
+            allowed = storage.acquire_sliding_window_entry(key, amount, expiry)
+            prev_count, prev_ttl, count, ttl = storage.get_sliding_window(key, expiry)
+            used = math.floor(prev_count * prev_ttl / expiry + count)
+            now = time.time()
+            reset_in = min(
+                prev_ttl % (expiry / prev_count) if prev_count else math.inf,
+                ttl % expiry if count else math.inf,
+            )
+            stats = WindowStats(now + (0 if reset_in == math.inf else reset_in), amount - used)
+        return self._window(item, kind, allowed, stats)
 
     async def hit(self, account_id: str, plan: str, kind: str) -> Window:
         """Count one request; raises RateLimited (with Retry-After) when over."""
