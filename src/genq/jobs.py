@@ -111,7 +111,6 @@ class JobService:
             self._render_entry, settings.job_cache_bytes, lambda: self.board.epoch
         )
         self.shared = SharedReads()
-        self._plans_by_account: dict[str, tuple[float, str]] = {}
         bus.subscribe(self.board.on_change)  # first: bodies render from the board
         bus.subscribe(self.cache.on_change, rows=True)
 

@@ -27,9 +27,6 @@ class _Record:
     _JSON: ClassVar[frozenset[str]] = frozenset()
     _BOOLS: ClassVar[frozenset[str]] = frozenset()
 
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-
     @classmethod
     def _setup(cls) -> None:
         cls.COLUMNS = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
