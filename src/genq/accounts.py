@@ -17,7 +17,7 @@ from genq.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from genq.ids import new_id, token, utcnow
 from genq.plans import Plan
 from genq.store import Store
-from genq.store.records import Account, ApiKey
+from genq.store.records import Account, ApiKey, LedgerEntry
 
 KEY_PREFIX = "gq_"
 
@@ -121,3 +121,42 @@ class AccountService:
 
     def forget(self) -> None:
         self._cache.clear()
+
+    async def all(self) -> list[Account]:
+        return await self.store.accounts.all()
+
+    async def keys(self, account_id: str) -> list[ApiKey]:
+        return await self.store.accounts.keys(account_id)
+
+    async def revoke_key(self, prefix: str) -> bool:
+        revoked = await self.store.accounts.revoke_key(prefix)
+        self.forget()
+        return revoked
+
+    async def grant(self, account_id: str, amount: int, note: str) -> int:
+        """Add (or remove, negative) credits by hand; the balance after."""
+        return await self.store.ledger.grant(account_id, amount, note)
+
+    async def ledger(self, account_id: str, limit: int = 100_000) -> list[LedgerEntry]:
+        return await self.store.ledger.entries(account_id, limit=limit)
+
+    async def audit(self) -> list[str]:
+        """Ledger problems (`genq doctor`): none when the books balance."""
+        return await self.store.ledger.audit()
+
+    async def get(self, account_id: str) -> Account | None:
+        return await self.store.accounts.get(account_id)
+
+    async def balance(self, account_id: str) -> int:
+        """Credits the account can spend now."""
+        return await self.store.ledger.balance(account_id)
+
+    async def job_counts(self, account_id: str) -> dict[str, int]:
+        """The account's unfinished jobs by status."""
+        return await self.store.jobs.account_counts(account_id)
+
+    async def webhook_secret(self, account_id: str) -> str:
+        """The account's webhook signing secret (made on first use)."""
+        from genq.webhooks import new_secret
+
+        return await self.store.webhooks.secret(account_id, new_secret())

@@ -183,7 +183,7 @@ def keys_revoke(
     """Revoke a key by its prefix (as `GET /v1/account` shows it)."""
 
     async def revoke(svc: AccountService) -> bool:
-        return await svc.store.accounts.revoke_key(prefix)
+        return await svc.revoke_key(prefix)
 
     if not _with_accounts(settings_for(data_dir), revoke):
         err.print(f"no active key with prefix {prefix!r}")
@@ -208,7 +208,7 @@ def accounts_list(
     """All accounts with plan and balance."""
 
     async def run(svc: AccountService) -> list[Any]:
-        return await svc.store.accounts.all()
+        return await svc.all()
 
     rows = [_account_row(a) for a in _with_accounts(settings_for(data_dir), run)]
     if as_json:
@@ -226,7 +226,7 @@ def accounts_show(name: str, data_dir: DataDir = None) -> None:
 
     async def run(svc: AccountService) -> dict[str, Any]:
         a = await svc.by_name(name)
-        keys = await svc.store.accounts.keys(a.id)
+        keys = await svc.keys(a.id)
         return {
             **_account_row(a),
             "limits": svc.plan(a.plan).model_dump(),
@@ -256,7 +256,7 @@ def accounts_credit(
 
     async def run(svc: AccountService) -> int:
         a = await svc.by_name(name)
-        return await svc.store.ledger.grant(a.id, amount, note or "granted by an operator")
+        return await svc.grant(a.id, amount, note or "granted by an operator")
 
     err.print(f"{name}: balance {_with_accounts(settings_for(data_dir), run)}")
 
@@ -280,7 +280,7 @@ def accounts_ledger(
 
     async def run(svc: AccountService) -> tuple[Any, list[Any]]:
         a = await svc.by_name(name)
-        return a, await svc.store.ledger.entries(a.id, limit=100_000)
+        return a, await svc.ledger(a.id)
 
     account, entries = _with_accounts(settings_for(data_dir), run)
     rows = [
@@ -320,7 +320,7 @@ def doctor(data_dir: DataDir = None) -> None:
     release, and every balance equals its ledger. Exit 1 on any problem."""
 
     async def run(svc: AccountService) -> list[str]:
-        return await svc.store.ledger.audit()
+        return await svc.audit()
 
     problems = _with_accounts(settings_for(data_dir), run)
     for p in problems:

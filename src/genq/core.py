@@ -101,6 +101,13 @@ class Genq:
             self.worker = self.make_worker(engine_names)
             await self.worker.start()
 
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        await self.store.ping()
+
+    async def refresh_metrics(self) -> None:
+        await self.metrics.refresh(self.store)
+
     async def stop(self) -> None:
         if self.worker is not None:
             await self.worker.stop()

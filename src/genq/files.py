@@ -71,6 +71,10 @@ class FileService:
             }
         )
 
+    async def exists(self, file_id: str) -> bool:
+        """Whether a file with this id exists (any account's)."""
+        return await self.store.files.get(file_id) is not None
+
     async def get(self, account_id: str, file_id: str) -> File:
         f = await self.store.files.get(file_id)
         if f is None or f.account_id != account_id:

@@ -262,6 +262,11 @@ class JobService:
         )
         return rows
 
+    async def unfinished(self, account_id: str, limit: int = 1000) -> list[Job]:
+        """The account's queued and running jobs, newest first."""
+        rows = await self.store.jobs.page(account_id, status=lifecycle.NON_TERMINAL, limit=limit)
+        return [job for job, _ in rows]
+
     async def account_events(self, account_id: str, after: int) -> list[JobEvent]:
         """An account's events after id `after` (one query for every stream at the same
         position)."""

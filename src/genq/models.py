@@ -44,6 +44,9 @@ class ModelService:
             }
         )
 
+    async def list(self, account_id: str) -> list[Model]:
+        return await self.store.models.for_account(account_id)
+
     async def get(self, account_id: str, model_id: str) -> Model:
         model = await self.store.models.get(model_id)
         if model is None or model.account_id != account_id:

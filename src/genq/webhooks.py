@@ -27,11 +27,12 @@ from standardwebhooks.webhooks import Webhook
 
 from genq import netsafe
 from genq.aio import wait_event
+from genq.errors import NotFound
 from genq.events import Change, EventBus
 from genq.ids import iso, utcnow
 from genq.jobs import JobService
 from genq.store import Store
-from genq.store.records import WebhookDelivery
+from genq.store.records import WebhookAttempt, WebhookDelivery
 from genq.store.webhooks import DELIVERED, DISABLED, FAILED, PENDING
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,23 @@ class WebhookSender:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def for_job(self, job_id: str) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+        return await self.store.webhooks.for_job(job_id)
+
+    async def recent(self, account_id: str) -> list[WebhookDelivery]:
+        return await self.store.webhooks.recent(account_id)
+
+    async def redeliver(self, account_id: str, delivery_id: str) -> WebhookDelivery:
+        """Send a delivery of the account's again, now (404 for another's)."""
+        d = await self.store.webhooks.get(delivery_id)
+        if d is None or d.account_id != account_id:
+            raise NotFound(f"no delivery {delivery_id!r}")
+        again = await self.store.webhooks.redeliver(delivery_id)
+        if again is None:
+            raise NotFound(f"no delivery {delivery_id!r}")
+        self.wake()
+        return again
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="genq-webhooks")

@@ -73,7 +73,6 @@ from genq.errors import (
 )
 from genq.ids import new_id
 from genq.store.records import Account
-from genq.webhooks import new_secret
 
 NAME: Final = "masterpiecex"
 STATUS: Final[dict[str, str]] = {  # genq -> Masterpiece X; expired answers 404
@@ -204,7 +203,7 @@ async def _submit(
     job = await genq.jobs.submit(
         account, engine, data, model_id=model_id, metadata={"compat": NAME, "function": function}
     )
-    balance = await genq.store.ledger.balance(account.id)
+    balance = await genq.accounts.balance(account.id)
     return json_response({"requestId": job.id, "status": STATUS["queued"], "balance": balance})
 
 
@@ -287,7 +286,7 @@ async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
     name = body.name or "image"
     ctype = body.type or ""
     expires = int(time.time()) + ASSET_URL_TTL_S
-    secret = await genq.store.webhooks.secret(account_id, new_secret())
+    secret = await genq.accounts.webhook_secret(account_id)
     query = urlencode(
         {
             "account": account_id,
@@ -298,7 +297,7 @@ async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
         }
     )
     url = f"{genq.settings.base_url}/compat/{NAME}/assets/{asset_id}/content?{query}"
-    balance = await genq.store.ledger.balance(account_id)
+    balance = await genq.accounts.balance(account_id)
     return json_response(
         {"assetId": asset_id, "requestId": asset_id, "assetUrl": url, "balance": balance}
     )
@@ -320,14 +319,14 @@ async def upload_asset(
 ) -> Response:
     if not asset_id.startswith("file_"):
         raise NotFound("no such asset")
-    owner = await genq.store.accounts.get(account)
+    owner = await genq.accounts.get(account)
     secret = owner.webhook_secret if owner else None
     expected = _signature(secret or "", account, asset_id, name, type, expires)
     if not secret or not hmac.compare_digest(expected, signature):
         raise Unauthorized("the upload URL's signature does not match")
     if expires < time.time():
         raise Unauthorized("the upload URL has expired; create the asset again")
-    if await genq.store.files.get(asset_id) is not None:
+    if await genq.files.exists(asset_id):
         raise Conflict("this asset was already uploaded")
     ctype = type or request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):

@@ -76,7 +76,6 @@ from genq.errors import (
     RateLimited,
     Unauthorized,
 )
-from genq.store.records import NON_TERMINAL
 
 NAME: Final = "useapi"
 STATUS: Final[dict[str, str]] = {  # genq -> PixVerse; expired answers 410
@@ -316,9 +315,7 @@ async def _busy_check(genq: Genq, account_id: str, max_jobs: int | None) -> None
     if max_jobs is None:
         return
     running = [
-        j.id
-        for j, _ in await genq.store.jobs.page(account_id, status=NON_TERMINAL, limit=1000)
-        if j.metadata.get("compat") == NAME
+        j.id for j in await genq.jobs.unfinished(account_id) if j.metadata.get("compat") == NAME
     ]
     if len(running) >= max_jobs:
         raise RateLimited(

@@ -289,7 +289,7 @@ async def generate(request: Request, genq: App, caller: Creator) -> Response:
     }
     job = await genq.jobs.submit(account, engine, data, metadata=md)
     window = await genq.limiter.peek(account.id, account.plan, GENERATE)
-    balance = await genq.store.ledger.balance(account.id)
+    balance = await genq.accounts.balance(account.id)
     created = iso_seconds(iso(job.created_at))
     return json_response(
         {
@@ -368,7 +368,7 @@ async def credits(genq: App, caller: Caller) -> Response:
     window = await genq.limiter.peek(account.id, account.plan, GENERATE)
     return json_response(
         {
-            "balance": await genq.store.ledger.balance(account.id),
+            "balance": await genq.accounts.balance(account.id),
             "tier": account.plan,
             "rate_limit": {
                 "calls_per_minute": plan.generation_per_min,

@@ -47,7 +47,7 @@ async def create_model(request: Request, genq: App, caller: Caller) -> Response:
 
 @router.get("", responses=PROBLEMS, summary="List models")
 async def list_models(genq: App, caller: Caller) -> Response:
-    models = await genq.store.models.for_account(caller.account.id)
+    models = await genq.models.list(caller.account.id)
     data = [genq.models.render(m, genq.settings.base_url) for m in models]
     return JSONResponse({"object": "list", "data": data})
 

@@ -21,14 +21,14 @@ async def get_account(genq: App, caller: Caller) -> Response:
     plan = genq.accounts.plan(a.plan)
     generate = await genq.limiter.peek(a.id, a.plan, GENERATE)
     status = await genq.limiter.peek(a.id, a.plan, STATUS)
-    counts = await genq.store.jobs.account_counts(a.id)
+    counts = await genq.accounts.job_counts(a.id)
     return JSONResponse(
         {
             "id": a.id,
             "object": "account",
             "name": a.name,
             "plan": a.plan,
-            "balance": await genq.store.ledger.balance(a.id),
+            "balance": await genq.accounts.balance(a.id),
             "limits": {
                 "generation_per_min": plan.generation_per_min,
                 "status_per_min": plan.status_per_min,
@@ -62,7 +62,7 @@ async def healthz() -> Response:
 @router.get("/readyz", tags=["system"], summary="Readiness: the database answers")
 async def readyz(genq: App) -> Response:
     try:
-        await genq.store.ping()
+        await genq.ping()
     except Exception as exc:
         return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
     return JSONResponse(
@@ -72,5 +72,5 @@ async def readyz(genq: App) -> Response:
 
 @router.get("/metrics", tags=["system"], summary="Prometheus metrics")
 async def metrics(genq: App) -> Response:
-    await genq.metrics.refresh(genq.store)
+    await genq.refresh_metrics()
     return Response(generate_latest(genq.metrics.registry), media_type=CONTENT_TYPE_LATEST)

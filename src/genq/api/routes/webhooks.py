@@ -7,8 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from genq.api.deps import App, Caller
 from genq.api.schemas import PROBLEMS
-from genq.errors import NotFound
-from genq.webhooks import new_secret, render_delivery
+from genq.webhooks import render_delivery
 
 router = APIRouter(tags=["webhooks"])
 
@@ -18,7 +17,7 @@ router = APIRouter(tags=["webhooks"])
 )
 async def webhook_secret(genq: App, caller: Caller) -> Response:
     """A `whsec_` secret per account (Standard Webhooks); verify deliveries with it."""
-    secret = await genq.store.webhooks.secret(caller.account.id, new_secret())
+    secret = await genq.accounts.webhook_secret(caller.account.id)
     return JSONResponse({"object": "webhook_secret", "secret": secret})
 
 
@@ -29,13 +28,13 @@ async def webhook_secret(genq: App, caller: Caller) -> Response:
 )
 async def job_deliveries(job_id: str, genq: App, caller: Caller) -> Response:
     await genq.jobs.get(caller.account.id, job_id)
-    rows = await genq.store.webhooks.for_job(job_id)
+    rows = await genq.webhooks.for_job(job_id)
     return JSONResponse({"object": "list", "data": [render_delivery(d, a) for d, a in rows]})
 
 
 @router.get("/v1/deliveries", responses=PROBLEMS, summary="Recent webhook deliveries")
 async def recent_deliveries(genq: App, caller: Caller) -> Response:
-    rows = await genq.store.webhooks.recent(caller.account.id)
+    rows = await genq.webhooks.recent(caller.account.id)
     return JSONResponse({"object": "list", "data": [render_delivery(d, []) for d in rows]})
 
 
@@ -46,10 +45,5 @@ async def recent_deliveries(genq: App, caller: Caller) -> Response:
     summary="Send a delivery again",
 )
 async def redeliver(delivery_id: str, genq: App, caller: Caller) -> Response:
-    d = await genq.store.webhooks.get(delivery_id)
-    if d is None or d.account_id != caller.account.id:
-        raise NotFound(f"no delivery {delivery_id!r}")
-    again = await genq.store.webhooks.redeliver(delivery_id)
-    assert again is not None
-    genq.webhooks.wake()
+    again = await genq.webhooks.redeliver(caller.account.id, delivery_id)
     return JSONResponse(render_delivery(again, []), status_code=202)
