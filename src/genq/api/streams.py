@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +34,7 @@ from genq.store.records import JobEvent
 
 log = logging.getLogger(__name__)
 KEEP = 256  # frames a feed holds for subscribers that fall behind
+ACCOUNT_FRAMES = 4096  # account-stream frames kept for the streams that will send them
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -94,7 +95,27 @@ class Feeds:
         self.keepalive_s = keepalive_s
         self._feeds: dict[str, Feed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._account_frames: OrderedDict[int, bytes] = OrderedDict()
         bus.subscribe(self._on_change)  # after the job cache: completed bodies are in it
+
+    async def account_frame(self, ev: JobEvent) -> bytes:
+        """The frame of an event on an account stream (`id:` the global event id), made
+        once for every stream of the account that sends it."""
+        found = self._account_frames.get(ev.id)
+        if found is not None:
+            return found
+        if ev.type == EventType.COMPLETED:  # carries the whole job
+            try:
+                data = (await self.jobs.body(ev.account_id, ev.job_id)).body
+            except GenqError:
+                data = orjson.dumps(event_data(ev))
+            made = frame(ev.id, ev.type, data)
+        else:
+            made = frame(ev.id, ev.type, event_data(ev))
+        self._account_frames[ev.id] = made
+        if len(self._account_frames) > ACCOUNT_FRAMES:
+            self._account_frames.popitem(last=False)
+        return made
 
     def __len__(self) -> int:
         return sum(f.subscribers for f in self._feeds.values())

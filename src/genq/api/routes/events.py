@@ -5,7 +5,6 @@ closes after its `completed` event."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,11 +15,8 @@ from starlette.types import Receive, Scope, Send
 from genq.api.deps import App, Caller
 from genq.api.front import event_id, resume_point
 from genq.api.schemas import PROBLEMS
-from genq.api.streams import Feeds, event_data, frame
-from genq.core import Genq
-from genq.errors import GenqError, InvalidInput
-from genq.lifecycle import EventType
-from genq.store.records import JobEvent
+from genq.api.streams import Feeds
+from genq.errors import InvalidInput
 
 router = APIRouter(tags=["events"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -57,13 +53,6 @@ async def job_events(
     return FeedResponse(feeds, caller.account.id, job_id, last)
 
 
-async def account_frame(genq: Genq, ev: JobEvent) -> bytes:
-    if ev.type == EventType.COMPLETED:  # carries the whole job, from the shared body cache
-        with contextlib.suppress(GenqError):
-            return frame(ev.id, ev.type, (await genq.jobs.body(ev.account_id, ev.job_id)).body)
-    return frame(ev.id, ev.type, event_data(ev))
-
-
 @router.get(
     "/v1/events",
     responses={200: {"content": {"text/event-stream": {}}}, **PROBLEMS},
@@ -88,6 +77,7 @@ async def account_events(
                 errors=[{"field": "query.after", "message": "not an event id", "type": "value"}],
             )
     keepalive = genq.settings.sse_keepalive_s
+    feeds: Feeds = request.app.state.feeds
 
     async def stream() -> AsyncIterator[bytes]:
         last = resume if resume is not None else await genq.jobs.last_event_id()
@@ -97,7 +87,7 @@ async def account_events(
                 events = await genq.jobs.account_events(account_id, last)
                 for ev in events:
                     last = ev.id
-                    yield await account_frame(genq, ev)
+                    yield await feeds.account_frame(ev)
                 if not events and not await watch.wait(keepalive):
                     yield b": keep-alive\n\n"
 
