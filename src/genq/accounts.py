@@ -22,6 +22,12 @@ from genq.store.records import Account, ApiKey, LedgerEntry
 KEY_PREFIX = "gq_"
 
 
+def _fast_digest(key: str) -> bytes:
+    """The key's SHA-256 as bytes: what the in-memory cache of verified keys is keyed
+    by (the plaintext key is never kept)."""
+    return hashlib.sha256(key.encode()).digest()
+
+
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -39,7 +45,7 @@ class AccountService:
         self.store = store
         self.plans = plans
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
 
     def plan(self, name: str) -> Plan:
         plan = self.plans.get(name)
@@ -95,7 +101,7 @@ class AccountService:
         """The caller, if its key was verified less than `cache_s` ago (no I/O)."""
         if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
             raise Unauthorized()
-        hit = self._cache.get(digest(key))
+        hit = self._cache.get(_fast_digest(key))
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         return None
@@ -109,12 +115,12 @@ class AccountService:
         now = time.monotonic()
         row = await self.store.accounts.key_by_hash(d)
         if row is None or not hmac.compare_digest(row[0].hash, d) or row[0].revoked_at:
-            self._cache.pop(d, None)
+            self._cache.pop(_fast_digest(key), None)
             raise Unauthorized()
         principal = Principal(account=row[1], key=row[0])
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[d] = (now + self.cache_s, principal)
+        self._cache[_fast_digest(key)] = (now + self.cache_s, principal)
         # last_used_at is recorded at most once per cache period per key
         await self.store.accounts.touch_key(row[0].id, utcnow())
         return principal

@@ -17,7 +17,7 @@ import bisect
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from genq.events import Change
 from genq.lifecycle import ACTIVE, NON_TERMINAL, Status
@@ -42,6 +42,16 @@ class CachedJob:
     outputs: tuple[JobOutput, ...]
     size: int
     epoch: int = 0  # the board's epoch it was rendered at (a queued job's position)
+    head: list[tuple[bytes, bytes]] = field(default_factory=list)  # its 200's headers
+
+    def __post_init__(self) -> None:
+        if not self.head:
+            self.head = [
+                (b"etag", self.etag.encode()),
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-cache"),
+                (b"content-length", b"%d" % len(self.body)),
+            ]
 
 
 Render = Callable[[Job, tuple[JobOutput, ...]], CachedJob]

@@ -5,10 +5,10 @@ Counting uses the `limits` library: in memory by default (synchronous: no await 
 no thread hop per request), in Redis when `GENQ_REDIS_URL` is set so that several
 server processes share one count. The `generate` window is a moving window (exact:
 a plan's jobs per minute are never exceeded); the `status` window, which polling
-clients hit thousands of times a second, is a sliding-window counter (two counters
-per account, a few microseconds per request; at a window's edge it may admit a
-request or so more than the plan). Headers follow the IETF RateLimit header fields
-draft.
+clients hit thousands of times a second, is a fixed-window counter (one counter per
+account and minute, a few microseconds per request; across a minute's edge a client
+may fit up to twice the plan's reads into one minute). Headers follow the IETF
+RateLimit header fields draft.
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ class RateLimiter:
             assert isinstance(storage, AsyncStorage)
             self._shared = {
                 GENERATE: aio_strategies.MovingWindowRateLimiter(storage),
-                STATUS: aio_strategies.SlidingWindowCounterRateLimiter(storage),
+                STATUS: aio_strategies.FixedWindowRateLimiter(storage),
             }
         else:
             memory = self._memory = MemoryStorage()
             self._local = {
                 GENERATE: strategies.MovingWindowRateLimiter(memory),
-                STATUS: strategies.SlidingWindowCounterRateLimiter(memory),
+                STATUS: strategies.FixedWindowRateLimiter(memory),
             }
 
     @property
@@ -114,16 +114,10 @@ class RateLimiter:
             allowed = storage.acquire_entry(key, amount, expiry)
             start, count = storage.get_moving_window(key, amount, expiry)
             stats = WindowStats(start + expiry, amount - count)
-        else:  # sliding-window counter
-            allowed = storage.acquire_sliding_window_entry(key, amount, expiry)
-            prev_count, prev_ttl, count, ttl = storage.get_sliding_window(key, expiry)
-            used = math.floor(prev_count * prev_ttl / expiry + count)
-            now = time.time()
-            reset_in = min(
-                prev_ttl % (expiry / prev_count) if prev_count else math.inf,
-                ttl % expiry if count else math.inf,
-            )
-            stats = WindowStats(now + (0 if reset_in == math.inf else reset_in), amount - used)
+        else:  # fixed-window counter
+            count = storage.incr(key, expiry)
+            allowed = count <= amount
+            stats = WindowStats(storage.get_expiry(key), amount - count)
         return self._window(item, kind, allowed, stats)
 
     async def hit(self, account_id: str, plan: str, kind: str) -> Window:

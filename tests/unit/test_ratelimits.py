@@ -27,7 +27,7 @@ PLANS = merge(
     ("kind", "strategy", "limit"),
     [
         (GENERATE, strategies.MovingWindowRateLimiter, 5),
-        (STATUS, strategies.SlidingWindowCounterRateLimiter, 7),
+        (STATUS, strategies.FixedWindowRateLimiter, 7),
     ],
 )
 def test_fast_path_counts_as_the_strategy(kind: str, strategy: type, limit: int) -> None:

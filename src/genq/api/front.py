@@ -39,8 +39,6 @@ from genq.ratelimits import GENERATE, STATUS
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
 _NON_TERMINAL = frozenset(str(s) for s in NON_TERMINAL)
-_JSON = (b"content-type", b"application/json")
-_NO_CACHE = (b"cache-control", b"no-cache")
 
 FaceRead = Callable[[Genq, Principal, dict[str, str], dict[str, str]], Awaitable[Response]]
 
@@ -284,7 +282,8 @@ class Front:
         rate: dict[str, str] = {}
         try:
             caller, rate = await self._authorized(scope)
-            wait, after_seq = _wait_params(scope["query_string"].decode("latin-1"))
+            query = scope["query_string"]
+            wait, after_seq = _wait_params(query.decode("latin-1")) if query else (0.0, None)
             seen = None
             for name, value in scope["headers"]:
                 if name == b"if-none-match":
@@ -342,17 +341,15 @@ async def send_job(
     send: Send, item: CachedJob, seen: str | None, retry: str, rate: dict[str, str]
 ) -> None:
     """The job body (200), or 304 when the client's ETag is current."""
-    headers: list[tuple[bytes, bytes]] = [(b"etag", item.etag.encode())]
+    extra = [(k.lower().encode(), v.encode()) for k, v in rate.items()]
     if item.status in _NON_TERMINAL:
-        headers.append((b"retry-after", retry.encode()))
-    for k, v in rate.items():
-        headers.append((k.lower().encode(), v.encode()))
+        extra.append((b"retry-after", retry.encode()))
     if seen is not None and seen == item.etag:
+        headers = [item.head[0], *extra]  # the etag
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return
-    headers += [_JSON, _NO_CACHE, (b"content-length", str(len(item.body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": item.head + extra})
     await send({"type": "http.response.body", "body": item.body})
 
 
