@@ -230,7 +230,10 @@ def _page(
 ) -> list[tuple[Job, list[JobOutput]]]:
     where = ["j.account_id = %(a)s"]
     p: dict[str, Any] = {"a": account_id, "limit": limit}
-    if status:
+    if len(status) == 1:  # (an index walks just that status)
+        where.append("j.status = %(st)s")
+        p["st"] = str(status[0])
+    elif status:
         where.append(f"j.status {cx.in_list('st')}")
         p["st"] = cx.array(str(s) for s in status)
     if engine:
@@ -579,9 +582,9 @@ def _status_counts(cx: Cx) -> dict[tuple[str, str], int]:
 
 def _recent_durations(cx: Cx, engine: str, limit: int) -> list[float]:
     rows = cx.all(
-        "SELECT started_at, completed_at FROM jobs WHERE engine = %(e)s"
-        " AND status = 'succeeded' AND started_at IS NOT NULL"
-        " ORDER BY completed_at DESC LIMIT %(limit)s",
+        "SELECT started_at, completed_at FROM jobs WHERE status = 'succeeded'"
+        " AND engine = %(e)s AND started_at IS NOT NULL"
+        " ORDER BY created_at DESC LIMIT %(limit)s",  # ix_jobs_status_engine_created
         {"e": engine, "limit": limit},
     )
     out = []

@@ -113,8 +113,8 @@ jobs = sa.Table(
     sa.Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     sa.Index("ix_jobs_lease", "status", "lease_expires_at"),
     sa.Index("ix_jobs_expires", "expires_at"),
-    # the per-account concurrency limit counts an account's active jobs
-    sa.Index("ix_jobs_account_status", "account_id", "status"),
+    # an account's jobs of one status (running counts of the claim; a filtered list)
+    sa.Index("ix_jobs_account_status_created", "account_id", "status", "created_at", "id"),
 )
 
 job_outputs = sa.Table(

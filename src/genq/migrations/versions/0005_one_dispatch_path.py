@@ -166,6 +166,14 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("account_limit", sa.Integer(), server_default="1000000", nullable=False)
         )
+        # a filtered list of an account's jobs walks only that status (SQLite picked
+        # the account's whole history otherwise)
+        batch_op.drop_index("ix_jobs_account_status")
+        batch_op.create_index(
+            "ix_jobs_account_status_created",
+            ["account_id", "status", "created_at", "id"],
+            unique=False,
+        )
     cases = " ".join(f"WHEN '{p.name}' THEN {p.concurrent_jobs}" for p in DEFAULT_PLANS.values())
     op.execute(
         "UPDATE jobs SET account_limit = CASE (SELECT a.plan FROM accounts a"
@@ -227,5 +235,7 @@ def downgrade() -> None:
     with op.batch_alter_table("credit_ledger", schema=None) as batch_op:
         batch_op.alter_column("balance_after", existing_type=sa.BigInteger(), nullable=False)
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index("ix_jobs_account_status_created")
+        batch_op.create_index("ix_jobs_account_status", ["account_id", "status"], unique=False)
         batch_op.drop_column("account_limit")
         batch_op.add_column(sa.Column("dispatch_id", sa.BigInteger(), nullable=True))
