@@ -83,7 +83,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {m: _version(m) for m in (
             "genq", "uvicorn", "granian", "uvloop", "httptools", "fastapi", "starlette",
-            "httpx", "sqlalchemy", "aiosqlite")},
+            "pydantic", "orjson", "psycopg", "limits", "httpx", "aiohttp", "sqlalchemy")},
         "wrk": wrk,
     }
 
