@@ -140,7 +140,7 @@ def create_app() -> BenchApp:
     if os.environ.get("BENCH_INSTRUMENT") == "1":
         instrument(core)
     workers = os.environ.get("BENCH_WORKERS", "1") not in ("0", "false", "no")
-    app = genq_create_app(genq=core, workers=workers)
+    app = genq_create_app(genq=core, workers=workers, freeze_gc=True)  # as `genq serve`
     bench = BenchApp(app, core)
 
     async def fastapi_floor() -> Response:

@@ -227,6 +227,7 @@ class LiveServer:
     settings: Settings
     workers: bool = True
     genq: Genq = field(init=False)
+    genq_app: Any = field(init=False)
     _server: uvicorn.Server = field(init=False)
     _thread: threading.Thread = field(init=False)
 
@@ -236,7 +237,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.genq = Genq(self.settings)
-        app = create_app(genq=self.genq, workers=self.workers)
+        app = self.genq_app = create_app(genq=self.genq, workers=self.workers)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
         )

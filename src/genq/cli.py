@@ -4,6 +4,7 @@ client-side ones (run, jobs, engines) live in `genq.cli_client` and use the SDK.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -69,7 +70,7 @@ def serve(
 
     settings = settings_for(data_dir, host=host, port=port, worker_slots=workers)
     _logging(settings.log_level)
-    application = create_app(settings, workers=not no_workers and workers != 0)
+    application = create_app(settings, workers=not no_workers and workers != 0, freeze_gc=True)
     err.print(f"genq serving on [bold]{settings.base_url}[/] (data in {settings.data_dir})")
     uvicorn.run(
         application,
@@ -106,6 +107,7 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await core.start(workers=True, engine_names=names)
+        gc.freeze()  # what is alive now stays: full collections skip it
         assert core.worker is not None
         err.print(f"genq worker {core.worker.owner} running {len(core.worker.engines)} engines")
         await stop.wait()

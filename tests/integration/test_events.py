@@ -130,3 +130,29 @@ def test_events_are_private_and_resume_across_restart(tmp_path: Path) -> None:
             assert rest[-1]["event"] == "completed"
     finally:
         srv.stop()
+
+
+def test_idle_streams_get_keep_alives_and_a_leaving_client_is_let_go(tmp_path: Path) -> None:
+    srv = LiveServer(make_settings(tmp_path / "data", sse_keepalive_s=0.2)).start()
+    try:
+        with srv.client(srv.new_key()) as api:
+            job = api.post(
+                "/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 30, "steps": 30}}
+            ).json()
+            wait_for(api, job["id"], until=("running",))
+            comments = 0
+            deadline = time.monotonic() + 5
+            with api.stream("GET", f"/v1/jobs/{job['id']}/events") as r:
+                for line in r.iter_lines():
+                    comments += line == ": keep-alive"
+                    if comments >= 3 or time.monotonic() > deadline:
+                        break
+            assert comments >= 3
+            feeds = srv.genq_app.state.feeds
+            deadline = time.monotonic() + 5
+            while len(feeds) and time.monotonic() < deadline:  # the stream's client left
+                time.sleep(0.05)
+            assert len(feeds) == 0
+            api.post(f"/v1/jobs/{job['id']}/cancel")
+    finally:
+        srv.stop()

@@ -3,6 +3,7 @@ health and metrics), with a `Genq` started in its lifespan."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ def create_app(
     workers: bool = True,
     migrate: bool = True,
     hot_paths: bool = True,
+    freeze_gc: bool = False,
 ) -> Front:
     """The ASGI app. With `workers`, in-process workers run jobs (`genq serve`);
     without, this is an API replica and `genq worker` processes run them. Without
@@ -32,13 +34,17 @@ def create_app(
     like everything else (slower; the reference the tests compare the fast path to).
 
     The app is `Front` in front of FastAPI (attributes not its own, like `openapi()` or
-    `state`, are the FastAPI app's)."""
+    `state`, are the FastAPI app's). `freeze_gc` (what `genq serve` does) moves
+    everything alive once the server has started out of the garbage collector's way
+    (`gc.freeze()`), so full collections under load only look at new objects."""
     settings = settings or (genq.settings if genq else Settings())
     core = genq or Genq(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await core.start(workers=workers, migrate=migrate)
+        if freeze_gc:
+            gc.freeze()
         try:
             yield
         finally:

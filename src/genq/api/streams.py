@@ -61,24 +61,42 @@ def event_data(ev: JobEvent) -> dict[str, Any]:
     }
 
 
+class Sub:
+    """One subscriber's wake-ups: a new frame, its client leaving, the keep-alive tick.
+    While it sends it is not waiting; it looks at the feed again before it waits."""
+
+    __slots__ = ("gone", "tick", "waiter")
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+        self.gone = False
+        self.tick = False
+
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def left(self, _: object = None) -> None:
+        self.gone = True
+        self.wake()
+
+
 class Feed:
     """One job's frames, shared by its subscribers: (seq, frame, last?) in seq order."""
 
-    __slots__ = ("frames", "subscribers", "waiters")
+    __slots__ = ("frames", "subs")
 
     def __init__(self) -> None:
         self.frames: deque[tuple[int, bytes, bool]] = deque(maxlen=KEEP)
-        self.waiters: set[asyncio.Future[None]] = set()
-        self.subscribers = 0
+        self.subs: set[Sub] = set()
 
     def add(self, seq: int, data: bytes, last: bool) -> None:
         if self.frames and seq <= self.frames[-1][0]:
             return
         self.frames.append((seq, data, last))
-        waiters, self.waiters = self.waiters, set()
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        for sub in self.subs:
+            sub.wake()
 
     def after(self, seq: int) -> tuple[list[tuple[int, bytes, bool]], bool]:
         """Frames after `seq`, and whether the feed still holds all of them."""
@@ -96,7 +114,19 @@ class Feeds:
         self._feeds: dict[str, Feed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._account_frames: OrderedDict[int, bytes] = OrderedDict()
+        self._ticker: asyncio.Task[None] | None = None
         bus.subscribe(self._on_change)  # after the job cache: completed bodies are in it
+
+    async def _tick(self) -> None:
+        """Every `keepalive_s`, each idle subscriber sends a keep-alive comment (one
+        timer for all of them, none per wait)."""
+        while self._feeds:
+            await asyncio.sleep(self.keepalive_s)
+            for feed in list(self._feeds.values()):
+                for sub in feed.subs:
+                    sub.tick = True
+                    sub.wake()
+        self._ticker = None
 
     async def account_frame(self, ev: JobEvent) -> bytes:
         """The frame of an event on an account stream (`id:` the global event id), made
@@ -118,7 +148,7 @@ class Feeds:
         return made
 
     def __len__(self) -> int:
-        return sum(f.subscribers for f in self._feeds.values())
+        return sum(len(f.subs) for f in self._feeds.values())
 
     def _on_change(self, change: Change) -> None:
         feed = self._feeds.get(change.job_id)
@@ -185,15 +215,20 @@ class Feeds:
         feed = self._feeds.get(job_id)
         if feed is None:
             feed = self._feeds[job_id] = Feed()
-        feed.subscribers += 1
+        sub = Sub()
+        feed.subs.add(sub)
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick(), name="genq-sse-keepalive")
         gone = asyncio.ensure_future(_disconnected(receive))
+        gone.add_done_callback(sub.left)
+        loop = asyncio.get_running_loop()
         try:
             await send(
                 {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]}
             )
             await send({"type": "http.response.body", "body": RETRY, "more_body": True})
             replay = True
-            while not gone.done():
+            while not sub.gone:
                 if replay:  # what happened before (or while the feed could not keep it)
                     frames = await self._replay(account_id, job_id, last)
                     replay = False
@@ -211,22 +246,19 @@ class Feeds:
                         return
                 if frames:
                     continue
-                waiter = asyncio.get_running_loop().create_future()
-                feed.waiters.add(waiter)
-                try:
-                    done, _ = await asyncio.wait(
-                        (waiter, gone),
-                        timeout=self.keepalive_s,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    feed.waiters.discard(waiter)
-                if not done:
+                if sub.tick:
+                    sub.tick = False
                     await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+                    continue
+                sub.waiter = loop.create_future()
+                try:
+                    await sub.waiter
+                finally:
+                    sub.waiter = None
         finally:
             gone.cancel()
-            feed.subscribers -= 1
-            if feed.subscribers == 0 and self._feeds.get(job_id) is feed:
+            feed.subs.discard(sub)
+            if not feed.subs and self._feeds.get(job_id) is feed:
                 del self._feeds[job_id]
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
