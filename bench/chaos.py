@@ -244,10 +244,12 @@ class Fleet:
     async def kill_server(self, t: float) -> dict[str, Any]:
         assert self.server is not None
         old = self.server
+        killed_at = time.time()
         old.sigkill()
         t0 = time.monotonic()
         ready_s = await self.start_server()
-        rec = {"t_s": round(t, 2), "pid": old.pid, "new_pid": self.server.pid,
+        rec = {"t_s": round(t, 2), "at_epoch": killed_at, "pid": old.pid,
+               "new_pid": self.server.pid,
                "down_s": round(time.monotonic() - t0, 2), "restart_ready_s": round(ready_s, 2),
                "log": str(old.log.relative_to(ROOT))}
         self.server_kills.append(rec)
@@ -332,6 +334,7 @@ class Logical:
     conn_errors: int = 0
     conflicts: int = 0
     first_conflict_at: float | None = None
+    first_conflict_epoch: float | None = None
     acked_at: float | None = None
     readback: int | None = None
 
@@ -389,6 +392,7 @@ async def post_job(http: httpx.AsyncClient, lj: Logical, stats: Stats, deadline:
             stats.conflicts += 1
             if lj.first_conflict_at is None:
                 lj.first_conflict_at = time.monotonic()
+                lj.first_conflict_epoch = time.time()
             if give_up_on_conflict:
                 return None, None
             await asyncio.sleep(2.0)
@@ -655,13 +659,14 @@ def run_db(db: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
 def read_snapshot(reader: Reader) -> dict[str, Any]:
     jobs = {}
     for (job_id, account_id, engine, status, attempt, est, used, refunded, code, message,
-         metadata) in reader.rows(
+         metadata, created) in reader.rows(
             "SELECT id, account_id, engine, status, attempt, credits_estimate, credits_used,"
-            " credits_refunded, error_code, error_message, metadata FROM jobs"):
+            " credits_refunded, error_code, error_message, metadata, created_at FROM jobs"):
         jobs[job_id] = {"id": job_id, "account_id": account_id, "engine": engine,
                         "status": status, "attempt": attempt, "credits_estimate": est,
                         "credits_used": used, "credits_refunded": refunded, "error_code": code,
-                        "error_message": message, "metadata": as_json(metadata)}
+                        "error_message": message, "metadata": as_json(metadata),
+                        "created_at": str(created)}
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for job_id, seq, typ, data, at in reader.rows(
             "SELECT job_id, seq, type, data, created_at FROM job_events ORDER BY job_id, seq"):
@@ -939,6 +944,22 @@ def check(db: str, args: argparse.Namespace, jobs: list[Logical], keys: list[dic
                                              and r["status"] == "succeeded" for r in rows.values())}
 
     checks = [c1, c2, c3, c4, c5, c6, c7]
+    waited = []  # submits answered 409 (a twin "in progress") until genq's stale window passed
+    kill_at = fleet.server_kills[0]["at_epoch"] if fleet.server_kills else None
+    for lj in jobs:
+        if not lj.conflicts:
+            continue
+        row = rows.get(lj.job_id or "", {})
+        created = epoch_of(row.get("created_at"))
+        waited.append({
+            "logical": lj.i, "key": lj.key, "job_id": lj.job_id, "posts": lj.posts,
+            "connection_errors": lj.conn_errors, "conflicts_409": lj.conflicts,
+            "waited_s": round(lj.acked_at - lj.first_conflict_at, 1)
+            if lj.acked_at and lj.first_conflict_at else None,
+            "job_created_at": row.get("created_at"),
+            "job_created": None if created is None or kill_at is None else (
+                "before the server kill (its answer was lost; replayed after the wait)"
+                if created < kill_at else "after the wait (the killed request made nothing)")})
     evidence = gather_evidence(checks, snap, cli_ledger, db)
     waits = sorted(stats.conflict_waits_s)
     return {
@@ -958,7 +979,8 @@ def check(db: str, args: argparse.Namespace, jobs: list[Logical], keys: list[dic
                     "server_errors_5xx": stats.server_errors,
                     "read_connection_errors": stats.read_conn_errors,
                     "submits_that_waited_on_409": len(waits),
-                    "longest_409_wait_s": round(waits[-1], 1) if waits else None},
+                    "longest_409_wait_s": round(waits[-1], 1) if waits else None,
+                    "submits_that_waited_on_409_detail": waited},
         "reruns": c5.counts["reruns"],
         "outcomes": c1.counts["outcomes"],
         "checks": {c.name: c.as_dict() for c in checks},
@@ -966,6 +988,18 @@ def check(db: str, args: argparse.Namespace, jobs: list[Logical], keys: list[dic
         "evidence": evidence,
         "logs": sorted({str(p.log.relative_to(ROOT)) for p in fleet.procs}),
     }
+
+
+def epoch_of(text: str | None) -> float | None:
+    """Seconds since the epoch of a created_at as either database returns it (UTC)."""
+    import datetime as dt
+
+    if not text:
+        return None
+    with contextlib.suppress(ValueError):
+        d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (d if d.tzinfo else d.replace(tzinfo=dt.UTC)).timestamp()
+    return None
 
 
 def gather_evidence(checks: list[Check], snap: dict[str, Any],
@@ -1019,7 +1053,10 @@ def summary(r: dict[str, Any]) -> str:
         f"  worker losses: {c['events']['counts']['losses_of_killed_workers']} by kills,"
         f" {c['events']['counts']['losses_of_live_workers']} of live workers;"
         f" jobs hit by a kill {c['events']['counts']['jobs_hit_by_a_kill']}",
-        f"  clients: {r['clients']}",
+        f"  clients: { {k: v for k, v in r['clients'].items() if not k.endswith('_detail')} }",
+        *[f"  waited on 409: logical {w['logical']} -> {w['job_id']}, {w['waited_s']} s,"
+          f" job created {w['job_created']}"
+          for w in r["clients"]["submits_that_waited_on_409_detail"][:EXAMPLES]],
         f"  duplicates: {c['jobs']['counts']['duplicates_replayed_same_id']}/"
         f"{c['jobs']['counts']['deliberate_duplicates']} got the same id back",
     ]
@@ -1030,6 +1067,17 @@ def summary(r: dict[str, Any]) -> str:
             for kind, exs in ch["examples"].items():
                 lines.append(f"       {kind}: {json.dumps(exs[:2], default=str)[:600]}")
     return "\n".join(lines)
+
+
+def git_commit() -> str | None:
+    """The commit of the code under test (+ "-dirty" with uncommitted changes in src/)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    return None
 
 
 def main() -> int:
@@ -1059,7 +1107,8 @@ def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "benchmark": "chaos", "date": now_iso(), "machine": machine(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "runs": [],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "genq_commit": git_commit(), "runs": [],
     }
     ok = True
     for n, db in enumerate(d.strip() for d in args.dbs.split(",") if d.strip()):
