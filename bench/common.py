@@ -490,3 +490,23 @@ def pyspy_during(pid: int, duration: float, name: str, load: Any) -> dict[str, A
     res["raw"] = str(out.relative_to(BENCH))
     res["command"] = shlex.join(spy.args) if isinstance(spy.args, list) else str(spy.args)
     return res
+
+
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@contextlib.contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database `<prefix>_<pid>` on BENCH_PG (default
+    postgresql://postgres@127.0.0.1:5432) for genq (its SQLAlchemy URL); always dropped."""
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{PG.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -31,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import free_port, machine, now_iso, save_json  # noqa: E402
+from bench.common import free_port, machine, now_iso, pg_database, save_json  # noqa: E402
 from genq.accounts import AccountService  # noqa: E402
 from genq.api import create_app  # noqa: E402
 from genq.core import Genq  # noqa: E402
@@ -44,7 +42,6 @@ from genq.migrate import upgrade  # noqa: E402
 from genq.settings import Settings  # noqa: E402
 from genq.store import Store  # noqa: E402
 
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 QUIET = {"lease_s": 60.0, "reaper_interval_s": 60.0, "poll_interval_s": 60.0,
          "sweep_interval_s": 60.0, "event_poll_s": 60.0, "pg_event_poll_s": 60.0}
 BUSY = {"lease_s": 0.3, "reaper_interval_s": 0.05, "poll_interval_s": 0.05,
@@ -56,15 +53,8 @@ def database(kind: str, tmp: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp / 'genq.db'}"
         return
-    name = f"bench_costs_{os.getpid()}"
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{PG.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with pg_database("bench_costs") as url:
+        yield url
 
 
 @contextlib.contextmanager

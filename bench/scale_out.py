@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,25 +35,12 @@ from bench.common import (  # noqa: E402
     group_cpu_s,
     machine,
     now_iso,
+    pg_database,
     running_server,
     save_json,
 )
 from bench.e2e import digest, idle, throughput  # noqa: E402
 
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    name = f"bench_scale_out_{os.getpid()}"
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{PG.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @contextlib.contextmanager
@@ -147,7 +132,7 @@ def main() -> int:
         if config == "sqlite":
             result["configs"].append(run_config(config, None, args))
         else:
-            with pg_database() as url:
+            with pg_database("bench_scale_out") as url:
                 result["configs"].append(run_config(config, url, args))
         save_json(args.out, result)
     print(f"wrote {save_json(args.out, result)}")

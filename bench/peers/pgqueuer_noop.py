@@ -48,7 +48,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -64,6 +63,7 @@ from pgqueuer.core.completion import CompletionWatcher
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pgqueuer_tasks import DRIVER_ENV, DRIVERS, DSN_ENV, ENTRYPOINT, STARTS_ENV, open_queries
+from peer_common import loadavg, machine, stats_ms
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "out"
@@ -71,37 +71,12 @@ PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 # ---------------------------------------------------------------------------- helpers
 
 
-def percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    v = sorted(values)
-    k = (len(v) - 1) * pct / 100
-    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
-def stats_ms(values: list[float]) -> dict[str, float | int | None]:
-    def r(x: float | None) -> float | None:
-        return None if x is None else round(x * 1000, 2)
-
-    return {"n": len(values), "p50_ms": r(percentile(values, 50)),
-            "p90_ms": r(percentile(values, 90)), "p99_ms": r(percentile(values, 99)),
-            "max_ms": r(max(values) if values else None)}
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cores": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release(),
-            "python": platform.python_version()}
 
 
 def pg_version(dsn: str) -> str:
