@@ -1,11 +1,11 @@
 """Scale-out: end-to-end `demo/noop` throughput and submit-to-start latency for genq on
 SQLite (in-process workers) and on PostgreSQL with 1 and 2 `genq worker` processes
-behind an API-only server (Procrastinate dispatch, LISTEN/NOTIFY events), in one run.
+behind an API-only server (genq's own claim, LISTEN/NOTIFY events), in one run.
 
     ../.venv/bin/python scale_out.py [--configs sqlite,pg-1w,pg-2w] [--jobs 1000]
                                      [--clients 32] [--slots 16]
 
-The same clients as e2e.py (submit, then long-poll to the end; idle: one job at a
+The same clients as e2e.py (aiohttp; submit, then long-poll to the end; idle: one job at a
 time). PostgreSQL: a fresh database bench_scale_out_<pid> on 127.0.0.1:5432 (user
 postgres; BENCH_PG to change), dropped at the end. CPU: the API server's and the
 worker processes' together. Results: out/scale_out.json.
