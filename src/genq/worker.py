@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from genq import lifecycle
@@ -177,13 +177,16 @@ class Worker:
         return len(await self._claim(free, self.limits))
 
     async def _claim(self, slots: int, limits: dict[str, int]) -> list[Claim]:
-        now = utcnow()
-        step = lifecycle.claimed(self.owner, now + timedelta(seconds=self.settings.lease_s), now)
+        lease = timedelta(seconds=self.settings.lease_s)
+
+        def step(now: datetime) -> lifecycle.Step:
+            return lifecycle.claimed(self.owner, now + lease, now)
+
         self.claims += 1
         made = await self.store.jobs.claim_events(self.owner, slots=slots, limits=limits, step=step)
         claims = []
         for pair in made:
-            job = self.publish(pair, hook=step.hook, outputs=())
+            job = self.publish(pair, hook=lifecycle.Hook.STARTED, outputs=())
             claim = Claim(job=job, owner=self.owner, attempt=job.attempt)
             claims.append(claim)
             await self._start(claim)

@@ -4,7 +4,7 @@ claim is atomic and counts the limits."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,8 +38,9 @@ async def add_job(store: Store, account_id: str, engine: str = "e", **values: ob
 async def claim(
     store: Store, owner: str, limits: dict[str, int], slots: int = 1, lease_s: float = 30
 ) -> list[Claim]:
-    now = utcnow()
-    step = lifecycle.claimed(owner, now + timedelta(seconds=lease_s), now)
+    def step(now: datetime) -> lifecycle.Step:
+        return lifecycle.claimed(owner, now + timedelta(seconds=lease_s), now)
+
     return await store.jobs.claim(owner, slots=slots, limits=limits, step=step)
 
 

@@ -343,8 +343,17 @@ def _claim_pg(
 
 @autocommit
 def _claim(
-    cx: Cx, owner: str, slots: int, limits: Mapping[str, int], step: Step, scan: int, now: datetime
+    cx: Cx,
+    owner: str,
+    slots: int,
+    limits: Mapping[str, int],
+    step_at: Callable[[datetime], Step],
+    scan: int,
 ) -> list[Transitioned]:
+    # the claim's time is taken here, when it runs (a claim queued behind others, or
+    # waiting for a lock, must not start its jobs before the slots it counts were freed)
+    now = utcnow()
+    step = step_at(now)
     if cx.postgres:
         return _claim_pg(cx, owner, slots, limits, step, scan, now)
     return _claim_sqlite(cx, owner, slots, limits, step, scan, now)
@@ -679,22 +688,23 @@ class JobStore:
     # -- the claim -------------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, *, slots: int, limits: Mapping[str, int], step: Step
+        self, owner: str, *, slots: int, limits: Mapping[str, int], step: Callable[[datetime], Step]
     ) -> list[Claim]:
         """Atomically take up to `slots` of the oldest queued jobs of the engines in
         `limits` (oldest first), never letting more than `limits[engine]` of an engine,
         nor more than a job's `account_limit` of its account, run at once across all
-        workers (jobs over a limit stay queued), and apply `step` to them."""
+        workers (jobs over a limit stay queued), and apply `step(now)` to them, `now`
+        being the time the claim runs."""
         claims = await self.claim_events(owner, slots=slots, limits=limits, step=step)
         return [Claim(job=j, owner=owner, attempt=j.attempt) for j, _ in claims]
 
     async def claim_events(
-        self, owner: str, *, slots: int, limits: Mapping[str, int], step: Step
+        self, owner: str, *, slots: int, limits: Mapping[str, int], step: Callable[[datetime], Step]
     ) -> list[Transitioned]:
         if slots <= 0 or not limits:
             return []
         scan = min(256, max(32, slots * 4))
-        return await self.db.write(_claim, owner, slots, dict(limits), step, scan, utcnow())
+        return await self.db.write(_claim, owner, slots, dict(limits), step, scan)
 
     async def probe(self, engines: Iterable[str]) -> list[str]:
         """The engines (of `engines`) that have queued jobs: a read, not a claim."""
