@@ -62,13 +62,18 @@ def serve(
     no_workers: Annotated[
         bool, typer.Option("--no-workers", help="API only; `genq worker` processes run the jobs")
     ] = False,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log", help="log every request [GENQ_ACCESS_LOG]")
+    ] = None,
 ) -> None:
     """Serve the API with in-process workers."""
     import uvicorn
 
     from genq.api import create_app
 
-    settings = settings_for(data_dir, host=host, port=port, worker_slots=workers)
+    settings = settings_for(
+        data_dir, host=host, port=port, worker_slots=workers, access_log=access_log
+    )
     _logging(settings.log_level)
     application = create_app(settings, workers=not no_workers and workers != 0, freeze_gc=True)
     err.print(f"genq serving on [bold]{settings.base_url}[/] (data in {settings.data_dir})")
@@ -77,6 +82,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
 

@@ -31,7 +31,10 @@ from genq.plans import Plan
 GENERATE, STATUS = "generate", "status"
 
 
-@dataclass(frozen=True, slots=True)
+_POLICIES: dict[tuple[str, int], tuple[bytes, bytes]] = {}
+
+
+@dataclass(slots=True)
 class Window:
     kind: str
     limit: int
@@ -43,6 +46,17 @@ class Window:
             "RateLimit-Policy": f'"{self.kind}";q={self.limit};w=60',
             "RateLimit": f'"{self.kind}";r={self.remaining};t={self.reset_s}',
         }
+
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """`headers()` as ASGI header pairs (the policy's encoded once per plan)."""
+        policy = _POLICIES.get((self.kind, self.limit))
+        if policy is None:
+            value = f'"{self.kind}";q={self.limit};w=60'.encode()
+            policy = _POLICIES[(self.kind, self.limit)] = (b"ratelimit-policy", value)
+        return [
+            policy,
+            (b"ratelimit", b'"%s";r=%d;t=%d' % (self.kind.encode(), self.remaining, self.reset_s)),
+        ]
 
 
 class RateLimiter:

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("", description="redis://... shares rate-limit counts across servers")
     log_level: str = "info"
+    access_log: bool = Field(
+        False, description="genq serve: log every request (uvicorn's access log; costly)"
+    )
 
     @field_validator("engines", "webhook_retry_schedule_s", mode="before")
     @classmethod

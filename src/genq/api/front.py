@@ -33,8 +33,9 @@ from genq.api.streams import Feeds
 from genq.core import Genq
 from genq.errors import GenqError, InvalidInput, TooLarge
 from genq.jobcache import CachedJob
+from genq.jobs import JobService
 from genq.lifecycle import NON_TERMINAL
-from genq.ratelimits import GENERATE, STATUS
+from genq.ratelimits import GENERATE, STATUS, Window
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
@@ -225,9 +226,7 @@ class Front:
         found = self.genq.accounts.cached(key)
         return found if found is not None else self.genq.accounts.authenticate(key)
 
-    async def _authorized(
-        self, scope: Scope, kind: str = STATUS
-    ) -> tuple[Principal, dict[str, str]]:
+    async def _authorized(self, scope: Scope, kind: str = STATUS) -> tuple[Principal, Window]:
         caller = self._caller(scope)
         if not isinstance(caller, Principal):
             caller = await caller
@@ -237,14 +236,15 @@ class Front:
             window = limiter.hit_now(account.id, account.plan, kind)
         else:
             window = await limiter.hit(account.id, account.plan, kind)
-        return caller, window.headers()
+        return caller, window
 
     async def create(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /v1/jobs`: see `genq.api.routes.jobs.create_reply`."""
         rate: dict[str, str] = {}
         headers = {k: v for k, v in scope["headers"] if k in _CREATE_HEADERS}
         try:
-            caller, rate = await self._authorized(scope, GENERATE)
+            caller, window = await self._authorized(scope, GENERATE)
+            rate = window.headers()
             limit = self.genq.settings.max_json_bytes
             raw = await read_body(receive, headers.get(b"content-length"), limit)
             reply = await create_reply(
@@ -279,9 +279,9 @@ class Front:
 
     async def job(self, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
         """`GET /v1/jobs/{id}`: see `genq.api.routes.jobs.get_job`."""
-        rate: dict[str, str] = {}
+        window: Window | None = None
         try:
-            caller, rate = await self._authorized(scope)
+            caller, window = await self._authorized(scope)
             query = scope["query_string"]
             wait, after_seq = _wait_params(query.decode("latin-1")) if query else (0.0, None)
             seen = None
@@ -299,16 +299,18 @@ class Front:
                 item = jobs.cached(account_id, job_id) or await jobs.body(account_id, job_id)
         except GenqError as exc:
             response = from_error(exc, scope["path"])
-            response.headers.update(rate)
+            if window is not None:
+                response.headers.update(window.headers())
             await response(scope, receive, send)
             return
-        await send_job(send, item, seen, jobs.retry_after(item.status, item.engine), rate)
+        await send_job(send, item, seen, jobs, window.raw())
 
     async def job_events(self, scope: Scope, receive: Receive, send: Send, job_id: str) -> None:
         """`GET /v1/jobs/{id}/events`: see `genq.api.streams`."""
         rate: dict[str, str] = {}
         try:
-            caller, rate = await self._authorized(scope)
+            caller, window = await self._authorized(scope)
+            rate = window.headers()
             last = resume_point(scope)
             await self.genq.jobs.body(caller.account.id, job_id)  # 404 / 410 before streaming
         except GenqError as exc:
@@ -328,7 +330,8 @@ class Front:
                 face.precheck(
                     {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
                 )
-            caller, rate = await self._authorized(scope)
+            caller, window = await self._authorized(scope)
+            rate = window.headers()
             query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
             response = await face.read(self.genq, caller, params, query)
         except GenqError as exc:
@@ -338,12 +341,16 @@ class Front:
 
 
 async def send_job(
-    send: Send, item: CachedJob, seen: str | None, retry: str, rate: dict[str, str]
+    send: Send,
+    item: CachedJob,
+    seen: str | None,
+    jobs: JobService,
+    extra: list[tuple[bytes, bytes]],
 ) -> None:
-    """The job body (200), or 304 when the client's ETag is current."""
-    extra = [(k.lower().encode(), v.encode()) for k, v in rate.items()]
+    """The job body (200), or 304 when the client's ETag is current; `extra`: more
+    headers (the rate limit's)."""
     if item.status in _NON_TERMINAL:
-        extra.append((b"retry-after", retry.encode()))
+        extra.append((b"retry-after", jobs.retry_after(item.status, item.engine).encode()))
     if seen is not None and seen == item.etag:
         headers = [item.head[0], *extra]  # the etag
         await send({"type": "http.response.start", "status": 304, "headers": headers})
