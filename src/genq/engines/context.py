@@ -106,13 +106,34 @@ class Context:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"genq-{job_id}-"))
-        # not logging.getLogger: that would keep one registered logger per job forever
-        self.logger = logging.Logger(f"genq.job.{job_id}")
-        self.logger.propagate = False
-        self.logger.setLevel(logging.INFO)
-        self._handler = _RecordHandler(self)
-        self.logger.addHandler(self._handler)
+        self._workdir = workdir
+        self._logger: logging.Logger | None = None
+        self._handler: _RecordHandler | None = None
+
+    @property
+    def workdir(self) -> Path:
+        """Scratch space, removed after the job (made on first use: most jobs need
+        none, and a directory made and removed per job costs more than a quick job)."""
+        if self._workdir is None:
+            with self._lock:
+                if self._workdir is None:
+                    self._workdir = Path(tempfile.mkdtemp(prefix=f"genq-{self.job_id}-"))
+        return self._workdir
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Lines logged here become the job's `log` events (made on first use)."""
+        if self._logger is None:
+            with self._lock:
+                if self._logger is None:
+                    # not logging.getLogger: that would keep one logger per job forever
+                    logger = logging.Logger(f"genq.job.{self.job_id}")
+                    logger.propagate = False
+                    logger.setLevel(logging.INFO)
+                    self._handler = _RecordHandler(self)
+                    logger.addHandler(self._handler)
+                    self._logger = logger
+        return self._logger
 
     # -- what an engine calls -----------------------------------------------------
 
@@ -197,9 +218,10 @@ class Context:
     def close(self) -> None:
         """Stop accepting records (a late thread's calls are dropped) and clean up."""
         self._closed = True
-        self.logger.removeHandler(self._handler)
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._logger is not None and self._handler is not None:
+            self._logger.removeHandler(self._handler)
+        if self._own_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def _bind_loop(self) -> asyncio.Event:
         if self._async_canceled is None:

@@ -144,9 +144,15 @@ class JobContext(Protocol):
 
     job_id: str
     input: Any  # an instance of the engine's input_model
-    workdir: Path  # scratch space, removed after the job
-    logger: logging.Logger  # lines logged here become the job's `log` events
     model: Path | None  # artifact of the trained model the job names (model_id), if any
+
+    @property
+    def workdir(self) -> Path:
+        """Scratch space, removed after the job (made on first use)."""
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Lines logged here become the job's `log` events."""
 
     def progress(self, pct: float, message: str | None = None) -> None:
         """Report progress in percent (0-100); cheap, throttled by the runtime."""
