@@ -105,6 +105,7 @@ def worker(
 
     async def main() -> None:
         core = Genq(settings)
+        core.serves_reads = False
         unknown = [n for n in names or () if n not in core.engines]
         if unknown:
             raise typer.BadParameter(f"unknown engine(s): {', '.join(unknown)}")

@@ -59,6 +59,7 @@ class Genq:
         self.idempotency = Idempotency(self.store, settings.idempotency_ttl_s)
         self.sweeper = Sweeper(self.jobs, settings.sweep_interval_s)
         self.worker: Worker | None = None
+        self.serves_reads = True  # `genq worker` sets False: no HTTP reads in that process
         self.webhooks = WebhookSender(
             store=self.store,
             jobs=self.jobs,
@@ -93,6 +94,9 @@ class Genq:
         self.loop = asyncio.get_running_loop()  # the loop it runs on (for other threads)
         if migrate:
             await upgrade_async(self.settings.db_url)
+        if isinstance(self.follower, PgFollower):
+            # rows in notifications are for the body cache of a process that serves reads
+            self.follower.rows = self.serves_reads
         await self.follower.start()
         await self.jobs.start()
         await self.webhooks.start()

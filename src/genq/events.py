@@ -255,15 +255,27 @@ class SqliteFollower:
             self.store.db.probe_foreign()
 
 
-def change_of_notice(payload: str) -> tuple[Change | None, str]:
+def change_of_notice(payload: str, *, rows: bool = True) -> tuple[Change | None, str]:
     """A `Change` from a `genq_events` notification (None: not genq's, or no data) and
-    the origin of the change (the writer's application_name)."""
+    the origin of the change (the writer's application_name). With `rows`, the job's
+    row and outputs it carries are read too (a process that serves no reads skips it)."""
     try:
         n = orjson.loads(payload)
         data = n.get("data")
         origin = str(n.get("origin", ""))
         if data is None:
             return None, origin
+        job = outputs = None
+        row = n.get("job") if rows else None
+        if row is not None:
+            job = Job.of([row[c] for c in Job.COLUMNS])
+            if "outputs" in n:
+                outputs = tuple(
+                    JobOutput(
+                        job.id, name, kind, ct, int(size), sha, path, meta or {}, int(pos), None
+                    )
+                    for name, kind, ct, size, sha, path, meta, pos in n["outputs"]
+                )
         change = Change(
             n["job_id"],
             n["account_id"],
@@ -275,6 +287,8 @@ def change_of_notice(payload: str) -> tuple[Change | None, str]:
             int(n["id"]),
             dt_of(n["created_at"]) or datetime.min,
             bool(n.get("webhook")),
+            job,
+            outputs,
         )
         return change, origin
     except (ValueError, KeyError, TypeError):
@@ -301,6 +315,7 @@ class PgFollower:
         self.min_backoff_s, self.max_backoff_s = min_backoff_s, max_backoff_s
         self.connected = asyncio.Event()
         self.notifications = 0  # received, for tests and metrics
+        self.rows = True  # decode the rows notifications carry (off: nobody reads here)
         self.last_id = 0  # the event log has been read up to here
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -375,7 +390,7 @@ class PgFollower:
             while True:
                 async for note in conn.notifies(timeout=self.keepalive_s):
                     self.notifications += 1
-                    change, origin = change_of_notice(note.payload)
+                    change, origin = change_of_notice(note.payload, rows=self.rows)
                     if change is None:
                         self._kick.set()  # too big to notify whole: read it from the log
                     elif origin == self.store.db.origin:

@@ -1,8 +1,10 @@
 """What the job service keeps in memory, current through the event bus.
 
 `JobCache`: serialized job bodies (the hot path's answer), written through by every
-change this process makes (rendered once from the row the transition returned) and
-dropped when another process changes the job; bounded in bytes.
+change whose row this process has (the row a transition returned, or the one a
+notification carried): the row is kept and rendered once, when the body is first
+asked for (a worker process, which nobody reads from, renders nothing); dropped when
+another process changes a job without its row; bounded in bytes.
 
 `Board`: every unfinished job's engine, account and status; each engine's queue in
 order; how many jobs each account runs; how long jobs of each engine take. Queue
@@ -26,6 +28,7 @@ from genq.store.records import Job, JobOutput
 _NON_TERMINAL = frozenset(str(s) for s in NON_TERMINAL)
 _ACTIVE = frozenset(str(s) for s in ACTIVE)
 OVERHEAD = 400  # bytes an entry costs beyond its body (object, key, bookkeeping)
+MAX_ROWS = 20_000  # rows kept for rendering on demand
 
 
 @dataclass(slots=True)
@@ -68,15 +71,22 @@ class JobCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._items: OrderedDict[str, CachedJob] = OrderedDict()
+        # rows written through and not rendered yet (rendered when first asked for)
+        self._rows: OrderedDict[str, tuple[Job, tuple[JobOutput, ...]]] = OrderedDict()
         self._latest: OrderedDict[str, int] = OrderedDict()  # newest seq heard of per job
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._rows)
 
     def latest(self, job_id: str) -> int:
         return self._latest.get(job_id, 0)
 
     def get(self, job_id: str) -> CachedJob | None:
+        row = self._rows.pop(job_id, None)
+        if row is not None:
+            rendered = self.render(*row)
+            self._store(rendered)
+            return rendered
         item = self._items.get(job_id)
         if item is None:
             return None
@@ -122,19 +132,28 @@ class JobCache:
             self._latest.move_to_end(change.job_id)
             while len(self._latest) > 200_000:
                 self._latest.popitem(last=False)
-        old = self._items.get(change.job_id)
+        job_id = change.job_id
+        row = self._rows.get(job_id)
+        old = self._items.get(job_id)
         if change.job is None:  # another process changed it: read again when asked
+            if row is not None and row[0].seq < change.seq:
+                del self._rows[job_id]
             if old is not None and old.seq < change.seq:
-                self._drop(change.job_id)
+                self._drop(job_id)
             return
         outputs = change.outputs
-        if outputs is None and old is not None and old.seq == change.seq - 1:
+        if outputs is None and row is not None and row[0].seq == change.seq - 1:
+            outputs = row[1]
+        elif outputs is None and old is not None and old.seq == change.seq - 1:
             outputs = old.outputs
+        self._rows.pop(job_id, None)
+        if old is not None:
+            self._drop(job_id)
         if outputs is None:
-            if old is not None:
-                self._drop(change.job_id)
             return
-        self._store(self.render(change.job, outputs))
+        self._rows[job_id] = (change.job, outputs)
+        while len(self._rows) > MAX_ROWS:
+            self._rows.popitem(last=False)
 
 
 class Board:

@@ -174,7 +174,10 @@ class Worker:
         free = self.slots - len(self.runs)
         if free <= 0 or self._stopping.is_set():
             return 0
-        return len(await self._claim(free, self.limits))
+        # the engines the board knows have queued work (all of them when it knows of none:
+        # then this is the periodic look for work not heard of)
+        waiting = {e: n for e, n in self.limits.items() if self.board.queued(e)}
+        return len(await self._claim(free, waiting or self.limits))
 
     async def _claim(self, slots: int, limits: dict[str, int]) -> list[Claim]:
         lease = timedelta(seconds=self.settings.lease_s)

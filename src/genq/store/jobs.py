@@ -78,7 +78,7 @@ def _outputs_sql(cx: Cx, alias: str = "j") -> str:
 def _outputs_of(job_id: str, value: Any) -> list[JobOutput]:
     items = json_of(value) or []
     outs = [
-        JobOutput(job_id, n, k, ct, int(b), sha, path, json_of(meta) or {}, int(pos), None)  # type: ignore[arg-type]
+        JobOutput(job_id, n, k, ct, int(b), sha, path, json_of(meta) or {}, int(pos), None)
         for n, k, ct, b, sha, path, meta, pos in items
     ]
     outs.sort(key=lambda o: o.position)
@@ -334,7 +334,7 @@ def _claim_pg(
         " %(until)s::timestamptz, %(now)s::timestamptz, %(progress)s::float8,"
         " %(message)s::text)),"
         " old AS (DELETE FROM job_outputs USING upd WHERE job_outputs.job_id = upd.id"
-        f" AND upd.attempt > 1), {effects_pg(step, p, cx, now)}"
+        f" AND upd.attempt > 1), {effects_pg(step, p, cx, now, claim=True)}"
         f" SELECT {UPD_COLS}, ev.event_id FROM upd JOIN ev ON ev.job_id = upd.id"
         " CROSS JOIN (SELECT count(*) FROM nt) AS sent ORDER BY ev.event_id"
     )
@@ -389,19 +389,19 @@ def _record(
     out = []
     ts = cx.ts(now)
     for step, output in items:
-        rows = apply(cx, step, FENCE, _fence(claim), now)
-        if not rows:
-            raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
-        if output is not None:
+        if output is not None:  # first (the step's notification lists it), fenced too
             p = {f: value(cx, output[f]) for f in OUTPUT_FIELDS}
-            p.update(job_id=claim.job.id, created_at=ts)
+            p.update(_fence(claim), created_at=ts)
             cx.execute(
                 "INSERT INTO job_outputs (job_id, name, kind, content_type, bytes, sha256, path,"
-                " meta, position, created_at) VALUES (%(job_id)s, %(name)s, %(kind)s,"
+                " meta, position, created_at) SELECT id, %(name)s, %(kind)s,"
                 " %(content_type)s, %(bytes)s, %(sha256)s, %(path)s, %(meta)s, %(position)s,"
-                " %(created_at)s)",
+                f" %(created_at)s FROM jobs WHERE {FENCE}",
                 p,
             )
+        rows = apply(cx, step, FENCE, _fence(claim), now)
+        if not rows:  # (the output goes with the rolled-back transaction)
+            raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
         out.append(rows[0])
     return out
 

@@ -142,7 +142,7 @@ class JobOutput(_Record):
     path: str
     meta: dict[str, Any]
     position: int
-    created_at: datetime
+    created_at: datetime | None  # None where read as part of its job's row
 
     _DATES = frozenset({"created_at"})
     _JSON = frozenset({"meta"})

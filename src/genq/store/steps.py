@@ -188,7 +188,7 @@ def insert_events(
 # -- PostgreSQL: one statement per step ----------------------------------------------------
 
 
-def effects_pg(step: Step, p: dict[str, Any], cx: Cx, now: datetime) -> str:
+def effects_pg(step: Step, p: dict[str, Any], cx: Cx, now: datetime, *, claim: bool = False) -> str:
     """The CTEs of a step's effects on `upd` (the updated rows), and their params."""
     ctes = []
     p["t"] = step.event.value
@@ -248,26 +248,54 @@ def effects_pg(step: Step, p: dict[str, Any], cx: Cx, now: datetime) -> str:
         )
     if step.clear_outputs:
         ctes.append("gone AS (DELETE FROM job_outputs USING upd WHERE job_outputs.job_id = upd.id)")
-    ctes.append(notify_cte("upd", hooked))
+    if step.event in (EventType.OUTPUT, EventType.COMPLETED):
+        outputs: str | None = OUTPUTS_JSON.format(rows="upd")
+    elif step.clear_outputs or claim:
+        outputs = "'[]'::jsonb"
+    else:
+        outputs = None  # unchanged
+    ctes.append(notify_cte("upd", hooked, row=True, outputs=outputs))
     return ", ".join(ctes)
 
 
-def notify_cte(rows: str, hooked: str) -> str:
+OUTPUTS_JSON = (
+    "(SELECT coalesce(jsonb_agg(jsonb_build_array(o.name, o.kind, o.content_type, o.bytes,"
+    " o.sha256, o.path, o.meta, o.position) ORDER BY o.position), '[]') FROM job_outputs o"
+    " WHERE o.job_id = {rows}.id)"
+)
+
+
+def notify_cte(rows: str, hooked: str, *, row: bool = False, outputs: str | None = None) -> str:
     """`nt`: NOTIFY genq_events with each new event (`ev`) of the jobs in `rows`, with
     the job's engine, whether a webhook delivery was written and which process wrote it
-    (`origin`: its connections' application_name); delivered on commit.
-    Past NOTIFY's 8000-byte limit the event's data stays out (readers fetch the row)."""
+    (`origin`: its connections' application_name); delivered on commit. With `row`,
+    also the job's row after the change and `outputs` (an SQL expression, when the
+    change touched them), so another process can write its cache through without a
+    read. NOTIFY takes 8000 bytes at most: past that the row stays out, then the data
+    (readers fetch what is missing)."""
     head = (
         "'id', ev.event_id, 'job_id', ev.job_id, 'account_id',"
         f" {rows}.account_id, 'engine', {rows}.engine, 'webhook', {hooked}, 'seq', ev.seq,"
         f" 'type', ev.type, 'status', {rows}.status, 'created_at', ev.created_at,"
         " 'origin', current_setting('application_name')"
     )
-    full = f"json_build_object({head}, 'data', ev.data)::text"
+    mid = f"json_build_object({head}, 'data', ev.data)::text"
     short = f"json_build_object({head})::text"
+    if row:
+        extra = f", 'job', to_jsonb({rows})"
+        if outputs is not None:
+            extra += f", 'outputs', {outputs}"
+        full = f"json_build_object({head}, 'data', ev.data{extra})::text"
+        pick = (
+            "CASE WHEN octet_length(x.full) <= 7900 THEN x.full"
+            " WHEN octet_length(x.mid) <= 7900 THEN x.mid ELSE x.short END"
+        )
+        cols = f"{full} AS full, {mid} AS mid, {short} AS short"
+    else:
+        pick = "CASE WHEN octet_length(x.mid) <= 7900 THEN x.mid ELSE x.short END"
+        cols = f"{mid} AS mid, {short} AS short"
     return (
-        f"nt AS (SELECT pg_notify('{EVENTS_CHANNEL}', CASE WHEN octet_length(x.full) > 7900"
-        f" THEN x.short ELSE x.full END) FROM (SELECT {full} AS full, {short} AS short"
+        f"nt AS (SELECT pg_notify('{EVENTS_CHANNEL}', {pick}) FROM (SELECT {cols}"
         f" FROM ev JOIN {rows} ON {rows}.id = ev.job_id ORDER BY ev.event_id) AS x)"
     )
 
