@@ -434,14 +434,25 @@ def scale_section(s: dict[str, Any] | None, peers: dict[str, dict[str, Any]]) ->
         reading = "**Reading.** " + ("; ".join(parts) + ". " if parts else "")
         reading += (
             f"Before this change: SQLite {BEFORE['e2e_jobs_per_s']}, PostgreSQL 1 worker "
-            f"{BEFORE['pg_1w_jobs_per_s']}, 2 workers {BEFORE['pg_2w_jobs_per_s']} jobs/s. "
-            "On one 2-core machine PostgreSQL does not buy throughput and is not meant to: "
-            "the API server, the workers, PostgreSQL and the 32 clients share two cores, so a "
-            "second worker process adds CPU demand, not capacity; what it adds is room for "
-            "more hosts. Procrastinate is no longer in genq: measured here against it and "
-            "against PgQueuer, genq's one-statement claim is faster with its own guarantees "
-            "(per-engine and per-account limits, leases, fencing), so no library sits in the "
-            "dispatch path.")
+            f"{BEFORE['pg_1w_jobs_per_s']}, 2 workers {BEFORE['pg_2w_jobs_per_s']} jobs/s. ")
+        if by.get("pg-2w") and by.get("pg-1w"):
+            more = by["pg-2w"] >= by["pg-1w"]
+            reading += (
+                f"A second worker process {'raises' if more else 'does not raise'} "
+                f"PostgreSQL's throughput here ({by['pg-1w']:.0f} → {by['pg-2w']:.0f}): on one "
+                "2-core machine the API server, the workers, PostgreSQL and the 32 clients "
+                "share two cores, so another process adds CPU demand, not capacity (genq "
+                "CPU is near one core, PostgreSQL's backends and the clients take the rest); "
+                "what it adds is room for more hosts. ")
+        reading += (
+            "A genq job is three transactions with their events, NOTIFYs and ledger rows and "
+            "three HTTP requests (submit, then a long-poll that returns at the start and "
+            "another at the end); a peer's job is an enqueue, a fetch and an "
+            "acknowledgement. Procrastinate is no longer in genq's dispatch: with it, every "
+            "job also carried a token through Procrastinate's own queue beside genq's claim "
+            f"(before: {BEFORE['pg_2w_jobs_per_s']} jobs/s with 2 workers); PgQueuer, the "
+            "fastest peer here, has no per-engine or per-account limits, leases or fencing "
+            "to give genq's claim, so it would sit beside genq's claim rather than replace it.")
         out += ["", reading]
     return out
 
