@@ -156,17 +156,17 @@ class Worker:
         probe = True  # at start, and after a quiet spell: look for work not heard of
         while not self._stopping.is_set():
             self._wake.clear()
-            claimed = 0
+            claimed, free = 0, self.slots - len(self.runs)
             try:
-                if len(self.runs) < self.slots and (
+                if free > 0 and (
                     self._work_waiting() or (probe and await self.store.jobs.probe(self.limits))
                 ):
                     claimed = await self.claim_once()
             except Exception:
                 log.exception("claim failed")
             probe = False
-            if claimed and len(self.runs) < self.slots:
-                continue  # there may be more
+            if claimed >= free > 0 and len(self.runs) < self.slots:
+                continue  # it took all it asked for: there may be more
             if not await wait_event(self._wake, self.settings.poll_interval_s):
                 probe = True
 
