@@ -42,18 +42,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from celery_tasks import REDIS, app, noop
-from peer_common import loadavg, machine, stats_ms
-
-HERE = Path(__file__).resolve().parent
-OUT = HERE.parent / "out"
-
-
-
-
-
-
-
-
+from peer_common import HERE, OUT, loadavg, machine, stats_ms, stop_worker
 
 
 def one_job(timeout: float) -> dict[str, Any]:
@@ -110,20 +99,6 @@ def start_worker(args: argparse.Namespace, log: Path) -> subprocess.Popen[bytes]
     with log.open("wb") as f:
         return subprocess.Popen(cmd, cwd=HERE, env=env, stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (Celery's warm shutdown) to the worker's process group (prefork
-    children too), SIGKILL after a grace period."""
-    pgid = proc.pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, 15)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(20)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, 9)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
 
 
 def wait_ready(timeout: float) -> None:

@@ -63,26 +63,7 @@ from pgqueuer.core.completion import CompletionWatcher
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pgqueuer_tasks import DRIVER_ENV, DRIVERS, DSN_ENV, ENTRYPOINT, STARTS_ENV, open_queries
-from peer_common import loadavg, machine, stats_ms
-
-HERE = Path(__file__).resolve().parent
-OUT = HERE.parent / "out"
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-# ---------------------------------------------------------------------------- helpers
-
-
-
-
-
-
-
-
-
-
-def pg_version(dsn: str) -> str:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else "?"
+from peer_common import HERE, OUT, PG, loadavg, machine, pg_version, stats_ms, stop_worker
 
 
 def read_starts(path: Path) -> dict[int, float]:
@@ -239,16 +220,6 @@ def start_worker(dsn: str, args: argparse.Namespace, starts_file: Path,
         return subprocess.Popen(worker_cmd(args), cwd=HERE, env=env, stdout=f,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # SIGTERM: pgqueuer's graceful stop
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def main() -> int:

@@ -43,26 +43,7 @@ import psycopg_pool
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from procrastinate_tasks import DSN_ENV, POOL_ENV, START_TABLE, app, noop
-from peer_common import loadavg, machine, stats_ms
-
-HERE = Path(__file__).resolve().parent
-OUT = HERE.parent / "out"
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-# ---------------------------------------------------------------------------- helpers
-
-
-
-
-
-
-
-
-
-
-def pg_version(dsn: str) -> str:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else "?"
+from peer_common import HERE, OUT, PG, loadavg, machine, pg_version, stats_ms, stop_worker
 
 
 # ---------------------------------------------------------------------------- phases
@@ -194,16 +175,6 @@ def start_worker(dsn: str, args: argparse.Namespace, log: Path) -> subprocess.Po
     with log.open("wb") as f:
         return subprocess.Popen(cmd, cwd=HERE, env=env, stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # SIGTERM: procrastinate's graceful stop
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def main() -> int:
