@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from genq.store import Store
+from genq.store.records import Job
 from tests.conftest import GENQ, LiveServer, db_url_for, genq_env, make_settings, wait_for
 
 
@@ -55,19 +56,24 @@ def ledger_kinds(data_dir: Path, job_id: str) -> list[str]:
     return asyncio.run(main())
 
 
-def attempts(data_dir: Path, job_id: str) -> int:
+def stored(data_dir: Path, job_id: str) -> Job:
+    """The job's row as the database has it (not any process's cache)."""
     url = db_url_for(data_dir)
 
-    async def main() -> int:
+    async def main() -> Job:
         store = Store(url)
         try:
             job = await store.jobs.get(job_id)
             assert job is not None
-            return job.attempt
+            return job
         finally:
             await store.close()
 
     return asyncio.run(main())
+
+
+def attempts(data_dir: Path, job_id: str) -> int:
+    return stored(data_dir, job_id).attempt
 
 
 def test_killed_worker_job_is_rerun_by_another(api_only: LiveServer) -> None:
@@ -110,8 +116,12 @@ def test_sigterm_requeues_unfinished_work(api_only: LiveServer) -> None:
         wait_for(api, job["id"], until=("running",), timeout=20)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(20) == 0
-        body = api.get(f"/v1/jobs/{job['id']}").json()
-        assert body["status"] == "queued"
+        # Re-queued and committed before the worker exited ...
+        row = stored(data, job["id"])
+        assert (row.status, row.lease_owner) == ("queued", None)
+        assert row.message is not None and "shut down" in row.message
+        # ... and the API process hears of it by notification (milliseconds, not at once).
+        body = wait_for(api, job["id"], until=("queued",), timeout=10)
         assert "shut down" in body["message"]
 
 
