@@ -47,10 +47,11 @@ run: install system-deps
 	@echo ""
 	$(BIN)/genq serve --data-dir $(DATA) --host $(HOST) --port $(PORT)
 
-# the whole suite on SQLite, then on PostgreSQL (127.0.0.1:5432; GENQ_TEST_PG to change)
+# the whole suite on SQLite, then everything that touches a database again on
+# PostgreSQL (127.0.0.1:5432; GENQ_TEST_PG to change); tests/unit needs none and runs once
 test: install system-deps
 	$(BIN)/python -m pytest
-	GENQ_TEST_DB=postgres $(BIN)/python -m pytest
+	GENQ_TEST_DB=postgres $(BIN)/python -m pytest --ignore=tests/unit
 
 lint: install
 	$(BIN)/ruff check src tests
