@@ -103,4 +103,28 @@ class Copier(EngineBase):
         ctx.save_output("copy", path, "application/octet-stream")
 
 
-ENGINES: list[Any] = [Sleeper, SyncSleeper, Boom, Moderated, Stubborn, Copier]
+class ChatterInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: int = Field(0, ge=0, le=100_000)
+    fail: bool = False
+
+
+class Chatter(EngineBase):
+    """Reports progress and logs lines with NUL characters in them, then fails (with one
+    in its error too) or writes an output."""
+
+    name = "test/chatter"
+    task = "noop"
+    input_model = ChatterInput
+
+    def run(self, ctx: JobContext) -> None:
+        data: ChatterInput = ctx.input
+        ctx.progress(50, "half\x00way")
+        for i in range(data.lines):
+            ctx.logger.info("line %d\x00", i)
+        if data.fail:
+            raise RuntimeError("bad\x00news")
+        ctx.save_output("text", b"ok", "text/plain")
+
+
+ENGINES: list[Any] = [Sleeper, SyncSleeper, Boom, Moderated, Stubborn, Copier, Chatter]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import re
 import shutil
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from genq.errors import NotFound, TooLarge
 from genq.ids import iso, new_id
+from genq.payloads import check_text
 from genq.storage import Storage
 from genq.store import Store
 from genq.store.records import File
@@ -41,35 +44,45 @@ class FileService:
         purpose: str | None = None,
         file_id: str | None = None,
     ) -> File:
+        check_text(purpose, "purpose")
+        check_text(content_type, "content_type")
         ctype = (content_type or "").split(";")[0].strip() or (
             mimetypes.guess_type(filename or "")[0] or "application/octet-stream"
         )
         file_id = file_id or new_id("file")  # a caller may announce the id before upload
         name = safe_filename(filename, ctype)
         target = self.storage.upload_path(file_id, name)
+        try:
+            # Hashing and copying block: off the event loop.
+            digest, size = await asyncio.to_thread(self._copy, src, target)
+            return await self.store.files.create(
+                {
+                    "id": file_id,
+                    "account_id": account_id,
+                    "filename": name,
+                    "content_type": ctype,
+                    "bytes": size,
+                    "sha256": digest,
+                    "path": f"{file_id}/{name}",
+                    "purpose": purpose,
+                    "model_id": model_id,
+                }
+            )
+        except BaseException:
+            # Whatever failed (too large, the database, a cancel), leave no orphan file.
+            await asyncio.to_thread(shutil.rmtree, target.parent, True)
+            raise
+
+    def _copy(self, src: BinaryIO, target: Path) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
         with target.open("wb") as out:
             while chunk := src.read(1 << 20):
                 size += len(chunk)
                 if size > self.max_bytes:
-                    out.close()
-                    shutil.rmtree(target.parent, ignore_errors=True)
                     raise TooLarge(f"file is larger than {self.max_bytes} bytes")
                 digest.update(chunk)
                 out.write(chunk)
-        return await self.store.files.create(
-            {
-                "id": file_id,
-                "account_id": account_id,
-                "filename": name,
-                "content_type": ctype,
-                "bytes": size,
-                "sha256": digest.hexdigest(),
-                "path": f"{file_id}/{name}",
-                "purpose": purpose,
-                "model_id": model_id,
-            }
-        )
+        return digest.hexdigest(), size
 
     async def exists(self, file_id: str) -> bool:
         """Whether a file with this id exists (any account's)."""

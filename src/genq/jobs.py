@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from genq import idempotency, lifecycle, netsafe
+from genq import idempotency, lifecycle, netsafe, payloads
 from genq.engines.contract import Engine
 from genq.errors import Conflict, EngineNotFound, Expired, InvalidInput, NotFound
 from genq.events import Change, EventBus
@@ -32,6 +32,7 @@ from genq.store import Store
 from genq.store.records import Account, Job, JobEvent, JobOutput
 
 log = logging.getLogger(__name__)
+EVENTS_PAGE = 500  # a job's events read at once
 NON_TERMINAL_TTL_S = 1.0  # queue_position, eta_s and elapsed time drift without events
 _NON_TERMINAL = frozenset(str(s) for s in lifecycle.NON_TERMINAL)
 
@@ -151,12 +152,15 @@ class JobService:
         webhook: Mapping[str, Any] | None = None,
         model_id: str | None = None,
         parent_id: str | None = None,
+        trains: bool = False,
     ) -> Job:
         account_id = account.id
         plan = self.plans.get(account.plan)
         retention_days = plan.retention_days if plan else 31.0
         engine = self.engine(engine_name)
+        payloads.check_metadata(metadata)
         if webhook:
+            payloads.check_json(webhook, "webhook")
             netsafe.check_plainly(
                 str(webhook["url"]), allow_private=self.settings.webhook_allow_private
             )
@@ -168,6 +172,7 @@ class JobService:
                 errors=pydantic_errors(exc, "input"),
             ) from exc
         normalized = data.model_dump(mode="json", exclude_none=True)
+        payloads.check_json(normalized, "input")
         for fmt, path, ref in self.info[engine.name].refs(normalized):
             if fmt == FILE_FORMAT:
                 await self._check_file_ref(account_id, path, ref)
@@ -209,7 +214,10 @@ class JobService:
             updated_at=now,
         )
         made = await self.store.jobs.create(
-            job, lifecycle.created(), idempotency=idempotency.current.get()
+            job,
+            lifecycle.created(),
+            idempotency=idempotency.current.get(),
+            trains=model_id if trains else None,
         )
         return self.publish(made, outputs=())
 
@@ -256,9 +264,11 @@ class JobService:
         return job
 
     async def events_after(self, job_id: str, seq: int) -> list[JobEvent]:
-        """A job's events after `seq` (one query for every stream asking at once)."""
+        """A job's events after `seq`, at most `EVENTS_PAGE` of them (one query for
+        every stream asking at once)."""
         rows: list[JobEvent] = await self.shared.get(
-            ("events", job_id, seq), lambda: self.store.jobs.events_after(job_id, seq)
+            ("events", job_id, seq),
+            lambda: self.store.jobs.events_after(job_id, seq, EVENTS_PAGE),
         )
         return rows
 
@@ -332,7 +342,7 @@ class JobService:
         return self._render_entry(job, ())
 
     def _render_entry(self, job: Job, outputs: tuple[JobOutput, ...]) -> CachedJob:
-        body = orjson.dumps(self.render(job, outputs))
+        body = payloads.dumps(self.render(job, outputs))
         unfinished = job.status in _NON_TERMINAL
         return CachedJob(
             job_id=job.id,

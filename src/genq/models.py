@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from genq import payloads
 from genq.errors import Conflict, InvalidInput, NotFound
 from genq.ids import iso, new_id
 from genq.jobs import JobService
@@ -27,6 +28,8 @@ class ModelService:
     async def create(
         self, account_id: str, *, name: str, engine: str, metadata: Mapping[str, Any] | None
     ) -> Model:
+        payloads.check_text(name, "name")
+        payloads.check_metadata(metadata)
         eng = self.jobs.engine(engine)
         if eng.task != "train":
             raise InvalidInput(
@@ -61,17 +64,9 @@ class ModelService:
         data = dict(input)
         if "images" not in data:  # default: the images uploaded to the model
             data["images"] = [f.id for f in await self.store.files.for_model(model_id)]
-        job = await self.jobs.submit(account, model.engine, data, model_id=model_id)
-        updated = await self.store.models.update(
-            model_id,
-            only_if_status=(CREATED, READY, FAILED),
-            status=TRAINING,
-            job_id=job.id,
-            error=None,
-        )
-        if updated is None:
-            raise Conflict(f"model {model_id} is already training")
-        return job
+        # the job and its model's `training` mark are one transaction (409 if another
+        # train got there first)
+        return await self.jobs.submit(account, model.engine, data, model_id=model_id, trains=True)
 
     @staticmethod
     def render(model: Model, base_url: str) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,19 @@ from genq.engines.contract import Engine, EngineError, JobCanceled, Log, Output,
 from genq.errors import LeaseLost
 from genq.ids import utcnow
 from genq.lifecycle import ErrorInfo, Hook, Status, Step
+from genq.payloads import clean_text
 from genq.storage import Storage
 from genq.store import Store
 from genq.store.records import Claim, Job, JobOutput
 
 log = logging.getLogger(__name__)
 PROGRESS_HZ = 4.0
+MAX_LOG_LINES = 1000  # per attempt; past it lines are counted, not kept
 _STOP = object()
 
 Publish = Callable[..., Job]
+# A job's input files and trained model, as local paths (see JobService.resolver).
+Resolver = Callable[[Job], Awaitable[tuple[Callable[[str], Path], Path | None]]]
 
 
 class JobRun:
@@ -48,8 +53,7 @@ class JobRun:
         storage: Storage,
         publish: Publish,
         cancel_grace_s: float,
-        resolve_input: Callable[[str], Path],
-        model: Path | None,
+        resolver: Resolver,
     ) -> None:
         self.claim = claim
         self.engine = engine
@@ -57,14 +61,15 @@ class JobRun:
         self.storage = storage
         self.publish = publish
         self.cancel_grace_s = cancel_grace_s
-        self.resolve_input = resolve_input
-        self.model = model
+        self.resolver = resolver
         self.cancel_requested = asyncio.Event()
         self.lost = False
         self.outputs: list[JobOutput] = []
         self._written = 0  # outputs written so far
         self._last_progress: Progress | None = None  # not written yet: folded into finish
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._sink_lock = threading.Lock()
+        self._log_lines = self._logs_dropped = 0
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -79,6 +84,14 @@ class JobRun:
         self.cancel_requested.set()
 
     def _sink(self, record: Record) -> None:
+        # Called from the engine's thread: a runaway logger must not grow the queue (or
+        # the job's event log) without bound.
+        if isinstance(record, Log):
+            with self._sink_lock:
+                if self._log_lines >= MAX_LOG_LINES:
+                    self._logs_dropped += 1
+                    return
+                self._log_lines += 1
         self._loop.call_soon_threadsafe(self._queue.put_nowait, record)
 
     # -- the flusher ----------------------------------------------------------------------
@@ -115,12 +128,20 @@ class JobRun:
                         items.append(self._progress_item(pending))
                         pending = None
                     items.append(
-                        self._output_item(rec)
-                        if isinstance(rec, Output)
-                        else (lifecycle.logged(rec.level, rec.message[:4000]), None, None)
+                        self._output_item(rec) if isinstance(rec, Output) else self._log_item(rec)
                     )
                 elif rec is _STOP:
                     stop = True
+                    if self._logs_dropped:
+                        items.append(
+                            self._log_item(
+                                Log(
+                                    "warning",
+                                    f"{self._logs_dropped} more log lines were not kept "
+                                    f"(at most {MAX_LOG_LINES} per run)",
+                                )
+                            )
+                        )
             if stop:
                 self._last_progress = pending  # folded into the finish
             elif pending is not None and time.monotonic() - last_write >= interval:
@@ -136,6 +157,10 @@ class JobRun:
     def _progress_item(p: Progress) -> tuple[Step, Hook | None, None]:
         step = lifecycle.progressed(p.pct, p.message)
         return step, step.hook, None
+
+    @staticmethod
+    def _log_item(rec: Log) -> tuple[Step, None, None]:
+        return lifecycle.logged(rec.level, clean_text(rec.message[:4000])), None, None
 
     def _output_item(self, item: Output) -> tuple[Step, Hook | None, dict[str, Any]]:
         path, position = self.storage.relative(item.path), len(self.outputs)
@@ -187,7 +212,9 @@ class JobRun:
             )
         except Exception as exc:  # the runtime itself failed: fail the job, keep the worker
             log.exception("job %s: could not be run", self.job_id)
-            error = ErrorInfo("engine_error", f"{type(exc).__name__}: {exc}"[:2000], False)
+            error = ErrorInfo(
+                "engine_error", clean_text(f"{type(exc).__name__}: {exc}"[:2000]), False
+            )
             with contextlib.suppress(LeaseLost):
                 await self._finish(Status.FAILED, error)
 
@@ -197,13 +224,14 @@ class JobRun:
         if job.attempt > 1:  # leftovers of a lost attempt
             await asyncio.to_thread(self.storage.delete_job, job.id, out_dir)
         data = self.engine.input_model.model_validate(job.input)
+        resolve_input, model = await self.resolver(job)
         ctx = Context(
             job_id=job.id,
             input=data,
             output_dir=out_dir,
             sink=self._sink,
-            resolve_input=self.resolve_input,
-            model=self.model,
+            resolve_input=resolve_input,
+            model=model,
         )
         flusher = asyncio.create_task(self._flush(), name=f"flush-{job.id}")
         engine_task = asyncio.create_task(self._call_with_timeout(ctx), name=f"engine-{job.id}")
@@ -273,8 +301,10 @@ class JobRun:
                 "timeout", f"engine ran past its {self.engine.timeout_s:g} s limit", True
             )
         if isinstance(exc, EngineError):
-            return Status.FAILED, ErrorInfo(exc.code, str(exc), exc.retryable)
+            return Status.FAILED, ErrorInfo(exc.code, clean_text(str(exc)), exc.retryable)
         if isinstance(exc, ValidationError):
-            return Status.FAILED, ErrorInfo("invalid_input", str(exc))
+            return Status.FAILED, ErrorInfo("invalid_input", clean_text(str(exc)))
         log.warning("job %s: engine %s raised", self.job_id, self.engine.name, exc_info=exc)
-        return Status.FAILED, ErrorInfo("engine_error", f"{type(exc).__name__}: {exc}"[:2000])
+        return Status.FAILED, ErrorInfo(
+            "engine_error", clean_text(f"{type(exc).__name__}: {exc}"[:2000])
+        )

@@ -22,10 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import orjson
 from standardwebhooks.webhooks import Webhook
 
-from genq import netsafe
+from genq import netsafe, payloads
 from genq.aio import wait_event
 from genq.errors import NotFound
 from genq.events import Change, EventBus
@@ -223,9 +222,9 @@ class WebhookSender:
         data = self.jobs.render(job, outputs)
         fmt = (job.webhook or {}).get("format")
         if fmt in self.formats:
-            body = orjson.dumps(self.formats[fmt](data))
+            body = payloads.dumps(self.formats[fmt](data))
         else:
-            body = orjson.dumps({"type": f"job.{d.event}", "timestamp": iso(now), "data": data})
+            body = payloads.dumps({"type": f"job.{d.event}", "timestamp": iso(now), "data": data})
         secret = await self.store.webhooks.secret(job.account_id, new_secret())
         url, headers, extensions = netsafe.pinned(target)
         headers.update(sign(secret, d.id, now, body))

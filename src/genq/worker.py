@@ -19,9 +19,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from genq import lifecycle
 from genq.aio import wait_event
@@ -31,7 +30,7 @@ from genq.events import Change, EventBus
 from genq.ids import token, utcnow
 from genq.jobcache import Board
 from genq.lifecycle import Status
-from genq.runtime import JobRun, Publish
+from genq.runtime import JobRun, Publish, Resolver
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
@@ -39,7 +38,6 @@ from genq.store.records import Claim, Job
 
 log = logging.getLogger(__name__)
 
-Resolver = Callable[[Job], Awaitable[tuple[Callable[[str], Path], Path | None]]]
 FOLD_EVERY = 6  # reaper rounds between folds of settled credits into balances
 
 
@@ -189,14 +187,16 @@ class Worker:
         made = await self.store.jobs.claim_events(self.owner, slots=slots, limits=limits, step=step)
         claims = []
         for pair in made:
+            # Nothing here awaits or can fail for one job without the others: every
+            # claimed job gets its run (and so its heartbeats) at once. What can fail
+            # (resolving inputs, the engine) fails that job inside its run.
             job = self.publish(pair, hook=lifecycle.Hook.STARTED, outputs=())
             claim = Claim(job=job, owner=self.owner, attempt=job.attempt)
             claims.append(claim)
-            await self._start(claim)
+            self._start(claim)
         return claims
 
-    async def _start(self, claim: Claim) -> None:
-        resolve, model = await self.resolver(claim.job)
+    def _start(self, claim: Claim) -> None:
         run = JobRun(
             claim,
             self.engines[claim.job.engine],
@@ -204,8 +204,7 @@ class Worker:
             storage=self.storage,
             publish=self.publish,
             cancel_grace_s=self.settings.cancel_grace_s,
-            resolve_input=resolve,
-            model=model,
+            resolver=self.resolver,
         )
         if claim.job.cancel_requested_at is not None:
             run.request_cancel()

@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from genq.errors import GenqError
 from genq.events import Change, EventBus
 from genq.ids import iso
-from genq.jobs import JobService
+from genq.jobs import EVENTS_PAGE, JobService
 from genq.lifecycle import NON_TERMINAL, EventType
 from genq.store.records import JobEvent
 
@@ -176,9 +176,11 @@ class Feeds:
 
     async def _replay(
         self, account_id: str, job_id: str, after: int
-    ) -> list[tuple[int, bytes, bool]]:
-        """Frames of the events after `after` from the log (shared by all who ask)."""
+    ) -> tuple[list[tuple[int, bytes, bool]], bool]:
+        """Frames of the events after `after` from the log (shared by all who ask), and
+        whether the log may hold more after them (the read was a full page)."""
         events = await self.jobs.events_after(job_id, after)
+        more = len(events) >= EVENTS_PAGE
         out = []
         for ev in events:
             if ev.type == EventType.COMPLETED:
@@ -187,9 +189,9 @@ class Feeds:
                 except GenqError:
                     body = orjson.dumps(event_data(ev))
                 out.append((ev.seq, frame(ev.seq, ev.type, body), True))
-                break
+                return out, False
             out.append((ev.seq, frame(ev.seq, ev.type, event_data(ev)), False))
-        return out
+        return out, more
 
     async def _over(self, account_id: str, job_id: str, last: int) -> bool:
         """Whether the stream has nothing more to send: the job ended at or before
@@ -230,8 +232,7 @@ class Feeds:
             replay = True
             while not sub.gone:
                 if replay:  # what happened before (or while the feed could not keep it)
-                    frames = await self._replay(account_id, job_id, last)
-                    replay = False
+                    frames, replay = await self._replay(account_id, job_id, last)
                     if not frames and await self._over(account_id, job_id, last):
                         return
                 else:

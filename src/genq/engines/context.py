@@ -34,6 +34,8 @@ from genq.engines.contract import (
     Progress,
     Record,
 )
+from genq.errors import InvalidInput
+from genq.payloads import METADATA_MAX_DEPTH, check_json, check_text, clean_text
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EXT = {
@@ -139,7 +141,7 @@ class Context:
 
     def progress(self, pct: float, message: str | None = None) -> None:
         pct = max(0.0, min(100.0, float(pct)))
-        self._emit(Progress(round(pct, 2), message))
+        self._emit(Progress(round(pct, 2), None if message is None else clean_text(message)))
 
     def save_output(
         self,
@@ -152,6 +154,11 @@ class Context:
     ) -> Output:
         if not _NAME.match(name):
             raise ValueError(f"invalid output name {name!r}")
+        try:
+            check_text(content_type, "content_type")
+            check_json(meta, "metadata", max_depth=METADATA_MAX_DEPTH)
+        except InvalidInput as exc:
+            raise ValueError(f"output {name!r}: {exc.detail}") from None
         with self._lock:
             if name in self._names:
                 raise ValueError(f"output name {name!r} used twice in job {self.job_id}")

@@ -72,7 +72,7 @@ def _models_for_account(cx: Cx, account_id: str, limit: int) -> list[Model]:
 
 
 @autocommit
-def _update_model(
+def update_model(
     cx: Cx, model_id: str, only_if_status: tuple[str, ...], values: dict[str, Any], now: datetime
 ) -> Model | None:
     p: dict[str, Any] = {"id": model_id, "updated_at": cx.ts(now)}
@@ -107,4 +107,4 @@ class ModelStore:
     async def update(
         self, model_id: str, *, only_if_status: tuple[str, ...] = (), **values: Any
     ) -> Model | None:
-        return await self.db.write(_update_model, model_id, only_if_status, values, utcnow())
+        return await self.db.write(update_model, model_id, only_if_status, values, utcnow())

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from genq.errors import InsufficientCredits, LeaseLost, NotFound
+from genq.errors import Conflict, InsufficientCredits, LeaseLost, NotFound
 from genq.ids import utcnow
 from genq.lifecycle import (
     ACTIVE,
@@ -27,6 +27,7 @@ from genq.lifecycle import (
     Step,
 )
 from genq.store.db import Cx, Database, autocommit, dt_of, json_of
+from genq.store.files import update_model
 from genq.store.records import Claim, Job, JobEvent, JobOutput
 from genq.store.steps import (
     EVENT_ID_SHIFT,
@@ -192,6 +193,24 @@ def _create(cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None) -
         )
     [done] = insert_events(cx, [(job, data)], step.event, now)
     return done
+
+
+def _create_training(
+    cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None, model_id: str
+) -> Transitioned:
+    """`_create` of a training job and its model marked `training` by it, in one
+    transaction: two trains of one model cannot both start (nor both pay), and the job
+    cannot end before its model knows of it."""
+    marked = update_model(
+        cx,
+        model_id,
+        ("created", "ready", "failed"),
+        {"status": "training", "job_id": job.id, "error": None},
+        job.created_at,
+    )
+    if marked is None:
+        raise Conflict(f"model {model_id} is already training")
+    return _create(cx, job, step, idempotency)
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -642,10 +661,19 @@ class JobStore:
     # -- creation and reads ----------------------------------------------------------------
 
     async def create(
-        self, job: Job, step: Step, idempotency: tuple[str, str] | None = None
+        self,
+        job: Job,
+        step: Step,
+        idempotency: tuple[str, str] | None = None,
+        *,
+        trains: str | None = None,
     ) -> Transitioned:
         """Insert a job, hold its estimate and log its first event (402 if the account
-        cannot pay, with its folded balance)."""
+        cannot pay, with its folded balance). With `trains`, the job trains that model:
+        the model is marked `training` by it in the same transaction (409 if it already
+        is)."""
+        if trains is not None:
+            return await self.db.write(_create_training, job, step, idempotency, trains)
         return await self.db.write(_create, job, step, idempotency)
 
     async def get(self, job_id: str) -> Job | None:

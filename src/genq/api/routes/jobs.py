@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from genq import payloads
 from genq.accounts import Principal
 from genq.api.deps import App, Caller, Creator, idempotent_reply, parse_json, reply_headers
 from genq.api.schemas import PROBLEMS, JobCreate, JobList, JobOut
@@ -139,7 +140,7 @@ async def list_jobs(
         caller.account.id, status=statuses, engine=engine, limit=limit, after=after
     )
     body = {"object": "list", "data": data, "has_more": cursor is not None, "next_cursor": cursor}
-    return Response(orjson.dumps(body), media_type=JSON)
+    return Response(payloads.dumps(body), media_type=JSON)
 
 
 @router.get(
@@ -191,7 +192,7 @@ async def cancel_job(job_id: str, genq: App, caller: Caller) -> Response:
     body = orjson.loads(item.body)
     body["cancel"] = str(what)
     return Response(
-        orjson.dumps(body),
+        payloads.dumps(body),
         status_code=200 if what == CancelOutcome.CANCELED else 202,
         media_type=JSON,
     )
