@@ -106,12 +106,13 @@ class Copier(EngineBase):
 class ChatterInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lines: int = Field(0, ge=0, le=100_000)
+    outputs: int = Field(1, ge=1, le=50)
     fail: bool = False
 
 
 class Chatter(EngineBase):
     """Reports progress and logs lines with NUL characters in them, then fails (with one
-    in its error too) or writes an output."""
+    in its error too) or writes its outputs at once."""
 
     name = "test/chatter"
     task = "noop"
@@ -124,7 +125,8 @@ class Chatter(EngineBase):
             ctx.logger.info("line %d\x00", i)
         if data.fail:
             raise RuntimeError("bad\x00news")
-        ctx.save_output("text", b"ok", "text/plain")
+        for i in range(data.outputs):
+            ctx.save_output(f"text{i}", b"ok", "text/plain")
 
 
 ENGINES: list[Any] = [Sleeper, SyncSleeper, Boom, Moderated, Stubborn, Copier, Chatter]

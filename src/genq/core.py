@@ -66,6 +66,7 @@ class Genq:
             bus=self.bus,
             allow_private=settings.webhook_allow_private,
             schedule=settings.webhook_retry_schedule_s,
+            timeout_s=settings.webhook_timeout_s,
         )
 
     def make_worker(

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
         description="delays between webhook attempts (jittered +-20%), comma-separated",
     )
+    webhook_timeout_s: float = Field(
+        15.0, gt=0, description="how long one webhook attempt may take before it fails"
+    )
     plans: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="JSON: plan overrides and additions (genq.plans)"
     )

@@ -86,6 +86,7 @@ class WebhookSender:
         allow_private: bool,
         schedule: Sequence[float] = SCHEDULE_S,
         concurrency: int = 16,
+        timeout_s: float = TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.store, self.jobs, self.bus = store, jobs, bus
@@ -94,13 +95,16 @@ class WebhookSender:
         self.formats: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self.allow_private = allow_private
         self.schedule = tuple(schedule)
+        self.timeout_s = timeout_s
+        # a delivery is held this long per attempt: its send, its settling, and slack
+        self.lease_s = timeout_s * 4
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._client = httpx.AsyncClient(
             follow_redirects=False,
-            timeout=TIMEOUT_S,
+            timeout=timeout_s,
             transport=transport,
             headers={"User-Agent": "genq-webhooks/1", "Content-Type": "application/json"},
         )
@@ -140,7 +144,7 @@ class WebhookSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=TIMEOUT_S + 1)
+            await asyncio.wait(set(self._inflight), timeout=self.timeout_s + 1)
         await self._client.aclose()
 
     async def _loop(self) -> None:
@@ -167,7 +171,7 @@ class WebhookSender:
         due = await self.store.webhooks.next_due()  # a read: nothing written when idle
         if due is None or due > utcnow():
             return 0
-        deliveries = await self.store.webhooks.claim_due(limit=32, lease_s=TIMEOUT_S * 4)
+        deliveries = await self.store.webhooks.claim_due(limit=32, lease_s=self.lease_s)
         by_job: dict[str, list[WebhookDelivery]] = {}
         for d in deliveries:  # one job's events go out one after another, in order
             by_job.setdefault(d.job_id, []).append(d)
@@ -179,7 +183,12 @@ class WebhookSender:
         return len(deliveries)
 
     async def _send_in_order(self, group: list[WebhookDelivery]) -> None:
-        for d in group:
+        for i, d in enumerate(group):
+            # Each was leased when claimed; the ones after the first may have waited
+            # behind slow receivers for longer than that, so each is held afresh right
+            # before it is sent, and skipped if it is no longer ours.
+            if i and not await self.store.webhooks.renew(d, self.lease_s):
+                continue
             await self._send(d)
 
     def _done(self, task: asyncio.Task[None]) -> None:

@@ -22,7 +22,12 @@ from tests.conftest import LiveServer, make_settings, wait_for
 class Receiver:
     """A webhook receiver on a loopback port answering with scripted statuses."""
 
-    def __init__(self, script: list[int] | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        script: list[int] | None = None,
+        headers: dict[str, str] | None = None,
+        delay_s: float = 0.0,
+    ):
         self.script = list(script or [])
         self.extra_headers = headers or {}
         self.got: list[tuple[dict[str, str], bytes]] = []
@@ -32,6 +37,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(delay_s)  # a slow receiver
                 with receiver.lock:
                     receiver.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.script.pop(0) if receiver.script else 200
@@ -213,3 +219,44 @@ def test_ssrf_corpus_refused(server: LiveServer, api: httpx.Client, url: str) ->
     r = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {}, "webhook": {"url": url}})
     assert r.status_code == 422, (url, r.text)
     assert r.json()["code"] in ("unsafe_url", "invalid_input")
+
+
+def test_a_slow_receiver_gets_each_delivery_once_and_in_order(tmp_path: Path) -> None:
+    """A job writes twenty outputs at once: twenty `output` deliveries due together. The
+    receiver takes 0.45 s per call and attempts may take 1 s, so a delivery is leased
+    for 4 s while the twenty take ~9 s to send one after another; a second sender (a
+    second server process on the same database) is there to take what it is allowed
+    to. None is sent twice, and they arrive in the order they were made."""
+    settings = make_settings(tmp_path / "data", webhook_allow_private=True, webhook_timeout_s=1.0)
+    first = LiveServer(settings).start()
+    second = LiveServer(
+        make_settings(tmp_path / "data", webhook_allow_private=True, webhook_timeout_s=1.0),
+        workers=False,
+    ).start()
+    rx = Receiver(delay_s=0.45)
+    try:
+        with first.client(first.new_key()) as api:
+            job = api.post(
+                "/v1/jobs",
+                json={
+                    "engine": "test/chatter",
+                    "input": {"outputs": 20},
+                    "webhook": {"url": rx.url, "events": ["output"]},
+                },
+            ).json()
+            wait_for(api, job["id"])
+            deadline = time.monotonic() + 60
+            while True:
+                deliveries = api.get(f"/v1/jobs/{job['id']}/deliveries").json()["data"]
+                if len(deliveries) == 20 and all(d["status"] != "pending" for d in deliveries):
+                    break
+                assert time.monotonic() < deadline, deliveries
+                time.sleep(0.2)
+        assert {d["status"] for d in deliveries} == {"delivered"}
+        ids = [h["webhook-id"] for h, _ in rx.got]
+        assert sorted(ids) == sorted(d["id"] for d in deliveries), ids  # each exactly once
+        assert ids == [d["id"] for d in deliveries]  # in the order they were made
+    finally:
+        rx.close()
+        second.stop()
+        first.stop()

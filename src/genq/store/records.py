@@ -224,8 +224,9 @@ class WebhookDelivery(_Record):
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
+    leased_until: datetime | None
 
-    _DATES = frozenset({"next_attempt_at", "created_at", "delivered_at"})
+    _DATES = frozenset({"next_attempt_at", "created_at", "delivered_at", "leased_until"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +268,10 @@ class IdempotencyRecord(_Record):
     body: bytes | None
     created_at: datetime
     expires_at: datetime
+    token: str | None
+    lease_expires_at: datetime | None
 
-    _DATES = frozenset({"created_at", "expires_at"})
+    _DATES = frozenset({"created_at", "expires_at", "lease_expires_at"})
     _JSON = frozenset({"headers"})
 
 

@@ -187,7 +187,7 @@ models = sa.Table(
 
 # The webhook outbox: one row per (job event, endpoint), written in the same transaction
 # as the change it reports; `id` is the Standard Webhooks `webhook-id`, stable across
-# retries. `next_attempt_at` doubles as the sender's lease while an attempt is in flight.
+# retries; `leased_until` is a sender's lease while an attempt is in flight.
 webhook_deliveries = sa.Table(
     "webhook_deliveries",
     metadata,
@@ -210,6 +210,7 @@ webhook_deliveries = sa.Table(
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("leased_until", UTCDateTime(), nullable=True),  # a sender has it in flight
     sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
 )
 
@@ -280,4 +281,7 @@ idempotency_keys = sa.Table(
     sa.Column("body", sa.LargeBinary(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    # the in-flight request's token (fences what it creates) and its renewed lease
+    sa.Column("token", sa.String(32), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
 )

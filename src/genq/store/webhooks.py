@@ -13,23 +13,54 @@ PENDING, DELIVERED, FAILED, DISABLED = "pending", "delivered", "failed", "disabl
 D_COLS, W_COLS = WebhookDelivery.select(), WebhookAttempt.select()
 
 
-@autocommit
+# A delivery is due when its time has come and no sender holds it; and it is not
+# taken while an earlier delivery of its job is in flight, so a job's deliveries go
+# out one after another, in order. (One waiting for a retry does not hold back later
+# ones.)
+_DUE = (
+    "d.status = 'pending' AND d.next_attempt_at <= %(now)s"
+    " AND (d.leased_until IS NULL OR d.leased_until <= %(now)s)"
+    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.job_id = d.job_id"
+    " AND e.seq < d.seq AND e.status = 'pending' AND e.leased_until > %(now)s)"
+)
+# The earlier of a pending delivery's retry time and the end of a sender's lease on it.
+_WHEN = (
+    "CASE WHEN leased_until IS NOT NULL AND leased_until > next_attempt_at"
+    " THEN leased_until ELSE next_attempt_at END"
+)
+CLAIM_LOCK = 7405313  # PostgreSQL: senders claim one at a time (see _claim_due)
+
+
 def _claim_due(cx: Cx, limit: int, now: datetime, until: datetime) -> list[WebhookDelivery]:
-    lock = " FOR UPDATE SKIP LOCKED" if cx.postgres else ""
+    if cx.postgres:
+        # One claimer at a time, and the claim's snapshot taken after the lock: a
+        # claimer must see the leases the previous one committed (else it could take a
+        # job's next delivery while the one before is in flight).
+        cx.execute("SELECT pg_advisory_xact_lock(%(k)s)", {"k": CLAIM_LOCK})
     rows = cx.all(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = %(until)s"
-        " WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending'"
-        f" AND next_attempt_at <= %(now)s ORDER BY next_attempt_at LIMIT %(n)s{lock})"
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, leased_until = %(until)s"
+        f" WHERE id IN (SELECT d.id FROM webhook_deliveries d WHERE {_DUE}"
+        " ORDER BY d.next_attempt_at, d.seq LIMIT %(n)s)"
         f" RETURNING {D_COLS}",
         {"until": cx.ts(until), "now": cx.ts(now), "n": limit},
     )
     return [WebhookDelivery.of(r) for r in rows]
 
 
+@autocommit
+def _renew(cx: Cx, d: WebhookDelivery, until: datetime) -> bool:
+    row = cx.one(
+        "UPDATE webhook_deliveries SET leased_until = %(until)s"
+        " WHERE id = %(d)s AND attempts = %(n)s AND status = 'pending' RETURNING 1",
+        {"until": cx.ts(until), "d": d.id, "n": d.attempts},
+    )
+    return row is not None
+
+
 def _next_due(cx: Cx) -> datetime | None:
     row = cx.one(
-        "SELECT next_attempt_at FROM webhook_deliveries WHERE status = 'pending'"
-        " ORDER BY next_attempt_at LIMIT 1"
+        f"SELECT {_WHEN} AS due FROM webhook_deliveries WHERE status = 'pending'"
+        " ORDER BY due LIMIT 1"
     )
     return dt_of(row[0]) if row else None
 
@@ -52,7 +83,8 @@ def _record(
     )
     cx.execute(
         "UPDATE webhook_deliveries SET status = %(o)s, next_attempt_at = %(next)s,"
-        " last_status_code = %(c)s, last_error = %(e)s, delivered_at = %(at)s"
+        " leased_until = NULL, last_status_code = %(c)s, last_error = %(e)s,"
+        " delivered_at = %(at)s"
         " WHERE id = %(d)s AND attempts = %(n)s",
         {
             "o": outcome,
@@ -139,9 +171,17 @@ class WebhookStore:
         self.db = db
 
     async def claim_due(self, limit: int, lease_s: float) -> list[WebhookDelivery]:
-        """Take due deliveries; each is hidden from other senders for `lease_s`."""
+        """Take due deliveries; each is hidden from other senders for `lease_s`, and a
+        job's later deliveries wait while one of its earlier ones is held."""
         now = utcnow()
         return await self.db.write(_claim_due, limit, now, now + timedelta(seconds=lease_s))
+
+    async def renew(self, delivery: WebhookDelivery, lease_s: float) -> bool:
+        """Hold a claimed delivery for `lease_s` more (right before sending it); False
+        when it is no longer this claim's (its lease lapsed and another sender took it,
+        or it was settled)."""
+        until = utcnow() + timedelta(seconds=lease_s)
+        return await self.db.write(_renew, delivery, until)
 
     async def next_due(self) -> datetime | None:
         return await self.db.read(_next_due)
