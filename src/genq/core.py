@@ -56,7 +56,9 @@ class Genq:
             store=self.store, storage=self.storage, max_bytes=settings.max_upload_bytes
         )
         self.models = ModelService(store=self.store, jobs=self.jobs)
-        self.idempotency = Idempotency(self.store, settings.idempotency_ttl_s)
+        self.idempotency = Idempotency(
+            self.store, settings.idempotency_ttl_s, settings.idempotency_lease_s
+        )
         self.sweeper = Sweeper(self.jobs, settings.sweep_interval_s)
         self.worker: Worker | None = None
         self.serves_reads = True  # `genq worker` sets False: no HTTP reads in that process

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         default_factory=dict, description="JSON: plan overrides and additions (genq.plans)"
     )
     idempotency_ttl_s: float = Field(86400.0, gt=0, description="Idempotency-Key lifetime")
+    idempotency_lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="how soon a key whose request died with its process can be retried",
+    )
     compat_engines: dict[str, str] = Field(
         default_factory=dict,
         description='JSON: compat face routes to engines, e.g. {"vivix:model:NAME": "demo/x"}',

@@ -28,6 +28,7 @@ from genq.lifecycle import (
 )
 from genq.store.db import Cx, Database, autocommit, dt_of, json_of
 from genq.store.files import update_model
+from genq.store.idempotency import owns
 from genq.store.records import Claim, Job, JobEvent, JobOutput
 from genq.store.steps import (
     EVENT_ID_SHIFT,
@@ -123,10 +124,24 @@ _HOLD = (
     "UPDATE accounts SET balance = balance - %(n)s"
     " WHERE id = %(a)s AND balance >= %(n)s RETURNING balance"
 )
+_OWNED = (
+    "idempotency_keys WHERE account_id = %(ia)s AND key = %(ik)s AND token = %(it)s"
+    " AND state = 'in_flight' AND resource_id IS NULL"
+)
+
+
+def _superseded(key: str) -> Conflict:
+    return Conflict(
+        f"this request held Idempotency-Key {key!r} past its lease and a retry took it over;"
+        " nothing was created"
+    )
 
 
 @autocommit
-def _create(cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None) -> Transitioned:
+def _create(cx: Cx, job: Job, step: Step, idempotency: tuple[str, str, str] | None) -> Transitioned:
+    """With `idempotency` (account id, key, token), the job is created only while that
+    request still holds the key (and the key is linked to the job in the same
+    transaction)."""
     now = job.created_at
     p: dict[str, Any] = {"n": job.credits_estimate, "a": job.account_id}
     cols = Job.COLUMNS
@@ -137,15 +152,16 @@ def _create(cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None) -
     data = {**step.data, "status": job.status}
     if cx.postgres:
         p.update(id=job.id, now=now, d=cx.json(data), t=step.event.value)
-        idem = ""
+        idem, hold = "", _HOLD
         if idempotency is not None:
-            p["ia"], p["ik"] = idempotency
+            p["ia"], p["ik"], p["it"] = idempotency
+            hold = _HOLD.replace(" RETURNING", f" AND EXISTS (SELECT 1 FROM {_OWNED}) RETURNING")
             idem = (
                 "idem AS (UPDATE idempotency_keys SET resource_id = %(id)s WHERE account_id ="
-                " %(ia)s AND key = %(ik)s AND EXISTS (SELECT 1 FROM hold)), "
+                " %(ia)s AND key = %(ik)s AND token = %(it)s AND EXISTS (SELECT 1 FROM hold)), "
             )
         sql = (
-            f"WITH hold AS ({_HOLD}),"
+            f"WITH hold AS ({hold}),"
             f" ins AS (INSERT INTO jobs ({names}) SELECT {placeholders} FROM hold"
             " RETURNING id, account_id, engine, status, seq),"
             " led AS (INSERT INTO credit_ledger (account_id, job_id, kind, amount,"
@@ -162,10 +178,14 @@ def _create(cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None) -
             balance, event_id, _ = cx.one(sql, p)
             if balance is not None:
                 return job, JobEvent(event_id, job.id, job.account_id, 1, step.event, data, now)
+            if idempotency is not None and not owns(cx, *idempotency):
+                raise _superseded(idempotency[1])
             folded = _fold_account(cx, job.account_id)
             if attempt == 2 or folded is None or folded < job.credits_estimate:
                 raise _insufficient(folded, job.account_id, job.credits_estimate)
         raise AssertionError("unreachable")
+    if idempotency is not None and not owns(cx, *idempotency):
+        raise _superseded(idempotency[1])
     balance = cx.scalar(_HOLD, p)
     if balance is None:
         folded = _fold_account(cx, job.account_id)
@@ -188,15 +208,15 @@ def _create(cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None) -
     if idempotency is not None:
         cx.execute(
             "UPDATE idempotency_keys SET resource_id = %(id)s"
-            " WHERE account_id = %(ia)s AND key = %(ik)s",
-            {"id": job.id, "ia": idempotency[0], "ik": idempotency[1]},
+            " WHERE account_id = %(ia)s AND key = %(ik)s AND token = %(it)s",
+            {"id": job.id, "ia": idempotency[0], "ik": idempotency[1], "it": idempotency[2]},
         )
     [done] = insert_events(cx, [(job, data)], step.event, now)
     return done
 
 
 def _create_training(
-    cx: Cx, job: Job, step: Step, idempotency: tuple[str, str] | None, model_id: str
+    cx: Cx, job: Job, step: Step, idempotency: tuple[str, str, str] | None, model_id: str
 ) -> Transitioned:
     """`_create` of a training job and its model marked `training` by it, in one
     transaction: two trains of one model cannot both start (nor both pay), and the job
@@ -664,7 +684,7 @@ class JobStore:
         self,
         job: Job,
         step: Step,
-        idempotency: tuple[str, str] | None = None,
+        idempotency: tuple[str, str, str] | None = None,
         *,
         trains: str | None = None,
     ) -> Transitioned:
