@@ -428,11 +428,12 @@ def doctor(data_dir: DataDir = None, as_json: AsJson = False) -> None:
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Make the database, or bring it to the latest schema."""
+    from genq.doctor import masked
     from genq.migrate import upgrade
 
     settings = settings_for(data_dir)
     upgrade(settings.db_url)
-    err.print(f"database at {settings.db_url} is up to date")
+    err.print(f"database at {masked(settings.db_url)} is up to date", markup=False)
 
 
 def _register_client_commands() -> None:

@@ -317,7 +317,8 @@ class Commands:
         """Submit a job and wait for it; exit 1 if it fails.
 
         Prints the job's id on stderr as soon as it exists, then a progress bar; stdout
-        gets one line per output, its name and URL (or file, with --out).
+        gets one line per output, its name and URL (or file, with --out). With
+        --no-wait, stdout gets the job's id alone.
         """
         values = parse_inputs(inputs or [])
         uploads = parse_file_inputs(files or [])

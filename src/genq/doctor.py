@@ -251,9 +251,9 @@ def _storage(report: Report, data_dir: Path) -> None:
         if problem:
             report.add("storage", Status.FAIL, f"cannot write in {existing}: {problem}")
             return
-    made = [s for s in ("files", "uploads") if (root / s).is_dir()]
-    later = "" if len(made) == 2 else " (the rest is made on first use)"
-    report.add("storage", Status.OK, f"{root} is writable{later}")
+    later = [f"{s}/" for s in ("files", "uploads") if not (root / s).is_dir()]
+    note = f" ({' and '.join(later)} made on first use)" if later else ""
+    report.add("storage", Status.OK, f"{root} is writable{note}")
 
 
 # -- what the database tells ------------------------------------------------------------

@@ -13,8 +13,10 @@ from typing import Any, ClassVar, TypeVar
 import psycopg
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from genq import lifecycle
+from genq.cli import app
 from genq.doctor import Check, Report, Status, diagnose, masked
 from genq.ids import new_id, utcnow
 from genq.migrate import upgrade
@@ -279,3 +281,14 @@ def test_a_long_write_transaction_holding_the_event_watermark_fails(tmp_path: Pa
     assert "job events after it wait" in held.detail
     after = diagnose(settings, long_txn_s=0)
     assert not [c for c in checks(after, "transactions") if f"pid {pid[0]} " in c.detail]
+
+
+def test_db_upgrade_and_doctor_never_print_a_password(tmp_path: Path) -> None:
+    url = pg().url(pg().create(migrated=False)).replace("postgres@", "postgres:s3cret@")
+    env = {"GENQ_DATABASE_URL": url, "COLUMNS": "200"}
+    upgraded = CliRunner().invoke(app, ["db", "upgrade", "--data-dir", str(tmp_path)], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "s3cret" not in upgraded.output and "postgres:***@" in upgraded.output
+    doctor = CliRunner().invoke(app, ["doctor", "--data-dir", str(tmp_path)], env=env)
+    assert doctor.exit_code == 0, doctor.output
+    assert "s3cret" not in doctor.output and "postgres:***@" in doctor.output

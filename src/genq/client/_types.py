@@ -65,11 +65,11 @@ class JobOutput(Record):
         """Save the output to `path`, streaming, and return the file's path.
 
         `path` is a directory (an existing one, or a new path without an extension
-        such as `./out`): the file gets the output's own name there, e.g.
-        `image_0.png`, `model.glb` (the rules: `genq.client._download`). Otherwise it
-        is the file to write. The file appears only once complete, with the usual
-        permissions (the umask's); an existing file raises FileExistsError unless
-        `overwrite=True`."""
+        such as `./out`): the file is named after the output, e.g. `image_0.png`, or
+        by its kind when its name is only a format (`glb` is saved as `model.glb`); a
+        `filename` the server gives wins. Otherwise `path` is the file to write. The
+        file appears only once complete, with the umask's permissions; an existing
+        file raises FileExistsError unless `overwrite=True`."""
         if self._download is None:
             raise TypeError(
                 "this output is not bound to a sync Client; use `await output.adownload()`"
