@@ -15,20 +15,34 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from genq.cli_help import App
 from genq.settings import Settings
 
 if TYPE_CHECKING:
     from genq.accounts import AccountService
 
-app = typer.Typer(
+SERVE_EXAMPLES = """Examples:
+
+$ genq serve
+$ genq serve --data-dir /srv/genq --host 0.0.0.0 --port 8080
+$ GENQ_DATABASE_URL=postgresql://genq@db.internal/genq genq serve --no-workers
+$ genq worker --engines demo/text2image,demo/upscale --slots 2"""
+
+KEYS_EXAMPLES = """Examples:
+
+$ genq keys create --account acme --plan pro --credits 5000
+$ export GENQ_API_KEY=$(genq keys create --account me)
+$ genq keys revoke gq_3fA9x2L"""
+
+app = App(
     help="genq: a self-hosted server for asynchronous generation jobs.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
-accounts_app = typer.Typer(help="Accounts, plans and credits.", no_args_is_help=True)
-db_app = typer.Typer(help="The database.", no_args_is_help=True)
+keys_app = App(help="Create and revoke API keys.", epilog=KEYS_EXAMPLES)
+accounts_app = App(help="Accounts, plans and credits.")
+db_app = App(help="The database's schema.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
@@ -36,7 +50,17 @@ err = Console(stderr=True)
 out = Console()
 T = TypeVar("T")
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data directory [GENQ_DATA_DIR]")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="GENQ_DATA_DIR",
+        metavar="DIR",
+        show_default=False,
+        help="where the SQLite database and the files live (default: .genq)",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
 
 
 def settings_for(data_dir: Path | None = None, **overrides: Any) -> Settings:
@@ -51,28 +75,46 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=fmt)
 
 
-@app.command()
+@app.command(epilog=SERVE_EXAMPLES)
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address [GENQ_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [GENQ_PORT]")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GENQ_HOST",
+            metavar="ADDRESS",
+            show_default=False,
+            help="address to listen on (default: 127.0.0.1)",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(envvar="GENQ_PORT", show_default=False, help="port (default: 8000)"),
+    ] = None,
     data_dir: DataDir = None,
     workers: Annotated[
-        int | None, typer.Option(help="jobs run at once by in-process workers [GENQ_WORKER_SLOTS]")
+        int | None,
+        typer.Option(
+            envvar="GENQ_WORKER_SLOTS",
+            metavar="N",
+            show_default=False,
+            help="jobs the in-process workers run at once (default: 4; 0: none)",
+        ),
     ] = None,
     no_workers: Annotated[
-        bool, typer.Option("--no-workers", help="API only; `genq worker` processes run the jobs")
+        bool, typer.Option("--no-workers", help="API only; genq worker processes run the jobs")
     ] = False,
     access_log: Annotated[
-        bool | None, typer.Option("--access-log", help="log every request [GENQ_ACCESS_LOG]")
+        bool | None,
+        typer.Option("--access-log", envvar="GENQ_ACCESS_LOG", help="log every request"),
     ] = None,
 ) -> None:
-    """Serve the API with in-process workers."""
+    """Serve the API, with workers in the same process."""
     import uvicorn
 
     from genq.api import create_app
 
     settings = settings_for(
-        data_dir, host=host, port=port, worker_slots=workers, access_log=access_log
+        data_dir, host=host, port=port, worker_slots=workers or None, access_log=access_log
     )
     _logging(settings.log_level)
     application = create_app(settings, workers=not no_workers and workers != 0, freeze_gc=True)
@@ -92,11 +134,24 @@ def worker(
     data_dir: DataDir = None,
     engines: Annotated[
         str | None,
-        typer.Option(help="comma-separated engine names this worker hosts (default: all)"),
+        typer.Option(
+            metavar="NAME,...",
+            show_default=False,
+            help="the engines this worker runs (default: all)",
+        ),
     ] = None,
-    slots: Annotated[int | None, typer.Option(help="jobs run at once")] = None,
+    slots: Annotated[
+        int | None,
+        typer.Option(
+            envvar="GENQ_WORKER_SLOTS",
+            metavar="N",
+            min=1,
+            show_default=False,
+            help="jobs run at once (default: 4)",
+        ),
+    ] = None,
 ) -> None:
-    """Run workers only, against the same database as the server."""
+    """Run workers alone, on the server's database."""
     from genq.core import Genq
 
     settings = settings_for(data_dir, worker_slots=slots)
@@ -145,18 +200,27 @@ def _with_accounts(settings: Settings, fn: Callable[[AccountService], Awaitable[
 @keys_app.command("create")
 def keys_create(
     data_dir: DataDir = None,
-    account: Annotated[str, typer.Option(help="account name (created if new)")] = "default",
-    plan: Annotated[str, typer.Option(help="plan of a new account")] = "free",
+    account: Annotated[
+        str, typer.Option(metavar="NAME", help="the key's account (made if new)")
+    ] = "default",
+    plan: Annotated[str, typer.Option(help="a new account's plan")] = "free",
     credits: Annotated[
         int | None,
         typer.Option(
-            help="credits to grant (a new account gets its plan's monthly credits otherwise)"
+            metavar="N",
+            show_default=False,
+            help="credits to grant (default: a new account gets its plan's monthly credits)",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    name: Annotated[
+        str | None, typer.Option(metavar="LABEL", show_default=False, help="a label for the key")
+    ] = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Create an API key (and its account if new). The key is shown once."""
+    """Create an API key, and its account if new.
+
+    The key is printed once, on stdout; it cannot be shown again.
+    """
 
     async def create(svc: AccountService) -> tuple[str, Any]:
         acct = await svc.get_or_create(account, plan, credits)
@@ -186,10 +250,12 @@ def keys_create(
 
 @keys_app.command("revoke")
 def keys_revoke(
-    prefix: Annotated[str, typer.Argument(help="the key's first 10 characters")],
+    prefix: Annotated[
+        str, typer.Argument(help="the key's first 10 characters, as GET /v1/account shows")
+    ],
     data_dir: DataDir = None,
 ) -> None:
-    """Revoke a key by its prefix (as `GET /v1/account` shows it)."""
+    """Revoke a key by its prefix."""
 
     async def revoke(svc: AccountService) -> bool:
         return await svc.revoke_key(prefix)
@@ -211,9 +277,7 @@ def _account_row(a: Any) -> dict[str, Any]:
 
 
 @accounts_app.command("list")
-def accounts_list(
-    data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False
-) -> None:
+def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """All accounts with plan and balance."""
 
     async def run(svc: AccountService) -> list[Any]:
@@ -230,8 +294,10 @@ def accounts_list(
 
 
 @accounts_app.command("show")
-def accounts_show(name: str, data_dir: DataDir = None) -> None:
-    """One account, its keys and its plan's limits."""
+def accounts_show(
+    name: Annotated[str, typer.Argument(help="the account's name")], data_dir: DataDir = None
+) -> None:
+    """One account, its keys and its plan's limits (JSON)."""
 
     async def run(svc: AccountService) -> dict[str, Any]:
         a = await svc.by_name(name)
@@ -256,9 +322,11 @@ def accounts_show(name: str, data_dir: DataDir = None) -> None:
 
 @accounts_app.command("credit")
 def accounts_credit(
-    name: str,
+    name: Annotated[str, typer.Argument(help="the account's name")],
     amount: Annotated[int, typer.Argument(help="credits to add (negative to remove)")],
-    note: Annotated[str | None, typer.Option(help="why, for the ledger")] = None,
+    note: Annotated[
+        str | None, typer.Option(metavar="TEXT", show_default=False, help="why, for the ledger")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Grant (or remove) credits."""
@@ -271,7 +339,11 @@ def accounts_credit(
 
 
 @accounts_app.command("plan")
-def accounts_plan(name: str, plan: str, data_dir: DataDir = None) -> None:
+def accounts_plan(
+    name: Annotated[str, typer.Argument(help="the account's name")],
+    plan: Annotated[str, typer.Argument(help="the new plan, e.g. pro")],
+    data_dir: DataDir = None,
+) -> None:
     """Move an account to another plan."""
 
     async def run(svc: AccountService) -> Any:
@@ -283,7 +355,9 @@ def accounts_plan(name: str, plan: str, data_dir: DataDir = None) -> None:
 
 @accounts_app.command("ledger")
 def accounts_ledger(
-    name: str, data_dir: DataDir = None, as_json: Annotated[bool, typer.Option("--json")] = False
+    name: Annotated[str, typer.Argument(help="the account's name")],
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
 ) -> None:
     """The account's credits ledger, oldest first."""
 
@@ -324,29 +398,42 @@ def accounts_ledger(
 
 
 @app.command()
-def doctor(data_dir: DataDir = None) -> None:
-    """Audit the credits ledger: every finished job's hold equals its capture plus
-    release, and every balance equals its ledger. Exit 1 on any problem."""
+def doctor(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Check an installation: database, schema, engines, storage, workers, ledger.
 
-    async def run(svc: AccountService) -> list[str]:
-        return await svc.audit()
+    Read-only, and it never creates a database. Each check is ok, warn or fail; the
+    exit status is 1 when one fails (warnings do not count).
+    """
+    from genq.doctor import Status, diagnose
 
-    problems = _with_accounts(settings_for(data_dir), run)
-    for p in problems:
-        err.print(f"[red]problem:[/] {p}")
-    if problems:
+    settings = settings_for(data_dir)
+    report = diagnose(settings)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    elif not report.found:
+        err.print(f"error: {report.checks[0].detail}", markup=False, soft_wrap=True)
+        err.print(report.hint, markup=False, soft_wrap=True)
+    else:
+        out.print(f"database  {report.database}", markup=False, highlight=False)
+        out.print(f"data dir  {report.data_dir}", markup=False, highlight=False)
+        style = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red"}
+        table = Table("check", "status", "detail")
+        for c in report.checks:
+            table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", Text(c.detail))
+        out.print(table)
+    if not report.ok:
         raise typer.Exit(1)
-    err.print("ledger balances: every hold is settled and every balance matches")
 
 
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
-    """Apply the database migrations."""
+    """Make the database, or bring it to the latest schema."""
+    from genq.doctor import masked
     from genq.migrate import upgrade
 
     settings = settings_for(data_dir)
     upgrade(settings.db_url)
-    err.print(f"database at {settings.db_url} is up to date")
+    err.print(f"database at {masked(settings.db_url)} is up to date", markup=False)
 
 
 def _register_client_commands() -> None:

@@ -7,6 +7,7 @@ is made (tests point it at an `httpx.MockTransport`).
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from genq.cli_help import App
 from genq.client import (
     APIConnectionError,
     APIStatusError,
@@ -38,21 +40,35 @@ BaseUrl = Annotated[
     typer.Option(
         "--base-url",
         envvar="GENQ_BASE_URL",
+        metavar="URL",
         show_default=False,
-        help="server URL (default http://127.0.0.1:8000)",
+        help="server URL (default: http://127.0.0.1:8000)",
     ),
 ]
 ApiKey = Annotated[
-    str | None, typer.Option("--api-key", envvar="GENQ_API_KEY", show_default=False, help="API key")
+    str | None,
+    typer.Option(
+        "--api-key", envvar="GENQ_API_KEY", metavar="KEY", show_default=False, help="API key"
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
 WaitTimeoutS = Annotated[
-    float | None, typer.Option("--timeout", min=0, help="give up waiting after this many seconds")
+    float | None,
+    typer.Option("--timeout", min=0, metavar="SECONDS", help="stop waiting after SECONDS"),
 ]
 OutDir = Annotated[
     Path | None,
-    typer.Option("--out", "-o", file_okay=False, help="download every output into this directory"),
+    typer.Option(
+        "--out", "-o", file_okay=False, metavar="DIR", help="save the outputs in DIR (see above)"
+    ),
 ]
+Force = Annotated[
+    bool, typer.Option("--force", help="with --out: replace files that are already there")
+]
+OUTPUT_FILES = """With --out, each output is saved in DIR under its own name: image_0.png,
+thumbnail.png, and for an output named only by its format (glb, fbx), by its kind:
+model.glb. A file appears only once complete. Files already there are left alone and
+the command fails, unless --force."""
 
 
 class ClientFactory(Protocol):
@@ -201,13 +217,28 @@ def _wait(client: Client, job: Job, timeout: float | None, *, show: bool) -> Job
         _fail(f"interrupted; job {job.id} goes on (follow it: genq jobs watch {job.id})", 130)
 
 
-def _finish(client: Client, job: Job, out: Path | None, as_json: bool) -> None:
+def _download(client: Client, job: Job, out: Path, force: bool) -> dict[str, Path]:
+    """Save a succeeded job's outputs in `out`; a file already there (without `force`)
+    or one that cannot be written is one line on stderr and exit 2."""
+    again = f"genq jobs watch {job.id} --out {out}"
+    try:
+        return client.jobs.download_all(job, out, overwrite=force)
+    except FileExistsError as exc:
+        _fail(
+            f"error: {exc.filename} already exists; nothing was downloaded"
+            f" (to replace it: {again} --force)"
+        )
+    except OSError as exc:
+        where = exc.filename or out
+        _fail(f"error: cannot write {where}: {exc.strerror or exc} (to try again: {again})")
+
+
+def _finish(client: Client, job: Job, out: Path | None, as_json: bool, force: bool) -> None:
     """Print a terminal job's outputs (downloading them with `out`); exit 1 unless it
     succeeded."""
     downloads: dict[str, Path] | None = None
     if out is not None and job.status == "succeeded":
-        out.mkdir(parents=True, exist_ok=True)
-        downloads = {o.name: client.jobs.download(o, out) for o in job.outputs}
+        downloads = _download(client, job, out, force)
     if as_json:
         _echo_json(_job_dict(job, downloads))
     elif job.status == "succeeded":
@@ -254,24 +285,41 @@ class Commands:
 
     def run(
         self,
-        engine: Annotated[str, typer.Argument(help="engine name, e.g. demo/text2image")],
+        engine: Annotated[
+            str, typer.Argument(metavar="ENGINE", help="engine name, e.g. demo/text2image")
+        ],
         inputs: Annotated[
             list[str] | None,
             typer.Option(
-                "--input", "-i", help="input key=value (value parsed as JSON when it is JSON)"
+                "--input",
+                "-i",
+                metavar="KEY=VALUE",
+                help="an input; VALUE is read as JSON when it is JSON (repeatable)",
             ),
         ] = None,
         files: Annotated[
-            list[str] | None, typer.Option("--file", "-f", help="upload a file as input: key=@path")
+            list[str] | None,
+            typer.Option(
+                "--file",
+                "-f",
+                metavar="KEY=@PATH",
+                help="upload the file at PATH as input KEY (repeatable)",
+            ),
         ] = None,
         wait: Annotated[bool, typer.Option(help="wait for the job, showing progress")] = True,
         out: OutDir = None,
+        force: Force = False,
         as_json: AsJson = False,
         timeout: WaitTimeoutS = None,
         base_url: BaseUrl = None,
         api_key: ApiKey = None,
     ) -> None:
-        """Submit a job and (by default) wait for it; exit 1 if it fails."""
+        """Submit a job and wait for it; exit 1 if it fails.
+
+        Prints the job's id on stderr as soon as it exists, then a progress bar; stdout
+        gets one line per output, its name and URL (or file, with --out). With
+        --no-wait, stdout gets the job's id alone.
+        """
         values = parse_inputs(inputs or [])
         uploads = parse_file_inputs(files or [])
         if out is not None and not wait:
@@ -286,12 +334,13 @@ class Commands:
                 else:
                     typer.echo(job.id)
                 return
+            _err().print(f"job {job.id}", markup=False)
             job = _wait(client, job, timeout, show=not as_json)
-            _finish(client, job, out, as_json)
+            _finish(client, job, out, as_json, force)
 
     def jobs_get(
         self,
-        job_id: Annotated[str, typer.Argument(metavar="ID")],
+        job_id: Annotated[str, typer.Argument(metavar="ID", help="the job's id")],
         as_json: AsJson = False,
         base_url: BaseUrl = None,
         api_key: ApiKey = None,
@@ -307,11 +356,17 @@ class Commands:
     def jobs_list(
         self,
         status: Annotated[
-            str | None, typer.Option(help="only these statuses (comma-separated)")
+            str | None,
+            typer.Option(metavar="STATUS,...", help="only jobs in these statuses, e.g. queued"),
         ] = None,
-        engine: Annotated[str | None, typer.Option(help="only this engine")] = None,
-        limit: Annotated[int | None, typer.Option(min=1, max=100, help="page size")] = None,
-        after: Annotated[str | None, typer.Option(help="cursor of the previous page")] = None,
+        engine: Annotated[str | None, typer.Option(help="only jobs of this engine")] = None,
+        limit: Annotated[
+            int | None, typer.Option(min=1, max=100, metavar="N", help="jobs per page, 1 to 100")
+        ] = None,
+        after: Annotated[
+            str | None,
+            typer.Option(metavar="CURSOR", help="the page after CURSOR (printed after a page)"),
+        ] = None,
         as_json: AsJson = False,
         base_url: BaseUrl = None,
         api_key: ApiKey = None,
@@ -333,7 +388,7 @@ class Commands:
 
     def jobs_cancel(
         self,
-        job_id: Annotated[str, typer.Argument(metavar="ID")],
+        job_id: Annotated[str, typer.Argument(metavar="ID", help="the job's id")],
         as_json: AsJson = False,
         base_url: BaseUrl = None,
         api_key: ApiKey = None,
@@ -350,19 +405,20 @@ class Commands:
 
     def jobs_watch(
         self,
-        job_id: Annotated[str, typer.Argument(metavar="ID")],
+        job_id: Annotated[str, typer.Argument(metavar="ID", help="the job's id")],
         out: OutDir = None,
+        force: Force = False,
         as_json: AsJson = False,
         timeout: WaitTimeoutS = None,
         base_url: BaseUrl = None,
         api_key: ApiKey = None,
     ) -> None:
-        """Follow a job with a live progress bar until it ends; exit 1 if it fails."""
+        """Follow a job until it ends (a live progress bar); exit 1 if it fails."""
         with _connect(self.client_factory, base_url, api_key) as client:
             job = client.jobs.retrieve(job_id)
             if not job.is_terminal:
                 job = _wait(client, job, timeout, show=not as_json)
-            _finish(client, job, out, as_json)
+            _finish(client, job, out, as_json, force)
 
     def engines(
         self,
@@ -384,14 +440,34 @@ class Commands:
         _out().print(table)
 
 
+RUN_EXAMPLES = """Examples:
+
+$ genq run demo/text2image -i prompt='a red fox' -i num_images=2 --out out/
+$ genq run demo/text-to-3d -i prompt='a chair' -o models/ --force
+$ genq run demo/upscale -f image=@fox.png -i scale=2 --no-wait"""
+
+JOBS_EXAMPLES = """Examples:
+
+$ genq jobs list --status queued,running
+$ genq jobs watch job_01JD4K3ZQ5M8W2X7C9V6B1N0TR --out out/
+$ genq jobs get job_01JD4K3ZQ5M8W2X7C9V6B1N0TR --json
+$ genq jobs cancel job_01JD4K3ZQ5M8W2X7C9V6B1N0TR"""
+
+
 def register(app: typer.Typer, *, client_factory: ClientFactory = Client) -> None:
-    """Add `run`, `jobs {get,list,cancel,watch}` and `engines` to `app`."""
+    """Add `run`, `jobs get|list|cancel|watch` and `engines` to `app` (a `genq.cli_help.App`
+    for help in genq's style)."""
     commands = Commands(client_factory)
-    app.command("run")(commands.run)
+    run_help = f"{inspect.getdoc(commands.run)}\n\n{OUTPUT_FILES}"
+    app.command("run", help=run_help, epilog=RUN_EXAMPLES)(commands.run)
     app.command("engines")(commands.engines)
-    jobs = typer.Typer(help="Read, list, cancel and watch jobs.", no_args_is_help=True)
+    jobs = App(
+        help="Show, list, cancel and watch jobs.", no_args_is_help=True, epilog=JOBS_EXAMPLES
+    )
     jobs.command("get")(commands.jobs_get)
     jobs.command("list")(commands.jobs_list)
     jobs.command("cancel")(commands.jobs_cancel)
-    jobs.command("watch")(commands.jobs_watch)
+    jobs.command("watch", help=f"{inspect.getdoc(commands.jobs_watch)}\n\n{OUTPUT_FILES}")(
+        commands.jobs_watch
+    )
     app.add_typer(jobs, name="jobs")

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from genq.client._download import FileSink, distinct_filenames
 from genq.client._errors import APIResponseValidationError, error_for
 from genq.client._retry import next_retry
 from genq.client._types import Job, JobOutput
@@ -88,30 +88,6 @@ class Emit:
 
 Effect = Send | Sleep | Await | OpenStream | ReadLine | CloseStream | Emit
 Op = Generator[Effect, object, T]
-
-
-class FileSink:
-    """Where a download streams to: a temporary file beside `dest`, renamed into
-    place only when the whole body arrived, so a failed download leaves nothing."""
-
-    def __init__(self, dest: Path) -> None:
-        self.dest = dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        self._tmp = Path(tmp)
-        self._file: IO[bytes] = os.fdopen(fd, "wb")
-
-    def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-
-    def commit(self) -> Path:
-        self._file.close()
-        self._tmp.replace(self.dest)
-        return self.dest
-
-    def discard(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
 
 
 class ETagCache:
@@ -212,12 +188,15 @@ class Core:
 
     # -- sending, with retries ---------------------------------------------------
 
-    def send(self, request: httpx.Request, *, save_to: Path | None = None) -> Op[httpx.Response]:
+    def send(
+        self, request: httpx.Request, *, save_to: Path | None = None, overwrite: bool = False
+    ) -> Op[httpx.Response]:
         """Send `request`, retrying what is safe to retry; raise the mapped error for a
-        4xx/5xx or a transport failure. With `save_to`, stream a successful body there."""
+        4xx/5xx or a transport failure. With `save_to`, stream a successful body there
+        (FileExistsError if a file is there, unless `overwrite`)."""
         attempt = 0
         while True:
-            sink = FileSink(save_to) if save_to is not None else None
+            sink = FileSink(save_to, overwrite=overwrite) if save_to is not None else None
             outcome: httpx.Response | httpx.TransportError
             try:
                 result = yield Send(request, sink)
@@ -268,9 +247,12 @@ class Core:
         return self.bind(self.parse(Job, response, body))
 
     def bind(self, job: Job) -> Job:
-        """Make output URLs absolute and bind the outputs' `download` to this client."""
+        """Make output URLs absolute, name their files (distinct within the job) and bind
+        the outputs' `download` to this client."""
         for output in job.outputs:
             output.url = str(self.base_url.join(output.url))
+        for output, filename in zip(job.outputs, distinct_filenames(job.outputs), strict=True):
+            output._filename = filename
             self.bind_output(output)
         return job
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import inspect
 import mimetypes
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
@@ -26,6 +25,11 @@ from genq.client._core import (
     ReadLine,
     Sleep,
     TimeoutArg,
+)
+from genq.client._download import (
+    distinct_filenames,
+    download_path,
+    refuse_existing,
 )
 from genq.client._errors import JobFailed, WaitTimeout, error_for
 from genq.client._sse import JobEvent, SSEDecoder
@@ -327,31 +331,32 @@ def run_job(
     return job
 
 
-def download_path(output: JobOutput, path: StrPath) -> Path:
-    """Where `output.download(path)` saves: `<name><ext>` inside `path` when it is a
-    directory (existing, spelled with a trailing slash, or a new path without a file
-    extension, like `./out`), else `path` itself."""
-    target = Path(path)
-    is_dir = (
-        target.is_dir()
-        or str(path).endswith(("/", os.sep))
-        or (not target.exists() and not target.suffix)
-    )
-    if not is_dir:
-        return target
-    suffix = PurePosixPath(httpx.URL(output.url).path).suffix
-    if not suffix and output.content_type:
-        suffix = mimetypes.guess_extension(output.content_type.split(";")[0].strip()) or ""
-    # The name comes from the server: keep it to one harmless path segment.
-    name = re.sub(r"[^\w.-]+", "_", output.name).lstrip(".") or "output"
-    return target / f"{name}{suffix}"
-
-
-def download(core: Core, output: JobOutput, path: StrPath, *, timeout: TimeoutArg) -> Op[Path]:
+def download(
+    core: Core, output: JobOutput, path: StrPath, *, overwrite: bool, timeout: TimeoutArg
+) -> Op[Path]:
     dest = download_path(output, path)
     request = core.build("GET", output.url, headers={"Accept": "*/*"}, timeout=timeout)
-    yield from core.send(request, save_to=dest)
+    yield from core.send(request, save_to=dest, overwrite=overwrite)
     return dest
+
+
+def download_all(
+    core: Core, job: Job, path: StrPath, *, overwrite: bool, timeout: TimeoutArg
+) -> Op[dict[str, Path]]:
+    """Every output of `job` into the directory `path`; without `overwrite`, refuse
+    before fetching anything if one of the files exists."""
+    plan = [
+        (o, Path(path) / name)
+        for o, name in zip(job.outputs, distinct_filenames(job.outputs), strict=True)
+    ]
+    if not overwrite:
+        for _, dest in plan:
+            refuse_existing(dest)
+    for output, dest in plan:
+        request = core.build("GET", output.url, headers={"Accept": "*/*"}, timeout=timeout)
+        yield from core.send(request, save_to=dest, overwrite=overwrite)
+    dests = {output.name: dest for output, dest in plan}
+    return dests
 
 
 # -- engines, files, models, account -----------------------------------------------

@@ -179,10 +179,28 @@ class Jobs(_Sync):
         )
 
     def download(
-        self, output: JobOutput, path: StrPath = ".", *, timeout: TimeoutArg = None
+        self,
+        output: JobOutput,
+        path: StrPath = ".",
+        *,
+        overwrite: bool = False,
+        timeout: TimeoutArg = None,
     ) -> Path:
-        """Stream an output to `path` (a file, or a directory: `<name><ext>` in it)."""
-        return self._client._run(_ops.download(self._core, output, path, timeout=timeout))
+        """Stream an output to `path` (a file, or a directory: see `JobOutput.download`);
+        FileExistsError if the file exists, unless `overwrite`."""
+        return self._client._run(
+            _ops.download(self._core, output, path, overwrite=overwrite, timeout=timeout)
+        )
+
+    def download_all(
+        self, job: Job, path: StrPath = ".", *, overwrite: bool = False, timeout: TimeoutArg = None
+    ) -> dict[str, Path]:
+        """Stream every output of `job` into the directory `path`, each under its own
+        file name (distinct within the job); returns output name -> file. Without
+        `overwrite`, an existing file raises FileExistsError before anything is fetched."""
+        return self._client._run(
+            _ops.download_all(self._core, job, path, overwrite=overwrite, timeout=timeout)
+        )
 
 
 class AsyncJobs(_Async):
@@ -303,9 +321,23 @@ class AsyncJobs(_Async):
         )
 
     async def download(
-        self, output: JobOutput, path: StrPath = ".", *, timeout: TimeoutArg = None
+        self,
+        output: JobOutput,
+        path: StrPath = ".",
+        *,
+        overwrite: bool = False,
+        timeout: TimeoutArg = None,
     ) -> Path:
-        return await self._client._run(_ops.download(self._core, output, path, timeout=timeout))
+        return await self._client._run(
+            _ops.download(self._core, output, path, overwrite=overwrite, timeout=timeout)
+        )
+
+    async def download_all(
+        self, job: Job, path: StrPath = ".", *, overwrite: bool = False, timeout: TimeoutArg = None
+    ) -> dict[str, Path]:
+        return await self._client._run(
+            _ops.download_all(self._core, job, path, overwrite=overwrite, timeout=timeout)
+        )
 
 
 class Engines(_Sync):

@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -16,8 +16,14 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "expired"})
 
 T = TypeVar("T")
 StrPath = str | os.PathLike[str]
-SyncDownloader = Callable[["JobOutput", StrPath], Path]
-AsyncDownloader = Callable[["JobOutput", StrPath], Awaitable[Path]]
+
+
+class SyncDownloader(Protocol):
+    def __call__(self, output: JobOutput, path: StrPath, *, overwrite: bool) -> Path: ...
+
+
+class AsyncDownloader(Protocol):
+    def __call__(self, output: JobOutput, path: StrPath, *, overwrite: bool) -> Awaitable[Path]: ...
 
 
 class Record(BaseModel):
@@ -53,26 +59,32 @@ class JobOutput(Record):
 
     _download: SyncDownloader | None = PrivateAttr(default=None)
     _adownload: AsyncDownloader | None = PrivateAttr(default=None)
+    _filename: str | None = PrivateAttr(default=None)  # its file name, distinct in its job
 
-    def download(self, path: StrPath = ".") -> Path:
-        """Save the output to `path`, streaming: into a directory as `<name><ext>` (an
-        existing one, or a new path without an extension such as `./out`), else to
-        that file. Returns the file's path."""
+    def download(self, path: StrPath = ".", *, overwrite: bool = False) -> Path:
+        """Save the output to `path`, streaming, and return the file's path.
+
+        `path` is a directory (an existing one, or a new path without an extension
+        such as `./out`): the file is named after the output, e.g. `image_0.png`, or
+        by its kind when its name is only a format (`glb` is saved as `model.glb`); a
+        `filename` the server gives wins. Otherwise `path` is the file to write. The
+        file appears only once complete, with the umask's permissions; an existing
+        file raises FileExistsError unless `overwrite=True`."""
         if self._download is None:
             raise TypeError(
                 "this output is not bound to a sync Client; use `await output.adownload()`"
                 " or `client.jobs.download(output, path)`"
             )
-        return self._download(self, path)
+        return self._download(self, path, overwrite=overwrite)
 
-    async def adownload(self, path: StrPath = ".") -> Path:
+    async def adownload(self, path: StrPath = ".", *, overwrite: bool = False) -> Path:
         """`download()` for outputs fetched by an `AsyncClient`."""
         if self._adownload is None:
             raise TypeError(
                 "this output is not bound to an AsyncClient; use `output.download()`"
                 " or `client.jobs.download(output, path)`"
             )
-        return await self._adownload(self, path)
+        return await self._adownload(self, path, overwrite=overwrite)
 
 
 class Job(Record):

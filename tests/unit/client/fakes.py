@@ -29,7 +29,23 @@ SCRIPTS: dict[str, list[State]] = {
     ],
     "demo/fail": [("queued", 0.0, None), ("running", 50.0, "halfway"), ("failed", 50.0, None)],
     "demo/static": [("running", 10.0, "stuck")],
+    "demo/text-to-3d": [
+        ("queued", 0.0, None),
+        ("running", 50.0, "glb"),
+        ("succeeded", 100.0, None),
+    ],
 }
+
+
+def model3d_outputs(job_id: str) -> list[dict[str, Any]]:
+    """What genq's demo/text-to-3d makes: outputs named by their format."""
+    made = [("glb", "model", "model/gltf-binary", ".glb"), ("usdz", "model", None, ".usdz")]
+    made += [("fbx", "model", "application/vnd.autodesk.fbx", ".fbx")]
+    made += [("thumbnail", "thumbnail", "image/png", ".png")]
+    return [
+        {"name": name, "kind": kind, "url": f"/files/{job_id}/t/{name}{ext}", "content_type": ct}
+        for name, kind, ct, ext in made
+    ]
 
 
 @dataclass
@@ -62,7 +78,9 @@ class FakeJob:
         elif status == "failed":
             error = {"code": "engine_error", "message": "the engine crashed", "retryable": True}
         outputs = []
-        if status == "succeeded":
+        if status == "succeeded" and self.engine == "demo/text-to-3d":
+            outputs = model3d_outputs(self.id)
+        elif status == "succeeded":
             outputs = [
                 {
                     "name": "image_0",

@@ -110,6 +110,45 @@ def test_run_waits_and_downloads(cli: Invoke, server: FakeServer, tmp_path: Path
     assert "succeeded" in result.stderr  # the progress bar's last state
 
 
+def test_run_prints_the_job_id_first_on_stderr(cli: Invoke, tmp_path: Path):
+    result = cli("run", "demo/text2image", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == "job job_0001"
+    assert "job_0001" not in result.stdout  # stdout: the files, for scripts
+    as_json = cli("run", "demo/text2image", "--json")
+    assert as_json.stderr.splitlines()[0] == "job job_0002"
+    assert json.loads(as_json.stdout)["id"] == "job_0002"
+
+
+def test_run_saves_outputs_under_names_a_user_expects(cli: Invoke, tmp_path: Path):
+    result = cli("run", "demo/text-to-3d", "-i", "prompt=a chair", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"glb\t{tmp_path / 'model.glb'}",
+        f"usdz\t{tmp_path / 'model.usdz'}",
+        f"fbx\t{tmp_path / 'model.fbx'}",
+        f"thumbnail\t{tmp_path / 'thumbnail.png'}",
+    ]
+
+
+def test_run_out_refuses_to_overwrite_without_force(cli: Invoke, tmp_path: Path):
+    assert cli("run", "demo/text-to-3d", "--out", str(tmp_path)).exit_code == 0
+    (tmp_path / "model.glb").write_bytes(b"edited by hand")
+    again = cli("run", "demo/text-to-3d", "--out", str(tmp_path))
+    assert again.exit_code == 2
+    assert again.stdout == ""
+    last = again.stderr.splitlines()[-1]
+    assert last.startswith(f"error: {tmp_path / 'model.glb'} already exists; nothing was")
+    assert f"genq jobs watch job_0002 --out {tmp_path} --force" in last
+    assert (tmp_path / "model.glb").read_bytes() == b"edited by hand"
+    assert len(list(tmp_path.iterdir())) == 4  # no partial or temporary files
+    forced = cli("run", "demo/text-to-3d", "--out", str(tmp_path), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (tmp_path / "model.glb").read_bytes() == OUTPUT_BYTES
+    watched = cli("jobs", "watch", "job_0002", "--out", str(tmp_path), "--force")
+    assert watched.exit_code == 0 and watched.stdout.startswith("glb\t")
+
+
 def test_run_prints_output_urls(cli: Invoke):
     result = cli("run", "demo/text2image", "-i", "prompt=fox")
     assert result.exit_code == 0, result.output
@@ -232,4 +271,9 @@ def test_engines(cli: Invoke):
     assert lines[0].split() == ["NAME", "TASK", "PRICE", "MEDIA", "TYPICAL"]
     assert lines[1].split() == ["demo/text2image", "text2image", "20", "image", "2.5s"]
     data = json.loads(cli("engines", "--json").stdout)
-    assert [e["name"] for e in data] == ["demo/text2image", "demo/fail", "demo/static"]
+    assert [e["name"] for e in data] == [
+        "demo/text2image",
+        "demo/fail",
+        "demo/static",
+        "demo/text-to-3d",
+    ]

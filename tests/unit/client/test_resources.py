@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,7 +162,7 @@ def test_account(client: Client):
 
 
 async def test_async_resources(aclient: AsyncClient, server: FakeServer):
-    assert len(await aclient.engines.list()) == 3
+    assert len(await aclient.engines.list()) == 4
     assert (await aclient.engines.retrieve("demo/fail")).name == "demo/fail"
     record = await aclient.files.upload(b"abc", filename="a.png")
     assert (await aclient.files.retrieve(record.id)).id == record.id
@@ -187,3 +189,148 @@ def test_a_passed_http_client_is_not_closed():
         pass
     assert not http.is_closed
     http.close()
+
+
+# -- where downloads land, and how -------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_download_never_overwrites_unless_asked(done: Job, tmp_path: Path):
+    image = done.output("image_0")
+    mine = tmp_path / "image_0.png"
+    mine.write_bytes(b"my own file")
+    with pytest.raises(FileExistsError) as info:
+        image.download(tmp_path)
+    assert info.value.filename == str(mine)
+    assert mine.read_bytes() == b"my own file"
+    assert [p.name for p in tmp_path.iterdir()] == ["image_0.png"]  # no temporary file left
+    with pytest.raises(FileExistsError):
+        image.download(mine)  # a file path is refused the same way
+    assert image.download(tmp_path, overwrite=True) == mine
+    assert mine.read_bytes() == OUTPUT_BYTES
+
+
+async def test_async_download_never_overwrites_unless_asked(aclient: AsyncClient, tmp_path: Path):
+    job = await aclient.jobs.run(engine="demo/text2image", input={})
+    path = await job.outputs[0].adownload(tmp_path)
+    with pytest.raises(FileExistsError):
+        await job.outputs[0].adownload(tmp_path)
+    assert await job.outputs[0].adownload(tmp_path, overwrite=True) == path
+
+
+def test_a_file_that_appears_during_the_download_is_kept(
+    client: Client, done: Job, server: FakeServer, tmp_path: Path
+):
+    dest = tmp_path / "image_0.png"
+
+    class Racing(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield OUTPUT_BYTES[:10]
+            dest.write_bytes(b"written meanwhile")
+            yield OUTPUT_BYTES[10:]
+
+    server.fail_next(httpx.Response(200, stream=Racing()))
+    with pytest.raises(FileExistsError):
+        client.jobs.download(done.outputs[0], tmp_path)
+    assert dest.read_bytes() == b"written meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == ["image_0.png"]
+
+
+def test_an_interrupted_download_leaves_no_file(
+    client: Client, done: Job, server: FakeServer, tmp_path: Path
+):
+    class Interrupted(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield OUTPUT_BYTES[:10]
+            raise KeyboardInterrupt
+
+    server.fail_next(httpx.Response(200, stream=Interrupted()))
+    with pytest.raises(KeyboardInterrupt):
+        client.jobs.download(done.outputs[0], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_downloaded_files_get_the_umask_mode(done: Job, tmp_path: Path):
+    path = done.outputs[0].download(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    os.umask(0o027)
+    again = done.outputs[0].download(tmp_path, overwrite=True)
+    assert stat.S_IMODE(again.stat().st_mode) == 0o640
+
+
+def test_outputs_named_by_their_format_are_saved_by_their_kind(client: Client, tmp_path: Path):
+    job = client.jobs.run(engine="demo/text-to-3d", input={})
+    saved = client.jobs.download_all(job, tmp_path)
+    assert {name: p.name for name, p in saved.items()} == {
+        "glb": "model.glb",
+        "usdz": "model.usdz",
+        "fbx": "model.fbx",
+        "thumbnail": "thumbnail.png",
+    }
+    assert job.output("glb").download(tmp_path / "one") == tmp_path / "one" / "model.glb"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.fbx",
+        "model.glb",
+        "model.usdz",
+        "one",
+        "thumbnail.png",
+    ]
+
+
+def _bound(client: Client, outputs: list[dict[str, object]]) -> Job:
+    job = Job.model_validate(
+        {"id": "job_x", "engine": "e", "status": "succeeded", "outputs": outputs}
+    )
+    return client._core.bind(job)
+
+
+def test_a_servers_filename_is_used_and_kept_inside_the_directory(client: Client, tmp_path: Path):
+    job = _bound(
+        client,
+        [
+            {"name": "a", "url": "/files/a.bin", "filename": "fox portrait.png"},
+            {"name": "b", "url": "/files/b.bin", "filename": "../../etc/passwd"},
+            {"name": "c", "url": "/files/c.bin", "filename": ".."},
+        ],
+    )
+    saved = client.jobs.download_all(job, tmp_path)
+    assert [p.name for p in saved.values()] == ["fox_portrait.png", "_.._etc_passwd", "c.bin"]
+    assert all(p.parent == tmp_path for p in saved.values())
+
+
+def test_no_two_outputs_of_a_job_share_a_file(client: Client, tmp_path: Path):
+    job = _bound(
+        client,
+        [
+            {"name": "glb", "kind": "model", "url": "/files/glb.glb"},
+            {"name": "model", "kind": "model", "url": "/files/model.glb"},
+            {"name": "Model", "kind": "model", "url": "/files/Model.glb"},
+            {"name": "a b", "url": "/files/x.png"},
+            {"name": "a_b", "url": "/files/y.png"},
+        ],
+    )
+    names = [o.download(tmp_path).name for o in job.outputs]
+    assert names == ["model.glb", "model-2.glb", "Model-3.glb", "a_b.png", "a_b-2.png"]
+    assert len(list(tmp_path.iterdir())) == 5
+
+
+def test_download_all_refuses_before_fetching_anything(
+    client: Client, server: FakeServer, tmp_path: Path
+):
+    job = client.jobs.run(engine="demo/text-to-3d", input={})
+    (tmp_path / "thumbnail.png").write_bytes(b"mine")
+    fetched = len(server.requests)
+    with pytest.raises(FileExistsError) as info:
+        client.jobs.download_all(job, tmp_path)
+    assert info.value.filename == str(tmp_path / "thumbnail.png")
+    assert len(server.requests) == fetched
+    assert [p.name for p in tmp_path.iterdir()] == ["thumbnail.png"]
+    client.jobs.download_all(job, tmp_path, overwrite=True)
+    assert (tmp_path / "thumbnail.png").read_bytes() == OUTPUT_BYTES
