@@ -43,7 +43,7 @@ def browser() -> Iterator[Any]:
     """One Chromium per module (not per session: Playwright's sync API keeps an event
     loop of its own that must not outlive the e2e modules into the asyncio tests)."""
     if not CHROMIUM.exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}; `make system-deps` installs it")
+        pytest.fail(f"no Chromium at {CHROMIUM}; `make test-deps` installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
