@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-deps run test lint bench clean
+.PHONY: install system-deps test-deps run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,19 +18,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the demo engines use when present: assimp writes FBX files.
-# chromium runs the dashboard's browser tests (tests/e2e).
+# Debian packages, installed when missing (as root with apt-get; else a note).
+# system-deps: what serving uses. assimp writes FBX files for the demo engines.
 system-deps:
 	@command -v assimp >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq assimp-utils >/dev/null) \
 	      || echo "warning: could not install assimp-utils; FBX uses genq's own writer"; \
 	  else echo "note: assimp not found; FBX uses genq's own writer"; fi; }
-	@test -x /usr/bin/chromium || { \
+
+# test-deps: what only the tests use. chromium runs the dashboard's browser tests
+# (tests/e2e); curl runs the README's tour (tests/acceptance/test_readme.py).
+test-deps:
+	@missing=""; test -x /usr/bin/chromium || missing=" chromium"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "warning: could not install chromium; tests/e2e (the dashboard in a browser) needs it"; \
-	  else echo "note: /usr/bin/chromium not found; tests/e2e (the dashboard in a browser) needs it"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests need it"; \
+	  else echo "note: install$$missing: the tests need it"; fi; fi
 
 run: install system-deps
 	@mkdir -p $(DATA)
@@ -43,13 +49,13 @@ run: install system-deps
 	@echo "  try:"
 	@echo "    export GENQ_API_KEY=$$(cat $(DATA)/demo.key)"
 	@echo "    curl -s http://$(HOST):$(PORT)/v1/jobs -H \"Authorization: Bearer \$$GENQ_API_KEY\" -H 'content-type: application/json' -d '{\"engine\": \"demo/text2image\", \"input\": {\"prompt\": \"a red fox\"}}'"
-	@echo "    $(BIN)/genq run demo/text2image -i prompt='a red fox' --out ./out"
+	@echo "    $(BIN)/genq run demo/text2image -i prompt='a red fox' --out ./out/fox"
 	@echo ""
 	$(BIN)/genq serve --data-dir $(DATA) --host $(HOST) --port $(PORT)
 
 # the whole suite on SQLite, then everything that touches a database again on
 # PostgreSQL (127.0.0.1:5432; GENQ_TEST_PG to change); tests/unit needs none and runs once
-test: install system-deps
+test: install system-deps test-deps
 	$(BIN)/python -m pytest
 	GENQ_TEST_DB=postgres $(BIN)/python -m pytest --ignore=tests/unit
 

@@ -43,7 +43,7 @@ def browser() -> Iterator[Any]:
     """One Chromium per module (not per session: Playwright's sync API keeps an event
     loop of its own that must not outlive the e2e modules into the asyncio tests)."""
     if not CHROMIUM.exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}; `make system-deps` installs it")
+        pytest.fail(f"no Chromium at {CHROMIUM}; `make test-deps` installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -120,3 +120,27 @@ def sign_in(page: Any, server: LiveServer, key: str) -> None:
     page.get_by_label("API key").fill(key)
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Jobs", exact=True).wait_for()
+
+
+def assert_cells_tile_rows(page: Any, table: str) -> None:
+    """Every row's cells cover the row edge to edge, with the row's full height: so each
+    row's bottom border runs the table's whole width, without gaps between columns."""
+    rows = page.evaluate(
+        """(table) => [...document.querySelectorAll(`${table} tr`)].map((tr) => {
+          const box = (el) => { const r = el.getBoundingClientRect();
+            return [r.left, r.right, r.top, r.bottom]; };
+          return { row: box(tr), cells: [...tr.children].map(box) };
+        })""",
+        table,
+    )
+    # Layout works in 1/64 px; a cell that left the table layout is off by half a pixel,
+    # which is what draws the gap.
+    exact = 0.05
+    assert len(rows) >= 2, rows
+    for r in rows:
+        (left, right, top, bottom), cells = r["row"], r["cells"]
+        edges = [left] + [c[1] for c in cells]
+        starts = [c[0] for c in cells] + [right]
+        assert edges == pytest.approx(starts, abs=exact), r  # no gap before, between, after
+        for cell in cells:
+            assert cell[2:] == pytest.approx([top, bottom], abs=exact), r

@@ -3,6 +3,7 @@ secret hidden until asked for, and recent webhook deliveries."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveServer, make_settings, wait_for
-from tests.e2e.conftest import new_key, sign_in
+from tests.e2e.conftest import assert_cells_tile_rows, new_key, sign_in
 
 
 class Receiver:
@@ -74,8 +75,36 @@ def test_account_page(page: Any, server: LiveServer, shoot: Any) -> None:
             deliveries = page.locator("table.deliveries tbody tr")
             deliveries.first.wait_for()
             assert job_id in deliveries.first.inner_text()
+            # readable labels: no raw field names ("Window reset s", "retention_days")
+            labels = page.locator("main").locator("dt, th, h2").all_inner_texts()
+            assert "Job submissions" in labels, labels
+            raw = [t for t in labels if "_" in t or re.search(r"\s(s|ms|min)$", t)]
+            assert not raw, raw
+            limits = page.locator("#account-limits tr").filter(has_text="Job submissions")
+            assert "240 a minute" in limits.inner_text()
+            assert "left this minute" in limits.inner_text()
+            assert_rows_filled(page, ".cards")
+            assert_cells_tile_rows(page, "table.limits")
             page.keyboard.press("Tab")  # focus is visible and lands on a control
             assert page.evaluate("document.activeElement.tagName") in ("BUTTON", "A")
             shoot(page, "account", docs=True)
     finally:
         rx.close()
+
+
+def assert_rows_filled(page: Any, grid: str) -> None:
+    """The grid's cards reach its right edge on every row: no row ends in an empty
+    column."""
+    layout = page.evaluate(
+        """(grid) => { const el = document.querySelector(grid);
+          return { right: el.getBoundingClientRect().right,
+                   cards: [...el.children].map((c) => { const r = c.getBoundingClientRect();
+                     return [Math.round(r.top), r.right]; }) }; }""",
+        grid,
+    )
+    rows: dict[int, float] = {}
+    for top, right in layout["cards"]:
+        rows[top] = max(rows.get(top, 0), right)
+    assert rows, layout
+    for top, right in rows.items():
+        assert right == pytest.approx(layout["right"], abs=1), (top, layout)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from tests.conftest import LiveServer, wait_for
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import assert_cells_tile_rows, sign_in
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -28,6 +28,7 @@ def test_sign_in_keeps_the_key_in_session_storage_only(
     assert "default-src 'none'" in csp and "script-src 'self'" in csp
     assert "unsafe-inline" not in csp and "unsafe-eval'" not in csp.replace("wasm-unsafe", "")
     page.get_by_role("heading", name="Sign in").wait_for()
+    assert ".genq/demo.key" in page.locator("#key-help").inner_text()  # where make run put one
     shoot(page, "sign-in")
 
     page.get_by_label("API key").fill("gq_not-a-real-key")
@@ -151,7 +152,11 @@ def test_3d_model_viewer_renders_and_rotates(
 ) -> None:
     r = api.post(
         "/v1/jobs",
-        json={"engine": "demo/text-to-3d", "input": {"prompt": "a small castle", "delay_s": 0}},
+        json={
+            "engine": "demo/text-to-3d",
+            "input": {"prompt": "a small castle", "delay_s": 0},
+            "metadata": {"customer": "acme", "order": 42},
+        },
     )
     assert r.status_code == 202, r.text
     job = wait_for(api, r.json()["id"])
@@ -191,6 +196,15 @@ def test_3d_model_viewer_renders_and_rotates(
         assert fmt in labels
     for href in [links.nth(i).get_attribute("href") for i in range(links.count())]:
         assert href.startswith(f"{server.url}/files/"), href
+    # metadata is a key/value list, not a line of JSON
+    metadata = page.locator(".details.metadata")
+    pairs = zip(
+        metadata.locator("dt").all_inner_texts(),
+        metadata.locator("dd").all_inner_texts(),
+        strict=True,
+    )
+    assert dict(pairs) == {"customer": "acme", "order": "42"}  # (PostgreSQL orders keys)
+    assert "{" not in page.locator(".job-side .details").first.inner_text()
     shoot(page, "job-3d", docs=True)
 
 
@@ -227,6 +241,8 @@ def test_cancel_a_running_job_from_the_list(
       'tr[data-job="{job_id}"] [role=progressbar]').getAttribute('aria-valuenow')) >= 3""")
     assert "ETA" in row.locator(".progress-text").inner_text()
     assert row.locator("td[data-label=Credits]").inner_text().startswith("≈")
+    page.wait_for_function("() => document.querySelectorAll('.thumb-slot img').length === 3")
+    assert_cells_tile_rows(page, "table.jobs")
     shoot(page, "jobs", docs=True)
 
     row.get_by_role("button", name=f"Cancel job {job_id}").click()
@@ -270,6 +286,31 @@ def test_jobs_page_pages_with_the_cursor_and_filters(
     page.reload()  # the filter lives in the address
     page.wait_for_function("() => document.querySelectorAll('tbody tr').length === 1")
     assert page.locator("#filter-engine").input_value() == "test/boom"
+
+
+def test_new_job_form_opens_on_an_engine_that_needs_no_upload(
+    page: Any, server: LiveServer, key: str, api: httpx.Client
+) -> None:
+    engines = api.get("/v1/engines").json()["data"]
+    assert needs_upload(engines[0]["input_schema"])  # the first in the list would
+    sign_in(page, server, key)
+    page.get_by_role("link", name="New job", exact=True).first.click()
+    page.locator('.field[data-path="input.prompt"]').wait_for()
+    chosen = page.locator("#engine").input_value()
+    schema = api.get(f"/v1/engines/{chosen}").json()["input_schema"]
+    assert not needs_upload(schema), chosen
+    assert chosen == "demo/text2image"  # the cheapest that takes a prompt
+    assert page.locator("input[type=file]").count() == 0
+
+
+def needs_upload(schema: dict[str, Any]) -> bool:
+    """A required `genq-file` input, or a required list of them."""
+
+    def fmt(prop: dict[str, Any]) -> str | None:
+        return prop.get("format") or prop.get("items", {}).get("format")
+
+    props = schema.get("properties", {})
+    return any(fmt(props[name]) == "genq-file" for name in schema.get("required", []))
 
 
 def test_file_inputs_upload_through_the_form(

@@ -7,32 +7,45 @@ import { bytes } from './format.js';
 
 const LONG_TEXT = /prompt|text|description|caption|negative/i;
 
+/** A property's schema with $ref, a lone allOf and an optional (X or null) unwrapped. */
+function resolveIn(root, s) {
+  s = s || {};
+  if (s.$ref) {
+    const name = s.$ref.split('/').pop();
+    const { $ref, ...rest } = s;
+    return resolveIn(root, { ...(root.$defs?.[name] || {}), ...rest });
+  }
+  if (s.allOf?.length === 1) {
+    const { allOf, ...rest } = s;
+    return resolveIn(root, { ...allOf[0], ...rest });
+  }
+  const alts = s.anyOf || s.oneOf;
+  if (alts) {
+    const real = alts.filter((a) => a.type !== 'null');
+    if (real.length === 1) {
+      const { anyOf, oneOf, ...rest } = s;
+      return { ...resolveIn(root, real[0]), ...rest, nullable: real.length < alts.length };
+    }
+  }
+  return s;
+}
+
+/** Whether a job needs a file uploaded first: a required `genq-file` input, or a
+ * required list of them. */
+export function needsUpload(schema) {
+  const required = new Set(schema?.required || []);
+  return Object.entries(schema?.properties || {}).some(([name, prop]) => {
+    if (!required.has(name)) return false;
+    const s = resolveIn(schema, prop);
+    return s.format === 'genq-file' ||
+      (s.type === 'array' && resolveIn(schema, s.items).format === 'genq-file');
+  });
+}
+
 export function schemaForm(schema, values, ctx) {
   const fields = new Map(); // error path ("input.width") -> {wrap, control, error}
   const pending = new Set(); // uploads in flight
-  const root = schema;
-
-  function resolve(s) {
-    s = s || {};
-    if (s.$ref) {
-      const name = s.$ref.split('/').pop();
-      const { $ref, ...rest } = s;
-      return resolve({ ...(root.$defs?.[name] || {}), ...rest });
-    }
-    if (s.allOf?.length === 1) {
-      const { allOf, ...rest } = s;
-      return resolve({ ...allOf[0], ...rest });
-    }
-    const alts = s.anyOf || s.oneOf;
-    if (alts) {
-      const real = alts.filter((a) => a.type !== 'null');
-      if (real.length === 1) {
-        const { anyOf, oneOf, ...rest } = s;
-        return { ...resolve(real[0]), ...rest, nullable: real.length < alts.length };
-      }
-    }
-    return s;
-  }
+  const resolve = (s) => resolveIn(schema, s);
 
   function wrapField(path, labelText, required, control, help, { inline = false, wide } = {}) {
     const id = control.id || (control.id = nextId('in'));

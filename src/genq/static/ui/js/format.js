@@ -18,7 +18,7 @@ export function duration(s) {
   if (s < 1) return '<1 s';
   if (s < 60) return `${Math.round(s)} s`;
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
+  if (m < 60) return Math.round(s % 60) ? `${m} min ${Math.round(s % 60)} s` : `${m} min`;
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 

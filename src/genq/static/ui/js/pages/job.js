@@ -94,7 +94,8 @@ export function render(main, id) {
       ['Expires', dateTime(job.expires_at)],
       ['Parent', job.parent_id && h('a', { href: `#/jobs/${job.parent_id}` }, job.parent_id)],
       ['Model', job.model_id],
-      ['Metadata', Object.keys(job.metadata || {}).length ? JSON.stringify(job.metadata) : null],
+      ['Metadata', Object.keys(job.metadata || {}).length ? valueList(job.metadata, 'metadata')
+        : null],
     ];
     replace(details, rows.filter(([, v]) => v).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
   }
@@ -205,9 +206,13 @@ export function render(main, id) {
 }
 
 function inputList(input) {
-  const entries = Object.entries(input);
-  if (!entries.length) return h('p', { class: 'empty' }, 'No input.');
-  return h('dl', { class: 'details input' }, entries.map(([k, v]) => [
+  if (!Object.keys(input).length) return h('p', { class: 'empty' }, 'No input.');
+  return valueList(input, 'input');
+}
+
+/** An object as a key/value list: strings as they are, anything else as compact JSON. */
+function valueList(values, kind) {
+  return h('dl', { class: `details ${kind}` }, Object.entries(values).map(([k, v]) => [
     h('dt', {}, k),
     h('dd', { class: typeof v === 'object' && v !== null ? 'mono' : 'text' },
       typeof v === 'string' ? v : JSON.stringify(v)),

@@ -113,9 +113,11 @@ export function render(main, query) {
     const actions = h('td', { class: 'actions' });
     const thumb = h('span', { class: 'thumb-slot' });
     row.tr = h('tr', { dataset: { job: job.id } },
-      h('td', { 'data-label': 'Job', class: 'job-cell' }, thumb,
+      // the flex layout goes on a div: a td that is not display: table-cell leaves its
+      // column, and the row's border, short
+      h('td', { 'data-label': 'Job', class: 'job' }, h('div', { class: 'job-cell' }, thumb,
         h('span', {}, h('a', { href: `#/jobs/${job.id}` }, summary(job)),
-          h('small', { class: 'mono' }, job.id))),
+          h('small', { class: 'mono' }, job.id)))),
       h('td', { 'data-label': 'Engine' }, job.engine),
       badgeCell,
       h('td', { 'data-label': 'Progress' }, bar),

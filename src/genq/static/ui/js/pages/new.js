@@ -4,7 +4,7 @@
 import { api, qs } from '../api.js';
 import { h, notice, replace } from '../dom.js';
 import { duration } from '../format.js';
-import { FieldError, schemaForm } from '../form.js';
+import { FieldError, needsUpload, schemaForm } from '../form.js';
 import { spinner } from '../widgets.js';
 
 export function render(main, query) {
@@ -83,7 +83,7 @@ export function render(main, query) {
       const [list, previous] = await Promise.all([
         api('v1/engines'), from ? api(`v1/jobs/${from}`).catch(() => null) : null]);
       engines = list.data;
-      const wanted = previous?.engine || query.get('engine') || engines[0]?.name;
+      const wanted = previous?.engine || query.get('engine') || firstChoice(engines)?.name;
       replace(select, engines.map((en) => h('option', { value: en.name,
         selected: en.name === wanted }, en.name)));
       if (!engines.length) {
@@ -96,4 +96,18 @@ export function render(main, query) {
     }
   })();
   return null;
+}
+
+/** The engine the form opens with: one that needs nothing uploaded, preferring one
+ * that takes a prompt and, among those, the cheapest (a first job that needs only
+ * words). Ties keep the server's order. */
+export function firstChoice(engines) {
+  const rank = (e) => [needsUpload(e.input_schema) ? 1 : 0,
+    e.input_schema?.properties?.prompt ? 0 : 1, e.price ?? Infinity];
+  const order = (a, b) => {
+    const [x, y] = [rank(a), rank(b)];
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+  };
+  return [...engines].sort(order)[0];
 }

@@ -39,8 +39,9 @@ export function render(main, _query, { flash, onSignedIn }) {
       h('label', { for: 'api-key' }, 'API key'),
       input,
       h('p', { id: 'key-help', class: 'help' },
-        'Create one with ', h('code', {}, 'genq keys create'),
-        '. It is kept in this browser tab only and sent as a Bearer token.'),
+        h('code', {}, 'make run'), ' wrote one to ', h('code', {}, '.genq/demo.key'),
+        '; make more with ', h('code', {}, 'genq keys create'),
+        '. The key is kept in this browser tab only and sent as a Bearer token.'),
       button)));
   return null;
 }
