@@ -58,9 +58,9 @@ PROMISES = {
 # What the tour leaves in its directory.
 FILES = [
     "job.json",
-    "out/3d/glb.glb",
-    "out/3d/usdz.usdz",
-    "out/3d/fbx.fbx",
+    "out/3d/model.glb",
+    "out/3d/model.usdz",
+    "out/3d/model.fbx",
     "out/3d/thumbnail.png",
     "out/video/video.mp4",
     "out/video/thumbnail.png",
