@@ -5,6 +5,7 @@ GenqError
  ├── NotFound                404 not_found
  │    └── EngineNotFound     404 engine_not_found
  ├── Expired                 410 expired
+ ├── RequestTimeout          408 request_timeout
  ├── TooLarge                413 too_large
  ├── UnsupportedMediaType    415 unsupported_media_type
  ├── InvalidInput            422 invalid_input (with per-field `errors`)
@@ -56,6 +57,12 @@ class Expired(GenqError):
     """This job has expired; its outputs were deleted."""
 
     status, code, title = 410, "expired", "Expired"
+
+
+class RequestTimeout(GenqError):
+    """The request body arrived too slowly."""
+
+    status, code, title = 408, "request_timeout", "Request timeout"
 
 
 class TooLarge(GenqError):

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line on idle SSE streams")
     max_json_bytes: int = Field(1 << 20, description="largest JSON request body")
     max_upload_bytes: int = Field(64 << 20, description="largest uploaded file")
+    body_grace_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a request body may take before it must keep up 16 KiB/s (else 408)",
+    )
     sweep_interval_s: float = Field(60.0, gt=0, description="how often expired jobs are swept")
     key_cache_s: float = Field(30.0, ge=0, description="how long a verified API key is trusted")
     webhook_allow_private: bool = Field(

@@ -63,7 +63,12 @@ def create_app(
     for router in compat.routers():
         app.include_router(router)
     core.webhooks.formats.update(compat.webhook_formats())
-    app.add_middleware(Guard, max_bytes=max(settings.max_upload_bytes, settings.max_json_bytes))
+    app.add_middleware(
+        Guard,
+        json_bytes=settings.max_json_bytes,
+        upload_bytes=settings.max_upload_bytes,
+        grace_s=settings.body_grace_s,
+    )
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
     return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)

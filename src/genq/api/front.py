@@ -27,11 +27,12 @@ from starlette.types import Receive, Scope, Send
 
 from genq.accounts import Principal
 from genq.api.deps import reply_headers
+from genq.api.middleware import BodyWatch, refuse_declared
 from genq.api.problems import from_error, problem
 from genq.api.routes.jobs import create_reply
 from genq.api.streams import Feeds
 from genq.core import Genq
-from genq.errors import GenqError, InvalidInput, TooLarge
+from genq.errors import GenqError, InvalidInput, RequestTimeout, TooLarge
 from genq.jobcache import CachedJob
 from genq.jobs import JobService
 from genq.lifecycle import NON_TERMINAL
@@ -112,23 +113,15 @@ def resume_point(scope: Scope) -> int:
 _CREATE_HEADERS = (b"content-type", b"content-length", b"prefer", b"idempotency-key")
 
 
-async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """A request body of at most `limit` bytes (413 beyond, declared or sent)."""
-    too_large = TooLarge(f"the body is larger than {limit} bytes")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break  # the client left
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            break
+async def read_body(receive: Receive, limit: int, grace_s: float) -> bytes:
+    """A request body of at most `limit` bytes (413 beyond; 408 if it trickles in: see
+    `genq.api.middleware.BodyWatch`)."""
+    watch = BodyWatch(receive, limit, grace_s)
+    chunks = []
+    while not watch.done:
+        message = await watch()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
     return b"".join(chunks)
 
 
@@ -242,11 +235,15 @@ class Front:
         """`POST /v1/jobs`: see `genq.api.routes.jobs.create_reply`."""
         rate: dict[str, str] = {}
         headers = {k: v for k, v in scope["headers"] if k in _CREATE_HEADERS}
+        settings = self.genq.settings
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > settings.max_json_bytes:
+            await refuse_declared(settings.max_json_bytes)(scope, receive, send)  # as `Guard`
+            return
         try:
             caller, window = await self._authorized(scope, GENERATE)
             rate = window.headers()
-            limit = self.genq.settings.max_json_bytes
-            raw = await read_body(receive, headers.get(b"content-length"), limit)
+            raw = await read_body(receive, settings.max_json_bytes, settings.body_grace_s)
             reply = await create_reply(
                 self.genq,
                 caller,
@@ -263,6 +260,8 @@ class Front:
         except GenqError as exc:
             response = from_error(exc, scope["path"])
             response.headers.update(rate)
+            if isinstance(exc, TooLarge | RequestTimeout):  # the body was not read to its end
+                response.headers["connection"] = "close"
             await response(scope, receive, send)
             return
         out = reply_headers(reply)
