@@ -17,7 +17,7 @@ from genq.jobs import JobService, Sweeper
 from genq.metrics import Metrics
 from genq.migrate import upgrade_async
 from genq.models import ModelService
-from genq.ratelimits import RateLimiter
+from genq.ratelimits import Holds, RateLimiter
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
@@ -44,6 +44,7 @@ class Genq:
             self.follower = SqliteFollower(self.store, self.bus, settings.event_poll_s)
         self.plans = settings.plan_table
         self.limiter = RateLimiter(self.plans, settings.redis_url)
+        self.holds = Holds(self.plans)
         self.accounts = AccountService(self.store, self.plans, cache_s=settings.key_cache_s)
         self.jobs = JobService(
             store=self.store,

@@ -12,6 +12,7 @@ GenqError
  ├── InsufficientCredits     402 insufficient_credits
  ├── Conflict                409 conflict
  ├── RateLimited             429 rate_limited
+ ├── TooManyStreams          429 too_many_streams
  └── LeaseLost               (internal) a worker's write lost its fence
 
 A class's docstring is its default message.
@@ -102,6 +103,12 @@ class RateLimited(GenqError):
     """Too many requests."""
 
     status, code, title = 429, "rate_limited", "Too many requests"
+
+
+class TooManyStreams(GenqError):
+    """Too many event streams and long-polls open at once."""
+
+    status, code, title = 429, "too_many_streams", "Too many open streams"
 
 
 class LeaseLost(GenqError):
