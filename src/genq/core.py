@@ -113,8 +113,8 @@ class Genq:
         """Raise unless the database answers."""
         await self.store.ping()
 
-    async def refresh_metrics(self) -> None:
-        await self.metrics.refresh(self.store)
+    def refresh_metrics(self) -> None:
+        self.metrics.refresh(self.jobs.board)
 
     async def stop(self) -> None:
         if self.worker is not None:

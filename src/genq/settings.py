@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line on idle SSE streams")
     max_json_bytes: int = Field(1 << 20, description="largest JSON request body")
     max_upload_bytes: int = Field(64 << 20, description="largest uploaded file")
+    metrics_token: str | None = Field(
+        None, description="when set, /metrics wants `Authorization: Bearer <token>`"
+    )
     body_grace_s: float = Field(
         10.0,
         gt=0,
