@@ -4,6 +4,7 @@ GenqError
  ├── Unauthorized            401 unauthorized
  ├── NotFound                404 not_found
  │    └── EngineNotFound     404 engine_not_found
+ ├── MethodNotAllowed        405 method_not_allowed (with `Allow`)
  ├── Expired                 410 expired
  ├── RequestTimeout          408 request_timeout
  ├── TooLarge                413 too_large
@@ -51,6 +52,12 @@ class EngineNotFound(NotFound):
     """No such engine."""
 
     code, title = "engine_not_found", "Engine not found"
+
+
+class MethodNotAllowed(GenqError):
+    """This path does not take that method."""
+
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
 
 
 class Expired(GenqError):

@@ -57,7 +57,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.genq = core
-    problems.install(app)
+    problems.install(app, compat.error_renderers())
     for module in (jobs, events, files, engines, models, system, webhooks, ui):
         app.include_router(module.router)
     for router in compat.routers():

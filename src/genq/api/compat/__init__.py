@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.responses import Response
 
 from genq.api.front import FastRead
+from genq.errors import GenqError
 
 FACES: tuple[str, ...] = ("masterpiecex", "useapi", "photogpt", "vivix")
 Formatter = Callable[[dict[str, Any]], dict[str, Any]]
@@ -21,6 +23,15 @@ Formatter = Callable[[dict[str, Any]], dict[str, Any]]
 
 def routers() -> list[APIRouter]:
     return [importlib.import_module(f"genq.api.compat.{name}").router for name in FACES]
+
+
+def error_renderers() -> dict[str, Callable[[GenqError], Response]]:
+    """Each face's path prefix and the renderer of its errors (a module-level
+    `error_response`), for the framework's own 404 and 405 under that prefix."""
+    return {
+        f"/compat/{name}": importlib.import_module(f"genq.api.compat.{name}").error_response
+        for name in FACES
+    }
 
 
 def fast_reads() -> list[FastRead]:

@@ -25,6 +25,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from genq import payloads
 from genq.core import Genq
 from genq.errors import GenqError, InvalidInput, TooLarge
 from genq.jobs import pydantic_errors
@@ -39,7 +40,7 @@ def json_response(
     data: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(data),
+        payloads.dumps(data),  # rows stored before the depth checks render too
         status_code=status_code,
         media_type="application/json",
         headers=dict(headers or {}),

@@ -96,6 +96,7 @@ _ERRORS: Final[dict[int, str]] = {
     401: "unauthorized",
     402: "insufficient_credits",
     404: "not_found",
+    405: "method_not_allowed",
     409: "conflict",
     410: "not_found",
     413: "too_large",
