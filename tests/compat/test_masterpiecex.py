@@ -257,3 +257,28 @@ def test_client_shaped_like_the_seed_example(server: LiveServer, key: str) -> No
     print(response.request_id)
     assert response.output_url == response.outputs.glb
     assert requests.get(response.outputs.usdz).status_code == 200
+
+
+def test_a_base_url_that_keeps_the_version_segment(server: LiveServer, key: str) -> None:
+    """A client whose base URL ends in the service's `/v2` works unchanged: every route
+    (creates, the hot-path status read, assets and the upload URL) and its errors."""
+    with (
+        face(server, key, "masterpiecex/v2", FAST) as v2,
+        face(server, key, "masterpiecex") as plain,
+    ):
+        r = v2.post("/functions/general", json={"prompt": "a teapot"})
+        assert r.status_code == 200, r.text
+        request_id = r.json()["requestId"]
+        done = until_done(v2, request_id)
+        assert done["status"] == "complete" and set(done["outputs"]) >= {"glb", "fbx"}
+        assert plain.get(f"/status/{request_id}").json() == done
+        asset = v2.post("/assets/create", json={"name": "a.png", "type": "image/png"}).json()
+        path = asset["assetUrl"].replace("/compat/masterpiecex/", "/compat/masterpiecex/v2/")
+        up = httpx.put(path, content=png_bytes())
+        assert up.status_code == 200 and up.json()["assetId"] == asset["assetId"], up.text
+        r = v2.post("/components/text2image", json={"prompt": "x", "num_images": 9})
+        assert r.status_code == 400 and r.json()["error"] == "bad_request"
+        r = v2.get("/status/job_01NOSUCHJOB")
+        assert r.status_code == 404 and r.json()["error"] == "not_found"
+        r = v2.get("/v2/status/nope")
+        assert r.status_code == 404 and r.json()["error"] == "not_found"

@@ -23,6 +23,9 @@ Inferred shapes (nothing public confirmed them):
 - Errors: `{"error": <code>, "message": <text>}` with 400 (bad input), 401, 402 (plus
   `balance` and `needed`), 404, 409, 429 (with `Retry-After`).
 
+Every route answers under `/compat/masterpiecex/v2/...` too: the service's base URL
+ends in its API version (`/v2`), and a client that swaps only the host keeps it.
+
 Routing keys (`settings.compat_engines`): `masterpiecex:functions/general`,
 `masterpiecex:functions/imageto3d`, `masterpiecex:components/text2image`.
 """
@@ -89,6 +92,7 @@ ENGINES: Final[dict[str, str]] = {  # function -> default engine
     "components/text2image": "demo/text2image",
 }
 MODEL_OUTPUTS: Final = ("fbx", "glb", "usdz", "thumbnail")
+BASE_SEGMENTS: Final = ("v2",)  # see genq.api.compat
 ASSET_URL_TTL_S: Final = 24 * 3600
 MEGAPIXEL: Final = 1024 * 1024
 _ERRORS: Final[dict[int, str]] = {
