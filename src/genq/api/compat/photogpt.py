@@ -31,7 +31,11 @@ Models (inferred shapes):
   "updatedAt"}}`.
 
 Errors (inferred): `{"error": {"code", "message"}}` with 400 (plus `details`), 401, 402
-(plus `balance`, `needed`), 404 (also an expired job), 409, 429 (with `Retry-After`).
+(plus `balance`, `needed`), 404 (also an expired job), 405, 409, 429 (with
+`Retry-After`). A 400 names PhotoGPT's parameters (`numImages`, `modelID`, ...) in
+`message` (`"numImages must be less than or equal to 4"`) and in `details`
+(`[{"field", "message"}]`), whichever check refused it (the face's or the engine's);
+an engine option given in `X-Genq-Input` is named `X-Genq-Input.<name>`.
 
 Routing keys: `photogpt:images/generation` (demo/text2image), `photogpt:images/upscaling`
 (demo/upscale), `photogpt:videos/generation` (demo/text2video), `photogpt:videos/<name>`,
@@ -54,7 +58,6 @@ from genq.api.compat._common import (
     error_message,
     extra_input,
     face_router,
-    first_error,
     fit,
     form_items,
     image_ref,
@@ -99,6 +102,36 @@ ENGINES: Final[dict[str, str]] = {
     "models": "demo/train",
 }
 API_VERSION: Final = "1"
+# engine input field -> the parameter of the endpoint it came from
+PARAMS: Final[dict[str, dict[str, str]]] = {
+    "images/generation": {
+        "prompt": "prompt",
+        "negative_prompt": "negativePrompt",
+        "num_images": "numImages",
+        "seed": "seed",
+        "model_id": "modelID",
+        "width": "width",
+        "height": "height",
+        "image": "inputImageId",
+    },
+    "images/upscaling": {"image": "imageID", "scale": "scale"},
+    "videos/generation": {
+        "prompt": "prompt",
+        "num_videos": "numVideos",
+        "image": "referenceImages",
+        "images": "referenceImages",
+    },
+}
+RENAMED: Final = {"aspect_ratio": "aspectRatio"}  # the shared helpers' names
+MISSHAPEN: Final = {"modelID": "is not the id of a model (made with POST /models)"}
+_WORDING: Final = (  # pydantic's phrasing -> PhotoGPT's
+    ("Input should be ", "must be "),
+    ("String should have ", "must have "),
+    ("List should have ", "must have "),
+    ("Value should have ", "must have "),
+    ("Field required", "is required"),
+    ("Extra inputs are not permitted", "is not a parameter of this engine"),
+)
 _CODES: Final[dict[type[GenqError], str]] = {
     Unauthorized: "unauthorized",
     InsufficientCredits: "insufficient_credits",
@@ -110,6 +143,54 @@ _CODES: Final[dict[type[GenqError], str]] = {
 }
 
 
+def _param(field: str, params: Mapping[str, str]) -> str:
+    """A field path of an InvalidInput as PhotoGPT's parameter: `body.numImages` ->
+    `numImages`, `input.num_images` -> the parameter `params` names for it (else
+    `X-Genq-Input.num_images`), list positions as `[i]`, union branches dropped."""
+    head, *rest = field.split(".")
+    if head in ("body", "input") and rest:
+        source, (head, *rest) = head, rest
+        if source == "input":
+            head = params.get(head) or f"X-Genq-Input.{head}"
+    head = RENAMED.get(head, head)
+    return head + "".join(f"[{p}]" for p in rest if p.isdigit())
+
+
+def _message(param: str, type_: str, message: str) -> str:
+    if type_ == "string_pattern_mismatch":
+        return MISSHAPEN.get(param, "is not in the expected format")
+    for theirs, ours in _WORDING:
+        if message.startswith(theirs):
+            return ours + message[len(theirs) :]
+    return message
+
+
+class Plain(InvalidInput):
+    """An InvalidInput in PhotoGPT's terms already."""
+
+
+def in_our_terms(exc: InvalidInput, params: Mapping[str, str] | None = None) -> InvalidInput:
+    """The InvalidInput with its fields named as PhotoGPT's parameters and its messages
+    in plain words (no genq field paths, no patterns); one detail per parameter."""
+    details: dict[str, list[str]] = {}
+    for e in exc.extra.get("errors") or []:
+        param = _param(str(e.get("field", "")), params or {})
+        said = _message(param, str(e.get("type", "")), str(e.get("message", "")))
+        details.setdefault(param, [])
+        if said not in details[param]:
+            details[param].append(said)
+    if not details or isinstance(exc, Plain):
+        return exc
+    errors = [
+        {
+            "field": p,
+            "message": " or ".join([said[0], *(m.removeprefix("must be ") for m in said[1:])]),
+        }
+        for p, said in details.items()
+    ]
+    return Plain(f"{errors[0]['field']}: {errors[0]['message']}", errors=errors)
+
+
 def error_response(exc: GenqError) -> Response:
     status, message = exc.status, exc.detail
     code = next((c for t, c in _CODES.items() if isinstance(exc, t)), exc.code)
@@ -119,7 +200,9 @@ def error_response(exc: GenqError) -> Response:
     elif isinstance(exc, Expired):
         status = 404
     elif isinstance(exc, InvalidInput):
-        status, error["message"] = 400, first_error(exc)
+        if not isinstance(exc, Plain):
+            exc = in_our_terms(exc)
+        status, error["message"] = 400, exc.detail
         error["details"] = exc.extra.get("errors", [])
     elif isinstance(exc, InsufficientCredits):
         error.update({k: exc.extra[k] for k in ("balance", "needed") if k in exc.extra})
@@ -246,7 +329,12 @@ async def _submit(
         "endpoint": endpoint,
         **{k: v for k, v in md.items() if v is not None},
     }
-    job = await genq.jobs.submit(caller.account, engine, data, metadata=metadata, model_id=model_id)
+    try:
+        job = await genq.jobs.submit(
+            caller.account, engine, data, metadata=metadata, model_id=model_id
+        )
+    except InvalidInput as exc:
+        raise in_our_terms(exc, PARAMS[endpoint]) from exc
     return result({"jobId": job.id})
 
 
