@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         description='JSON: compat face routes to engines, e.g. {"vivix:model:NAME": "demo/x"}',
     )
     redis_url: str = Field("", description="redis://... shares rate-limit counts across servers")
+    secret_key: str = Field(
+        "",
+        description="signs the URLs the server hands out (Masterpiece X uploads); default: a"
+        " key generated once and kept in the database",
+    )
     log_level: str = "info"
     access_log: bool = Field(
         False, description="genq serve: log every request (uvicorn's access log; costly)"

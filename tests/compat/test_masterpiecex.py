@@ -3,11 +3,16 @@ through the face alone, assets, every error, and a client shaped like the seed's
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import time
 from typing import Any
 
 import httpx
 
+from genq.core import Genq
+from genq.settings import Settings
 from tests.compat.conftest import (
     FAST,
     PNG_MAGIC,
@@ -282,3 +287,41 @@ def test_a_base_url_that_keeps_the_version_segment(server: LiveServer, key: str)
         assert r.status_code == 404 and r.json()["error"] == "not_found"
         r = v2.get("/v2/status/nope")
         assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def _sign(key: bytes, account: str, asset_id: str, name: str, ctype: str, expires: str) -> str:
+    msg = "\n".join(("masterpiecex-asset", account, asset_id, name, ctype, expires))
+    return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
+
+
+def test_upload_urls_are_signed_by_a_server_key(server: LiveServer, key: str) -> None:
+    """Whoever can verify the account's webhooks (it knows their secret) cannot forge an
+    upload URL; the server's key is in the database, so another process on it (or
+    this one after a restart) verifies the URLs this one made."""
+    with face(server, key, "masterpiecex") as mpx:
+        asset = mpx.post("/assets/create", json={"name": "a.png", "type": "image/png"}).json()
+    with server.client(key) as api:
+        webhook_secret = api.get("/v1/account/webhook-secret").json()["secret"]
+    url = httpx.URL(asset["assetUrl"])
+    q = dict(url.params)
+    args = (q["account"], asset["assetId"], q["name"], q["type"], q["expires"])
+    forged = _sign(webhook_secret.encode(), *args)
+    assert forged != q["signature"]
+    r = httpx.put(url.copy_merge_params({"signature": forged}), content=png_bytes())
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    r = httpx.put(url.copy_merge_params({"signature": "é"}), content=png_bytes())
+    assert r.status_code == 401
+
+    async def elsewhere(settings: Settings) -> bytes:
+        other = Genq(settings)  # another process's service layer on the same database
+        try:
+            return await other.secret("masterpiecex-asset-url")
+        finally:
+            await other.store.close()
+
+    shared = asyncio.run(elsewhere(server.settings))
+    assert _sign(shared, *args) == q["signature"]
+    configured = server.settings.model_copy(update={"secret_key": "k" * 32})
+    assert asyncio.run(elsewhere(configured)) not in (shared, b"k" * 32)  # derived per use
+    up = httpx.put(asset["assetUrl"], content=png_bytes())
+    assert up.status_code == 200, up.text

@@ -275,11 +275,17 @@ FAST_READS = [FastRead(f"/compat/{NAME}/status/{{request_id}}", read_status, err
 # -- assets (input images) ------------------------------------------------------------
 
 
-def _signature(
-    secret: str, account_id: str, asset_id: str, name: str, ctype: str, expires: int
+SIGNING_KEY: Final = "masterpiecex-asset-url"  # the name of its server secret
+
+
+async def _signature(
+    genq: Genq, account_id: str, asset_id: str, name: str, ctype: str, expires: int
 ) -> str:
+    """An upload URL's signature, by the server's own key (`Genq.secret`): nothing an
+    account knows (its webhook secret, its API keys) can forge one."""
+    key = await genq.secret(SIGNING_KEY)
     msg = "\n".join(("masterpiecex-asset", account_id, asset_id, name, ctype, str(expires)))
-    return hmac.new(secret.encode(), msg.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
 
 
 @router.post("/assets/create", summary="Announce an input image; answers its upload URL")
@@ -291,14 +297,14 @@ async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
     name = body.name or "image"
     ctype = body.type or ""
     expires = int(time.time()) + ASSET_URL_TTL_S
-    secret = await genq.accounts.webhook_secret(account_id)
+    signature = await _signature(genq, account_id, asset_id, name, ctype, expires)
     query = urlencode(
         {
             "account": account_id,
             "name": name,
             "type": ctype,
             "expires": expires,
-            "signature": _signature(secret, account_id, asset_id, name, ctype, expires),
+            "signature": signature,
         }
     )
     url = f"{genq.settings.base_url}/compat/{NAME}/assets/{asset_id}/content?{query}"
@@ -324,10 +330,8 @@ async def upload_asset(
 ) -> Response:
     if not asset_id.startswith("file_"):
         raise NotFound("no such asset")
-    owner = await genq.accounts.get(account)
-    secret = owner.webhook_secret if owner else None
-    expected = _signature(secret or "", account, asset_id, name, type, expires)
-    if not secret or not hmac.compare_digest(expected, signature):
+    expected = await _signature(genq, account, asset_id, name, type, expires)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise Unauthorized("the upload URL's signature does not match")
     if expires < time.time():
         raise Unauthorized("the upload URL has expired; create the asset again")
