@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, BinaryIO, Final, Literal, cast
 from urllib.parse import urlencode
 
@@ -52,6 +53,7 @@ from genq.api.compat._common import (
     face_router,
     first_error,
     fit,
+    idempotent,
     image_ref,
     invalid,
     json_response,
@@ -212,8 +214,26 @@ async def _submit(
     return json_response({"requestId": job.id, "status": STATUS["queued"], "balance": balance})
 
 
+def _once(
+    request: Request, genq: Genq, caller: Principal, create: Callable[[], Awaitable[Response]]
+) -> Awaitable[Response]:
+    """`create` under the request's Idempotency-Key; a job whose first answer was lost
+    is answered as a create answers."""
+
+    async def replay(job: Job) -> Response:
+        balance = await genq.accounts.balance(caller.account.id)
+        status = STATUS.get(job["status"], STATUS["queued"])
+        return json_response({"requestId": job["id"], "status": status, "balance": balance})
+
+    return idempotent(request, genq, caller, create, replay)
+
+
 @router.post("/functions/general", summary="Text to 3D")
 async def general(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _general(request, genq, caller))
+
+
+async def _general(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(General, fields)
     return await _submit(
@@ -223,6 +243,10 @@ async def general(request: Request, genq: App, caller: Creator) -> Response:
 
 @router.post("/functions/imageto3d", summary="Image to 3D")
 async def imageto3d(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _imageto3d(request, genq, caller))
+
+
+async def _imageto3d(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ImageTo3D, fields)
     given = body.image_request_id or body.image_url
@@ -236,6 +260,10 @@ async def imageto3d(request: Request, genq: App, caller: Creator) -> Response:
 
 @router.post("/components/text2image", summary="Text to images")
 async def text2image(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _text2image(request, genq, caller))
+
+
+async def _text2image(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Text2Image, fields)
     function = "components/text2image"
@@ -290,6 +318,10 @@ async def _signature(
 
 @router.post("/assets/create", summary="Announce an input image; answers its upload URL")
 async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
+    return await idempotent(request, genq, caller, lambda: _create_asset(request, genq, caller))
+
+
+async def _create_asset(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(AssetCreate, fields)
     account_id = caller.account.id

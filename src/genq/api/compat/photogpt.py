@@ -44,7 +44,7 @@ Routing keys: `photogpt:images/generation` (demo/text2image), `photogpt:images/u
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, Request
@@ -60,6 +60,7 @@ from genq.api.compat._common import (
     face_router,
     fit,
     form_items,
+    idempotent,
     image_ref,
     json_response,
     outputs,
@@ -338,8 +339,24 @@ async def _submit(
     return result({"jobId": job.id})
 
 
+def _once(
+    request: Request, genq: Genq, caller: Principal, create: Callable[[], Awaitable[Response]]
+) -> Awaitable[Response]:
+    """`create` under the request's Idempotency-Key; a job whose first answer was lost
+    is answered as a create answers."""
+
+    async def replay(job: Job) -> Response:
+        return result({"jobId": job["id"]})
+
+    return idempotent(request, genq, caller, create, replay)
+
+
 @router.post("/images/generation", summary="Generate images")
 async def images_generation(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _images_generation(request, genq, caller))
+
+
+async def _images_generation(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ImageGeneration, fields)
     engine = engine_for(genq, f"{NAME}:images/generation", ENGINES["images/generation"])
@@ -369,6 +386,10 @@ async def images_generation(request: Request, genq: App, caller: Creator) -> Res
 
 @router.post("/images/upscaling", summary="Upscale an image")
 async def images_upscaling(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _images_upscaling(request, genq, caller))
+
+
+async def _images_upscaling(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Upscaling, fields)
     engine = engine_for(genq, f"{NAME}:images/upscaling", ENGINES["images/upscaling"])
@@ -386,6 +407,10 @@ async def images_upscaling(request: Request, genq: App, caller: Creator) -> Resp
 
 @router.post("/videos/generation", summary="Generate videos")
 async def videos_generation(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _videos_generation(request, genq, caller))
+
+
+async def _videos_generation(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(VideoGeneration, fields)
     default = engine_for(genq, f"{NAME}:videos/generation", ENGINES["videos/generation"])
@@ -417,6 +442,10 @@ async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
 
 @router.post("/models", summary="Create a model to train")
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
+    return await idempotent(request, genq, caller, lambda: _create_model(request, genq, caller))
+
+
+async def _create_model(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ModelCreate, fields)
     engine = engine_for(genq, f"{NAME}:models", ENGINES["models"])

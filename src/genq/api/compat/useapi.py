@@ -36,6 +36,7 @@ Routing keys: `useapi:pixverse-create`, `useapi:pixverse-create_single`,
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Request
@@ -53,6 +54,7 @@ from genq.api.compat._common import (
     face_router,
     first_error,
     fit,
+    idempotent,
     image_ref,
     invalid,
     json_response,
@@ -382,6 +384,12 @@ async def _submit(
 async def _generate(
     request: Request, genq: Genq, caller: Principal, verb: str, model: type[_Common]
 ) -> Response:
+    return await _once(request, genq, caller, lambda: _make(request, genq, caller, verb, model))
+
+
+async def _make(
+    request: Request, genq: Genq, caller: Principal, verb: str, model: type[_Common]
+) -> Response:
     fields, files = await read_body(request, genq.settings.max_json_bytes)
     file_field = {"animate": "image", "meme_face": "face"}.get(verb)
     if file_field and file_field in files:
@@ -410,6 +418,18 @@ async def _generate(
     return await _submit(request, genq, caller, verb, engine, candidate, md, body.replyUrl)
 
 
+def _once(
+    request: Request, genq: Genq, caller: Principal, create: Callable[[], Awaitable[Response]]
+) -> Awaitable[Response]:
+    """`create` under the request's Idempotency-Key; a job whose first answer was lost
+    is answered with its job model, as a create answers."""
+
+    async def replay(job: Job) -> Response:
+        return json_response(render(job))
+
+    return idempotent(request, genq, caller, create, replay)
+
+
 @router.post("/v1/pixverse/create", summary="Create videos from a prompt")
 async def create(request: Request, genq: App, caller: Creator) -> Response:
     return await _generate(request, genq, caller, "create", Create)
@@ -432,6 +452,10 @@ async def meme_face(request: Request, genq: App, caller: Creator) -> Response:
 
 @router.post("/v1/pixverse/button", summary="Upscale or vary a completed job")
 async def button(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _button(request, genq, caller))
+
+
+async def _button(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Button, fields)
     parent = await _job(genq, caller.account.id, body.jobid)

@@ -52,6 +52,7 @@ from genq.api.compat._common import (
     face_router,
     first_error,
     fit,
+    idempotent,
     image_ref,
     iso_seconds,
     json_response,
@@ -78,6 +79,7 @@ from genq.errors import (
 )
 from genq.ids import iso
 from genq.ratelimits import GENERATE
+from genq.store.records import Account
 
 NAME: Final = "vivix"
 STATUS: Final[dict[str, str]] = {  # genq -> Vivix; expired answers 404 NOT_FOUND
@@ -269,8 +271,47 @@ def _size(genq: Genq, engine: str, body: Generate) -> dict[str, int]:
     return sized(genq, engine, aspect=body.aspect_ratio, long_side=px)
 
 
+async def _created(
+    genq: Genq, account: Account, job_id: str, status: str, model: str, estimate: int, at: str
+) -> Response:
+    """Generate's answer: 201 and its headers."""
+    window = await genq.limiter.peek(account.id, account.plan, GENERATE)
+    balance = await genq.accounts.balance(account.id)
+    return json_response(
+        {
+            "generation_id": generation_id(job_id),
+            "status": status,
+            "model": model,
+            "credits_estimate": estimate,
+            "created_at": iso_seconds(at),
+        },
+        201,
+        {
+            "X-Request-Id": str(uuid.uuid4()),
+            "X-RateLimit-Remaining": str(window.remaining),
+            "X-Credits-Balance": str(balance),
+        },
+    )
+
+
 @router.post("/api/v1/generate", status_code=201, summary="Start a generation")
 async def generate(request: Request, genq: App, caller: Creator) -> Response:
+    async def replay(job: Job) -> Response:  # its first answer was lost
+        md: dict[str, Any] = job.get("metadata") or {}
+        return await _created(
+            genq,
+            caller.account,
+            job["id"],
+            STATUS.get(job["status"], STATUS["queued"]),
+            str(md.get("model") or job["engine"]),
+            int(job["credits"]["estimate"]),
+            job["created_at"],
+        )
+
+    return await idempotent(request, genq, caller, lambda: _generate(request, genq, caller), replay)
+
+
+async def _generate(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Generate, fields)
     engine = models(genq).get(body.model)
@@ -310,23 +351,9 @@ async def generate(request: Request, genq: App, caller: Creator) -> Response:
         **body.model_dump(include={"resolution", "audio", "aspect_ratio"}, exclude_none=True),
     }
     job = await genq.jobs.submit(account, engine, data, metadata=md)
-    window = await genq.limiter.peek(account.id, account.plan, GENERATE)
-    balance = await genq.accounts.balance(account.id)
-    created = iso_seconds(iso(job.created_at))
-    return json_response(
-        {
-            "generation_id": generation_id(job.id),
-            "status": STATUS["queued"],
-            "model": body.model,
-            "credits_estimate": job.credits_estimate,
-            "created_at": created,
-        },
-        201,
-        {
-            "X-Request-Id": str(uuid.uuid4()),
-            "X-RateLimit-Remaining": str(window.remaining),
-            "X-Credits-Balance": str(balance),
-        },
+    created = iso(job.created_at) or ""
+    return await _created(
+        genq, account, job.id, STATUS["queued"], body.model, job.credits_estimate, created
     )
 
 
