@@ -13,6 +13,7 @@ GenqError
  ├── InsufficientCredits     402 insufficient_credits
  ├── Conflict                409 conflict
  ├── RateLimited             429 rate_limited
+ │    └── Busy                429 busy (a submit's cap on unfinished jobs, `running`)
  └── LeaseLost               (internal) a worker's write lost its fence
 
 A class's docstring is its default message.
@@ -109,6 +110,12 @@ class RateLimited(GenqError):
     """Too many requests."""
 
     status, code, title = 429, "rate_limited", "Too many requests"
+
+
+class Busy(RateLimited):
+    """The account already has as many unfinished jobs as this submission allows."""
+
+    code, title = "busy", "Busy"
 
 
 class LeaseLost(GenqError):

@@ -69,6 +69,7 @@ from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
 from genq.core import Genq
 from genq.errors import (
+    Busy,
     EngineNotFound,
     Expired,
     GenqError,
@@ -78,6 +79,7 @@ from genq.errors import (
     RateLimited,
     Unauthorized,
 )
+from genq.jobs import Cap
 
 NAME: Final = "useapi"
 STATUS: Final[dict[str, str]] = {  # genq -> PixVerse; expired answers 410
@@ -311,20 +313,10 @@ def _metadata(verb: str, body: _Common, shown: dict[str, Any]) -> dict[str, Any]
     return {k: v for k, v in md.items() if v is not None}
 
 
-async def _busy_check(genq: Genq, account_id: str, max_jobs: int | None) -> None:
-    """`maxJobs`: refuse a new job while the account has that many unfinished jobs
-    made through this face."""
-    if max_jobs is None:
-        return
-    running = [
-        j.id for j in await genq.jobs.unfinished(account_id) if j.metadata.get("compat") == NAME
-    ]
-    if len(running) >= max_jobs:
-        raise RateLimited(
-            f"Account is busy executing {len(running)} jobs",
-            headers={"Retry-After": str(BUSY_RETRY_S)},
-            runningJobs=running,
-        )
+def _cap(max_jobs: int | None) -> Cap | None:
+    """`maxJobs`: no new job while the account has that many unfinished jobs made
+    through this face (checked as the job is created: racing creates cannot both pass)."""
+    return Cap(max_jobs, ("compat", NAME)) if max_jobs is not None else None
 
 
 async def _job(genq: Genq, account_id: str, jobid: str) -> Job:
@@ -371,13 +363,28 @@ async def _submit(
     candidate: dict[str, Any],
     md: dict[str, Any],
     reply_url: str | None,
+    max_jobs: int | None,
     parent_id: str | None = None,
 ) -> Response:
     data = fit(genq, engine, candidate, extra_input(request))
     hook = {"url": reply_url, "events": ["completed"], "format": NAME} if reply_url else None
-    job = await genq.jobs.submit(
-        caller.account, engine, data, metadata=md, webhook=hook, parent_id=parent_id
-    )
+    try:
+        job = await genq.jobs.submit(
+            caller.account,
+            engine,
+            data,
+            metadata=md,
+            webhook=hook,
+            parent_id=parent_id,
+            cap=_cap(max_jobs),
+        )
+    except Busy as exc:
+        running = exc.extra.get("running", [])
+        raise RateLimited(
+            f"Account is busy executing {len(running)} jobs",
+            headers={"Retry-After": str(BUSY_RETRY_S)},
+            runningJobs=running,
+        ) from exc
     return json_response(render(await genq.jobs.canonical(caller.account.id, job.id)))
 
 
@@ -395,7 +402,6 @@ async def _make(
     if file_field and file_field in files:
         fields[file_field] = "upload"
     body = parse(model, fields)
-    await _busy_check(genq, caller.account.id, body.maxJobs)
     engine = engine_for(genq, f"{NAME}:pixverse-{verb}", ENGINES[f"pixverse-{verb}"])
     shown: dict[str, Any] = {}
     candidate: dict[str, Any] = {}
@@ -415,7 +421,9 @@ async def _make(
         }
     )
     md = _metadata(verb, body, shown)
-    return await _submit(request, genq, caller, verb, engine, candidate, md, body.replyUrl)
+    return await _submit(
+        request, genq, caller, verb, engine, candidate, md, body.replyUrl, body.maxJobs
+    )
 
 
 def _once(
@@ -463,7 +471,6 @@ async def _button(request: Request, genq: Genq, caller: Principal) -> Response:
         raise InvalidInput(
             f"Job {body.jobid} is {render(parent)['status']}, buttons apply to completed jobs"
         )
-    await _busy_check(genq, caller.account.id, body.maxJobs)
     engine = genq.settings.compat_engines.get(f"{NAME}:pixverse-button") or parent["engine"]
     candidate = dict(parent.get("input") or {})
     if body.prompt:
@@ -492,6 +499,7 @@ async def _button(request: Request, genq: Genq, caller: Principal) -> Response:
         candidate,
         md,
         body.replyUrl,
+        body.maxJobs,
         parent_id=parent["id"],
     )
 
