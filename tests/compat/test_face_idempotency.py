@@ -18,7 +18,7 @@ import pytest
 from genq import lifecycle
 from genq.idempotency import request_hash
 from genq.store import Store
-from tests.compat.conftest import FAST, account_id, face, job_of
+from tests.compat.conftest import FAST, account_id, face, job_of, png_bytes
 from tests.conftest import LiveServer, job_record
 
 IdOf = Callable[[dict[str, Any]], str]
@@ -128,3 +128,22 @@ def test_a_twin_in_flight_and_a_lost_answer(
         assert lost.headers["idempotent-replayed"] == "true"
         assert id_of(lost.json()) == made
     assert jobs_of(server, key) == [made]
+
+
+def test_a_multipart_create_is_replayed_too(server: LiveServer, key: str) -> None:
+    """The same request bytes (a retry of one multipart body) make one job."""
+    form = httpx.Request(
+        "POST",
+        "http://x/",
+        data={"prompt": "waves"},
+        files={"image": ("sea.png", png_bytes(), "image/png")},
+    )
+    raw = form.read()
+    headers = {"Content-Type": form.headers["content-type"], "Idempotency-Key": "form-1"}
+    with face(server, key, "useapi", FAST) as ua:
+        first = ua.post("/v1/pixverse/animate", content=raw, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.json()["image"]["size"] == len(png_bytes())
+        again = ua.post("/v1/pixverse/animate", content=raw, headers=headers)
+        assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    assert jobs_of(server, key) == [first.json()["jobid"]]
