@@ -2,8 +2,9 @@
 request parsing (JSON or multipart), engine routing (`settings.compat_engines`),
 fitting a provider's request to an engine's input, and readers of canonical jobs.
 
-Every create endpoint of every face also honours one genq extension, the request
-header `X-Genq-Input: {"delay_s": 0}`: a JSON object merged over the engine input
+Every create endpoint of every face honours `Idempotency-Key` as `POST /v1/jobs` does
+(`idempotent`), and one genq extension, the request header
+`X-Genq-Input: {"delay_s": 0}`: a JSON object merged over the engine input
 the face built (validated by the engine like the rest). Unchanged clients never send
 it; tests and operators use it to reach engine options no provider field names.
 """

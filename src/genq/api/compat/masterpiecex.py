@@ -16,7 +16,8 @@
 Inferred shapes (nothing public confirmed them):
 - `POST /assets/create` `{name?, type?, description?}` answers
   `{"assetId", "requestId", "assetUrl", "balance"}` (`assetId` == `requestId`, a genq
-  file id). `assetUrl` is a signed, expiring capability URL: `PUT` (or `POST`) the
+  file id). `assetUrl` is an expiring capability URL, signed with a key of the server's
+  own (`Genq.secret`): `PUT` (or `POST`) the
   image bytes to it with no auth, as one would to a presigned bucket URL; it answers
   `{"assetId", "requestId", "status": "complete", "size"}`. The id is then usable as
   `image_request_id`.

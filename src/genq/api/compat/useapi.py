@@ -21,8 +21,9 @@
 `discord`, `server` and `channel` are accepted, kept (the token masked as in the seed:
 first and last three characters) and otherwise ignored. `replyUrl` gets the job model
 when the job completes (genq's webhook sender, `WEBHOOK_FORMAT`). `maxJobs` caps the
-account's unfinished jobs made through this face: over it, 429 `Account is busy
-executing N jobs` with `Retry-After`.
+account's unfinished jobs made through this face, counted in the transaction that
+creates the job (racing creates cannot both pass): over it, 429 `Account is busy
+executing N jobs` with `Retry-After` and `runningJobs`.
 
 Errors are `{"error": "...", "code": N}`: 400 (`Query param jobid not provided`, bad
 input), 401 `Unauthorized`, 402 (no credits), 404 `Unable to locate job <jobid>`,
