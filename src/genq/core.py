@@ -119,7 +119,7 @@ class Genq:
         signs and verifies alike. Cached in the process."""
         found = self._secrets.get(name)
         if found is None:
-            master = self.settings.secret_key
+            master = self.settings.secret_key.get_secret_value()
             if master:
                 found = hmac.new(master.encode(), name.encode(), hashlib.sha256).digest()
             else:

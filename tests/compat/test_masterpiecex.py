@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from genq.core import Genq
 from genq.settings import Settings
@@ -321,7 +322,7 @@ def test_upload_urls_are_signed_by_a_server_key(server: LiveServer, key: str) ->
 
     shared = asyncio.run(elsewhere(server.settings))
     assert _sign(shared, *args) == q["signature"]
-    configured = server.settings.model_copy(update={"secret_key": "k" * 32})
+    configured = server.settings.model_copy(update={"secret_key": SecretStr("k" * 32)})
     assert asyncio.run(elsewhere(configured)) not in (shared, b"k" * 32)  # derived per use
     up = httpx.put(asset["assetUrl"], content=png_bytes())
     assert up.status_code == 200, up.text
