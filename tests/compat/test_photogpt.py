@@ -185,6 +185,7 @@ def test_errors(server: LiveServer, key: str) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
         r = pg.get(f"/models/{model_id}/train")  # no images uploaded
         assert r.status_code == 400
+        assert r.json()["error"]["message"] == "images: must have at least 1 item, not 0"
         pg.post(f"/models/{model_id}/images", files={"image": ("a.png", png_bytes(), "image/png")})
         assert pg.get(f"/models/{model_id}/train", headers=SLOW).status_code == 200
         r = pg.get(f"/models/{model_id}/train")

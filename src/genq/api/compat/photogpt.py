@@ -116,6 +116,7 @@ PARAMS: Final[dict[str, dict[str, str]]] = {
         "image": "inputImageId",
     },
     "images/upscaling": {"image": "imageID", "scale": "scale"},
+    "models/train": {"images": "images"},  # those uploaded to the model
     "videos/generation": {
         "prompt": "prompt",
         "num_videos": "numVideos",
@@ -160,6 +161,7 @@ def _param(field: str, params: Mapping[str, str]) -> str:
 def _message(param: str, type_: str, message: str) -> str:
     if type_ == "string_pattern_mismatch":
         return MISSHAPEN.get(param, "is not in the expected format")
+    message = message.replace(" after validation,", ",")
     for theirs, ours in _WORDING:
         if message.startswith(theirs):
             return ours + message[len(theirs) :]
@@ -479,7 +481,10 @@ async def upload_images(model_id: str, request: Request, genq: App, caller: Call
 
 @router.get("/models/{model_id}/train", summary="Start training a model")
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
-    await genq.models.train(caller.account, model_id, extra_input(request))
+    try:
+        await genq.models.train(caller.account, model_id, extra_input(request))
+    except InvalidInput as exc:
+        raise in_our_terms(exc, PARAMS["models/train"]) from exc
     return result("success")
 
 
