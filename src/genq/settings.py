@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genq.plans import Plan, merge
@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         description='JSON: compat face routes to engines, e.g. {"vivix:model:NAME": "demo/x"}',
     )
     redis_url: str = Field("", description="redis://... shares rate-limit counts across servers")
+    secret_key: SecretStr = Field(
+        SecretStr(""),
+        description="signs the URLs the server hands out (Masterpiece X uploads); default: a"
+        " key generated once and kept in the database",
+    )
     log_level: str = "info"
     access_log: bool = Field(
         False, description="genq serve: log every request (uvicorn's access log; costly)"

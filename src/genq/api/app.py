@@ -57,7 +57,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.genq = core
-    problems.install(app)
+    problems.install(app, compat.error_renderers())
     for module in (jobs, events, files, engines, models, system, webhooks, ui):
         app.include_router(module.router)
     for router in compat.routers():
@@ -69,6 +69,7 @@ def create_app(
         upload_bytes=settings.max_upload_bytes,
         grace_s=settings.body_grace_s,
     )
+    app.add_middleware(compat.Segments, segments=compat.base_segments())
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
     return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)

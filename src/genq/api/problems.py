@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from genq.errors import GenqError
+from genq.errors import GenqError, MethodNotAllowed, NotFound
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -57,7 +58,22 @@ def from_error(exc: GenqError, instance: str | None = None) -> Response:
     )
 
 
-def install(app: FastAPI) -> None:
+def _face(
+    faces: Mapping[str, Callable[[GenqError], Response]], path: str
+) -> Callable[[GenqError], Response] | None:
+    for prefix, render in faces.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render
+    return None
+
+
+def install(
+    app: FastAPI, faces: Mapping[str, Callable[[GenqError], Response]] | None = None
+) -> None:
+    """The handlers of every error. `faces`: path prefix -> the renderer of a compat
+    face's errors; the framework's own 404 and 405 under a prefix (no such route, an
+    empty id, a wrong method) answer in that face's shape, not as problem+json."""
+
     async def on_genq(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GenqError)
         return from_error(exc, request.url.path)
@@ -83,6 +99,15 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        render = _face(faces or {}, request.url.path) if exc.status_code in (404, 405) else None
+        if render is not None:
+            method, path = request.method, request.url.path
+            if exc.status_code == 404:
+                return render(NotFound(f"no such endpoint: {method} {path}"))
+            allow = dict(exc.headers or {}).get("Allow", "")
+            return render(
+                MethodNotAllowed(f"{path} does not take {method}", headers={"Allow": allow})
+            )
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         return problem(
