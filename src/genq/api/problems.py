@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from genq.errors import GenqError
 
@@ -57,6 +58,17 @@ def from_error(exc: GenqError, instance: str | None = None) -> Response:
     )
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path has, over all the app's routes (Starlette's 405
+    names only the first route whose path matched)."""
+    methods: set[str] = {"OPTIONS"}
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "OPTIONS"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     async def on_genq(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GenqError)
@@ -85,13 +97,11 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return problem(
-            exc.status_code,
-            code,
-            title,
-            detail,
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
+            exc.status_code, code, title, detail, instance=request.url.path, headers=headers
         )
 
     async def on_crash(request: Request, exc: Exception) -> Response:

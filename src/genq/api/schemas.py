@@ -99,10 +99,96 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
+    instance: str | None = None
     errors: list[dict[str, Any]] | None = None
 
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    s: {"model": Problem, "content": {"application/problem+json": {}}}
-    for s in (401, 404, 409, 410, 413, 415, 422, 429)
+_WHY: dict[int, str] = {
+    400: "Bad request (e.g. a malformed form)",
+    401: "No valid API key",
+    402: "Not enough credits",
+    404: "Not found",
+    408: "The body arrived too slowly",
+    409: "Conflict with the resource's state",
+    410: "Expired",
+    413: "The body is too large",
+    415: "The body is not JSON",
+    422: "Invalid input",
+    429: "Rate limited (see Retry-After)",
 }
+PROBLEM_TYPE = "application/problem+json"
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Responses in problem+json for these statuses (a route's `responses=`)."""
+    return {
+        s: {"model": Problem, "description": _WHY[s], "content": {PROBLEM_TYPE: {}}}
+        for s in sorted(statuses)
+    }
+
+
+AUTH = (401, 429)  # every authenticated request
+BODY = (408, 413, 415, 422)  # a JSON body (`genq.api.middleware.Guard` and `parse_json`)
+UPLOAD = (400, 408, 413, 422)  # a multipart form
+PROBLEMS = problems(*AUTH)  # an authenticated read
+BINARY: dict[str, Any] = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "a retry with the same key gets the first answer again",
+    # visible ASCII, no space at either end (HTTP would strip it)
+    "schema": {"type": "string", "pattern": r"^[!-~](?:[ -~]{0,253}[!-~])?$"},
+}
+
+
+def event_id_param(name: str, description: str) -> dict[str, Any]:
+    """A query parameter holding an event id (`genq.api.front.event_id`)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1},
+    }
+
+
+_REQUEST_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def schema_name(model: type[BaseModel]) -> str:
+    """A model's name in components/schemas: a compat face's models get the face's
+    name in front (`PhotogptModelCreate`), the canonical API's are as they are."""
+    module = model.__module__
+    face = module.rsplit(".", 1)[-1] if module.startswith("genq.api.compat.") else ""
+    return face.capitalize() + model.__name__
+
+
+def request_body(
+    content: type[BaseModel] | dict[str, type[BaseModel]], *, required: bool = True
+) -> dict[str, Any]:
+    """`openapi_extra` documenting a request body the route reads itself: a model's
+    schema by media type (a bare model: JSON), each model in components/schemas."""
+    if not isinstance(content, dict):
+        content = {"application/json": content}
+    out = {}
+    for media_type, model in content.items():
+        name = schema_name(model)
+        if _REQUEST_MODELS.setdefault(name, model) is not model:
+            raise ValueError(f"two request models named {name}")
+        out[media_type] = {"schema": {"$ref": f"#/components/schemas/{name}"}}
+    return {"requestBody": {"required": required, "content": out}}
+
+
+def request_schemas() -> dict[str, Any]:
+    """The components/schemas entries of the models `request_body` documented (their
+    nested models hoisted beside them)."""
+    out: dict[str, Any] = {}
+    for name, model in _REQUEST_MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for nested, sub in schema.pop("$defs", {}).items():
+            if out.setdefault(nested, sub) != sub:
+                raise ValueError(f"two request schemas named {nested}")
+        out[name] = schema
+    return out

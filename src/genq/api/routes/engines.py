@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import PROBLEMS
+from genq.api.schemas import AUTH, PROBLEMS, problems
 from genq.engines.registry import describe
 
 router = APIRouter(prefix="/v1/engines", tags=["engines"])
@@ -18,6 +18,6 @@ async def list_engines(genq: App, _caller: Caller) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
-@router.get("/{name:path}", responses=PROBLEMS, summary="One engine")
+@router.get("/{name:path}", responses=problems(*AUTH, 404), summary="One engine")
 async def get_engine(name: str, genq: App, _caller: Caller) -> Response:
     return JSONResponse(describe(genq.jobs.engine(name)))

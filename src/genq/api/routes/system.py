@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from genq.api.deps import App, Caller
 from genq.api.schemas import PROBLEMS
@@ -59,7 +59,12 @@ async def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", tags=["system"], summary="Readiness: the database answers")
+@router.get(
+    "/readyz",
+    tags=["system"],
+    responses={503: {"description": "The database does not answer"}},
+    summary="Readiness: the database answers",
+)
 async def readyz(genq: App) -> Response:
     try:
         await genq.ping()
@@ -70,7 +75,13 @@ async def readyz(genq: App) -> Response:
     )
 
 
-@router.get("/metrics", tags=["system"], summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    tags=["system"],
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text exposition format"}},
+    summary="Prometheus metrics",
+)
 async def metrics(genq: App) -> Response:
     await genq.refresh_metrics()
     return Response(generate_latest(genq.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import PROBLEMS
+from genq.api.schemas import AUTH, PROBLEMS, problems
 from genq.webhooks import render_delivery
 
 router = APIRouter(tags=["webhooks"])
@@ -23,7 +23,7 @@ async def webhook_secret(genq: App, caller: Caller) -> Response:
 
 @router.get(
     "/v1/jobs/{job_id}/deliveries",
-    responses=PROBLEMS,
+    responses=problems(*AUTH, 404, 410),
     summary="A job's webhook deliveries and their attempts",
 )
 async def job_deliveries(job_id: str, genq: App, caller: Caller) -> Response:
@@ -41,7 +41,7 @@ async def recent_deliveries(genq: App, caller: Caller) -> Response:
 @router.post(
     "/v1/deliveries/{delivery_id}/redeliver",
     status_code=202,
-    responses=PROBLEMS,
+    responses=problems(*AUTH, 402, 404, 409),
     summary="Send a delivery again",
 )
 async def redeliver(delivery_id: str, genq: App, caller: Caller) -> Response:
