@@ -31,6 +31,7 @@ request-timeout = 15
 
 [generation]
 max-examples = 8
+allow-x00 = false
 
 [[operations]]
 include-path = "/v1/events"

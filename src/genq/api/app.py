@@ -2,9 +2,10 @@
 health and metrics), with a `Genq` started in its lifespan.
 
 Every path answers `OPTIONS` with 204 and an `Allow` header listing all its methods,
-and a method a path does not have with 405 and the same `Allow` (RFC 9110). There is
-no CORS: browsers use the dashboard on the same origin. `OPTIONS` (like `HEAD`) is
-answered for every path alike and stays out of the OpenAPI document."""
+and a method it does not have with 405 and the same `Allow` (RFC 9110; see
+`problems.allowed_methods`). There is no CORS (the dashboard is served from the same
+origin), so `OPTIONS` is no preflight; like `HEAD` it is answered for every path alike
+and stays out of the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -13,9 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute
-from starlette.responses import Response
+from fastapi import FastAPI
 
 from genq import __version__
 from genq.api import compat, problems
@@ -74,7 +73,6 @@ def create_app(
         app.include_router(module.router)
     for router in compat.routers():
         app.include_router(router)
-    add_options(app)
     document(app)
     core.webhooks.formats.update(compat.webhook_formats())
     app.add_middleware(
@@ -86,18 +84,6 @@ def create_app(
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
     return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
-
-
-def add_options(app: FastAPI) -> None:
-    """An `OPTIONS` route for each path: 204 with `Allow` (`problems.allowed_methods`)."""
-
-    async def options(request: Request) -> Response:
-        allow = ", ".join(problems.allowed_methods(request))
-        return Response(status_code=204, headers={"Allow": allow})
-
-    paths = {r.path for r in app.routes if isinstance(r, APIRoute)}
-    for path in sorted(paths):
-        app.add_api_route(path, options, methods=["OPTIONS"], include_in_schema=False)
 
 
 def document(app: FastAPI) -> None:

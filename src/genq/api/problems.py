@@ -58,15 +58,19 @@ def from_error(exc: GenqError, instance: str | None = None) -> Response:
     )
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Every method the request's path has, over all the app's routes (Starlette's 405
-    names only the first route whose path matched)."""
-    methods: set[str] = {"OPTIONS"}
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "OPTIONS"})
-        if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """Every method the request's path has, over all of the app's routes (Starlette's
+    405 names only those of the first route whose path matched)."""
+    scope, routes = request.scope, request.app.router.routes
+    allowed = [
+        m
+        for m in METHODS
+        if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes)
+    ]
+    return [*allowed, "OPTIONS"]
 
 
 def install(app: FastAPI) -> None:
@@ -98,8 +102,10 @@ def install(app: FastAPI) -> None:
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
+        if exc.status_code == 405:  # the path is there, the method is not
             headers["Allow"] = ", ".join(allowed_methods(request))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": headers["Allow"]})
         return problem(
             exc.status_code, code, title, detail, instance=request.url.path, headers=headers
         )

@@ -158,11 +158,11 @@ _REQUEST_MODELS: dict[str, type[BaseModel]] = {}
 
 
 def schema_name(model: type[BaseModel]) -> str:
-    """A model's name in components/schemas: a compat face's models get the face's
-    name in front (`PhotogptModelCreate`), the canonical API's are as they are."""
-    module = model.__module__
-    face = module.rsplit(".", 1)[-1] if module.startswith("genq.api.compat.") else ""
-    return face.capitalize() + model.__name__
+    """A model's name in components/schemas: a compat face module's models get the
+    face's name in front (`PhotogptModelCreate`); others are named as they are."""
+    module = model.__module__.rsplit(".", 1)[-1]
+    face = model.__module__.startswith("genq.api.compat.") and not module.startswith("_")
+    return (module.capitalize() if face else "") + model.__name__
 
 
 def request_body(

@@ -66,8 +66,10 @@ from genq.api.compat._common import (
     sized,
     snap_side,
 )
+from genq.api.compat._docs import PhotogptError, PhotogptImagesForm, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
+from genq.api.schemas import request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -137,6 +139,13 @@ def api_version(request: Request) -> None:
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
+_CREATE = (400, 401, 402, 404, 408, 409, 413, 429)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return errors(PhotogptError, *statuses)
+
+
 router.dependencies.append(Depends(api_version))
 
 
@@ -250,7 +259,12 @@ async def _submit(
     return result({"jobId": job.id})
 
 
-@router.post("/images/generation", summary="Generate images")
+@router.post(
+    "/images/generation",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(ImageGeneration),
+    summary="Generate images",
+)
 async def images_generation(request: Request, genq: App, caller: Creator) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ImageGeneration, fields)
@@ -279,7 +293,12 @@ async def images_generation(request: Request, genq: App, caller: Creator) -> Res
     )
 
 
-@router.post("/images/upscaling", summary="Upscale an image")
+@router.post(
+    "/images/upscaling",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(Upscaling),
+    summary="Upscale an image",
+)
 async def images_upscaling(request: Request, genq: App, caller: Creator) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Upscaling, fields)
@@ -296,7 +315,12 @@ async def images_upscaling(request: Request, genq: App, caller: Creator) -> Resp
     )
 
 
-@router.post("/videos/generation", summary="Generate videos")
+@router.post(
+    "/videos/generation",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(VideoGeneration),
+    summary="Generate videos",
+)
 async def videos_generation(request: Request, genq: App, caller: Creator) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(VideoGeneration, fields)
@@ -319,7 +343,7 @@ async def read_job(
     return result(render(await genq.jobs.canonical(caller.account.id, params["job_id"])))
 
 
-@router.get("/jobs/{job_id}", summary="A generation job")
+@router.get("/jobs/{job_id}", responses=_errors(400, 401, 404, 429), summary="A generation job")
 async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
     return await read_job(genq, caller, {"job_id": job_id}, {})
 
@@ -327,7 +351,13 @@ async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
 # -- models ---------------------------------------------------------------------------
 
 
-@router.post("/models", summary="Create a model to train")
+@router.post(
+    "/models",
+    status_code=201,
+    responses=_errors(400, 401, 408, 409, 413, 429),
+    openapi_extra=request_body(ModelCreate),
+    summary="Create a model to train",
+)
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ModelCreate, fields)
@@ -337,7 +367,13 @@ async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     return result({"id": model.id, "name": model.name, "status": model.status}, 201)
 
 
-@router.post("/models/{model_id}/images", summary="Upload training images to a model")
+@router.post(
+    "/models/{model_id}/images",
+    status_code=201,
+    responses=_errors(400, 401, 404, 408, 413, 429),
+    openapi_extra=request_body({"multipart/form-data": PhotogptImagesForm}),
+    summary="Upload training images to a model",
+)
 async def upload_images(model_id: str, request: Request, genq: App, caller: Caller) -> Response:
     await genq.models.get(caller.account.id, model_id)
     ctype = request.headers.get("content-type", "")
@@ -360,13 +396,21 @@ async def upload_images(model_id: str, request: Request, genq: App, caller: Call
     return result({"modelId": model_id, "images": saved}, 201)
 
 
-@router.get("/models/{model_id}/train", summary="Start training a model")
+@router.get(
+    "/models/{model_id}/train",
+    responses=_errors(400, 401, 402, 404, 409, 429),
+    summary="Start training a model",
+)
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
     await genq.models.train(caller.account, model_id, extra_input(request))
     return result("success")
 
 
-@router.get("/models/{model_id}", summary="A model and its training status")
+@router.get(
+    "/models/{model_id}",
+    responses=_errors(400, 401, 404, 429),
+    summary="A model and its training status",
+)
 async def get_model(model_id: str, genq: App, caller: Caller) -> Response:
     return result(render_model(await genq.models.get(caller.account.id, model_id)))
 

@@ -59,8 +59,10 @@ from genq.api.compat._common import (
     retry_headers,
     sized,
 )
+from genq.api.compat._docs import VivixError, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
+from genq.api.schemas import request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -141,6 +143,10 @@ def error_response(exc: GenqError) -> Response:
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return errors(VivixError, *statuses)
 
 
 def render(job: Job) -> dict[str, Any]:
@@ -247,7 +253,13 @@ def _size(genq: Genq, engine: str, body: Generate) -> dict[str, int]:
     return sized(genq, engine, aspect=body.aspect_ratio, long_side=px)
 
 
-@router.post("/api/v1/generate", status_code=201, summary="Start a generation")
+@router.post(
+    "/api/v1/generate",
+    status_code=201,
+    responses=_errors(400, 401, 402, 408, 409, 413, 429),
+    openapi_extra=request_body(Generate),
+    summary="Start a generation",
+)
 async def generate(request: Request, genq: App, caller: Creator) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Generate, fields)
@@ -308,7 +320,11 @@ async def generate(request: Request, genq: App, caller: Creator) -> Response:
     )
 
 
-@router.get("/api/v1/generations/{generation_id}", summary="Read a generation")
+@router.get(
+    "/api/v1/generations/{generation_id}",
+    responses=_errors(401, 403, 404, 429),
+    summary="Read a generation",
+)
 async def generation(generation_id: str, genq: App, caller: Caller) -> Response:
     return await read_generation(genq, caller, {"generation_id": generation_id}, {})
 
@@ -327,7 +343,9 @@ async def read_generation(
     return json_response(render(job))
 
 
-@router.get("/api/v1/models", summary="The models and their parameters")
+@router.get(
+    "/api/v1/models", responses=_errors(401, 429), summary="The models and their parameters"
+)
 async def list_models(genq: App, caller: Caller) -> Response:
     data = []
     for name, engine_name in sorted(models(genq).items()):
@@ -361,7 +379,7 @@ async def list_models(genq: App, caller: Caller) -> Response:
     return json_response({"models": data})
 
 
-@router.get("/api/v1/credits", summary="Balance, tier and rate limits")
+@router.get("/api/v1/credits", responses=_errors(401, 429), summary="Balance, tier and rate limits")
 async def credits(genq: App, caller: Caller) -> Response:
     account = caller.account
     plan = genq.accounts.plan(account.plan)

@@ -65,8 +65,9 @@ def job_response(
                 "name": "Prefer",
                 "in": "header",
                 "required": False,
-                "description": "`wait=N` (N <= 60): hold the answer until the job ends",
-                "schema": {"type": "string", "pattern": r"^wait=\d{1,2}$"},
+                "description": "`wait=N` (N <= 60): hold the answer until the job ends"
+                " (other preferences are ignored, RFC 7240)",
+                "schema": {"type": "string"},
             },
         ],
     },
@@ -148,7 +149,6 @@ async def create_reply(
                 "schema": {
                     "type": "array",
                     "items": {"type": "string", "enum": [*NON_TERMINAL, *TERMINAL]},
-                    "uniqueItems": True,
                 },
             }
         ]
