@@ -50,6 +50,26 @@ enabled = false
 # numbers) and answer it 400 in their provider's shape, as the providers do.
 include-path-regex = "^/compat/"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "409", "429"]
+
+[[operations]]
+# What a job's `input` must hold depends on its engine (each engine's JSON Schema is
+# at GET /v1/engines/{name}); a cursor is opaque and only one the server issued is
+# valid. Both are answered 422 `invalid_input`.
+include-path = ["/v1/jobs"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
+
+[[operations]]
+# In multipart/form-data every part is text or bytes: a "number" or "boolean" file
+# or field is a valid part once sent, so there is no wrong type for the server to
+# refuse.
+include-path = [
+  "/v1/files",
+  "/v1/models/{model_id}/images",
+  "/compat/photogpt/models/{model_id}/images",
+  "/compat/useapi/v1/pixverse/animate",
+  "/compat/useapi/v1/pixverse/meme_face",
+]
+checks.negative_data_rejection.enabled = false
 """
 
 
