@@ -119,12 +119,15 @@ _WHY: dict[int, str] = {
 PROBLEM_TYPE = "application/problem+json"
 
 
+def problem_response(status: int, description: str) -> dict[str, Any]:
+    """One response in problem+json (no `model`: FastAPI would document it as JSON)."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {"description": description, "content": {PROBLEM_TYPE: {"schema": schema}}}
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """Responses in problem+json for these statuses (a route's `responses=`)."""
-    return {
-        s: {"model": Problem, "description": _WHY[s], "content": {PROBLEM_TYPE: {}}}
-        for s in sorted(statuses)
-    }
+    return {s: problem_response(s, _WHY[s]) for s in sorted(statuses)}
 
 
 AUTH = (401, 429)  # every authenticated request
@@ -154,7 +157,7 @@ def event_id_param(name: str, description: str) -> dict[str, Any]:
     }
 
 
-_REQUEST_MODELS: dict[str, type[BaseModel]] = {}
+_REQUEST_MODELS: dict[str, type[BaseModel]] = {"Problem": Problem}  # and problem_response
 
 
 def schema_name(model: type[BaseModel]) -> str:
@@ -182,8 +185,8 @@ def request_body(
 
 
 def request_schemas() -> dict[str, Any]:
-    """The components/schemas entries of the models `request_body` documented (their
-    nested models hoisted beside them)."""
+    """The components/schemas entries of the models `request_body` documented, and
+    `Problem` (nested models hoisted beside them)."""
     out: dict[str, Any] = {}
     for name, model in _REQUEST_MODELS.items():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

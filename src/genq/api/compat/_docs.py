@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
-from genq.api.schemas import PROBLEM_TYPE, Problem
+from genq.api.schemas import problem_response
 
 _WHY: dict[int, str] = {
     400: "Bad request (invalid input, unknown model or function)",
@@ -30,11 +30,7 @@ def errors(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, 
     """A face route's `responses=`: these statuses in the face's error shape `model`
     (408 and 413 in problem+json)."""
     return {
-        s: (
-            {"model": Problem, "description": _WHY[s], "content": {PROBLEM_TYPE: {}}}
-            if s in BODY
-            else {"model": model, "description": _WHY[s]}
-        )
+        s: (problem_response(s, _WHY[s]) if s in BODY else {"model": model, "description": _WHY[s]})
         for s in sorted(statuses)
     }
 
