@@ -160,3 +160,10 @@ def test_docs_load_everything_from_the_server(server: LiveServer, page: str) -> 
             assert len(got.content) > 100, url
         if page == "/redoc":  # redoc's footer logo (the package points it here)
             assert c.get("/redoc/logo-mini.svg").status_code == 200
+
+
+def test_the_status_filter_takes_what_it_documents(api: httpx.Client) -> None:
+    assert api.get("/v1/jobs", params={"status": "queued,running"}).status_code == 200
+    for bad in ("", "queued,,running", "done"):  # `status=` is no status, not every one
+        r = api.get("/v1/jobs", params={"status": bad})
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_input"), bad

@@ -32,7 +32,7 @@ CONFIG = """
 request-timeout = 15
 
 [generation]
-max-examples = 8
+max-examples = 25
 # genq refuses NUL in any string (PostgreSQL text cannot hold it) with 422, also in
 # free-form objects (`metadata`, engine `input`) whose schema cannot say so
 allow-x00 = false

@@ -5,9 +5,10 @@ route), and request bodies that are forms or raw bytes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union, get_args
 
 from pydantic import BaseModel, Field, create_model
+from pydantic.fields import FieldInfo
 
 from genq.api.schemas import problem_response
 
@@ -69,12 +70,26 @@ class VivixError(BaseModel):
     needed: int | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # null, which the form field cannot be
+
+
 def form_of(model: type[BaseModel], *files: str) -> type[BaseModel]:
-    """`model` as multipart/form-data: the fields `files` are file parts."""
+    """`model` as multipart/form-data: the fields `files` are file parts, and a field
+    that may be null in JSON is one a form leaves out (a form has no null)."""
     fields: dict[str, Any] = {name: (bytes, ...) for name in files}
-    return create_model(
-        f"{model.__name__}Form", __base__=model, __module__=model.__module__, **fields
-    )
+    for name, info in model.model_fields.items():
+        if name in files or info.is_required():
+            continue
+        args = [a for a in get_args(info.annotation) if a is not type(None)]
+        if len(args) < len(get_args(info.annotation)):  # Optional[...]
+            kept = Union[tuple(args)] if len(args) > 1 else args[0]  # noqa: UP007
+            field = FieldInfo.merge_field_infos(
+                info, annotation=kept, json_schema_extra=_no_default
+            )
+            fields[name] = (kept, field)
+    name = f"{model.__name__}Form"
+    return create_model(name, __base__=model, __module__=model.__module__, **fields)
 
 
 class PhotogptImagesForm(BaseModel):

@@ -142,6 +142,19 @@ router = face_router(f"/compat/{NAME}", NAME, error_response)
 _CREATE = (400, 401, 402, 404, 408, 409, 413, 429)
 
 
+_VERSION: Final[dict[str, Any]] = {
+    "parameters": [
+        {
+            "name": "API-Version",
+            "in": "header",
+            "required": False,
+            "description": "another version than 1 is refused (400)",
+            "schema": {"type": "string", "enum": [API_VERSION]},
+        }
+    ]
+}
+
+
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return errors(PhotogptError, *statuses)
 
@@ -262,7 +275,7 @@ async def _submit(
 @router.post(
     "/images/generation",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(ImageGeneration),
+    openapi_extra={**request_body(ImageGeneration), **_VERSION},
     summary="Generate images",
 )
 async def images_generation(request: Request, genq: App, caller: Creator) -> Response:
@@ -296,7 +309,7 @@ async def images_generation(request: Request, genq: App, caller: Creator) -> Res
 @router.post(
     "/images/upscaling",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(Upscaling),
+    openapi_extra={**request_body(Upscaling), **_VERSION},
     summary="Upscale an image",
 )
 async def images_upscaling(request: Request, genq: App, caller: Creator) -> Response:
@@ -318,7 +331,7 @@ async def images_upscaling(request: Request, genq: App, caller: Creator) -> Resp
 @router.post(
     "/videos/generation",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(VideoGeneration),
+    openapi_extra={**request_body(VideoGeneration), **_VERSION},
     summary="Generate videos",
 )
 async def videos_generation(request: Request, genq: App, caller: Creator) -> Response:
@@ -343,7 +356,12 @@ async def read_job(
     return result(render(await genq.jobs.canonical(caller.account.id, params["job_id"])))
 
 
-@router.get("/jobs/{job_id}", responses=_errors(400, 401, 404, 429), summary="A generation job")
+@router.get(
+    "/jobs/{job_id}",
+    responses=_errors(400, 401, 404, 429),
+    openapi_extra=_VERSION,
+    summary="A generation job",
+)
 async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
     return await read_job(genq, caller, {"job_id": job_id}, {})
 
@@ -355,7 +373,7 @@ async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
     "/models",
     status_code=201,
     responses=_errors(400, 401, 408, 409, 413, 429),
-    openapi_extra=request_body(ModelCreate),
+    openapi_extra={**request_body(ModelCreate), **_VERSION},
     summary="Create a model to train",
 )
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
@@ -371,7 +389,7 @@ async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     "/models/{model_id}/images",
     status_code=201,
     responses=_errors(400, 401, 404, 408, 413, 429),
-    openapi_extra=request_body({"multipart/form-data": PhotogptImagesForm}),
+    openapi_extra={**request_body({"multipart/form-data": PhotogptImagesForm}), **_VERSION},
     summary="Upload training images to a model",
 )
 async def upload_images(model_id: str, request: Request, genq: App, caller: Caller) -> Response:
@@ -399,6 +417,7 @@ async def upload_images(model_id: str, request: Request, genq: App, caller: Call
 @router.get(
     "/models/{model_id}/train",
     responses=_errors(400, 401, 402, 404, 409, 429),
+    openapi_extra=_VERSION,
     summary="Start training a model",
 )
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
@@ -409,6 +428,7 @@ async def train_model(model_id: str, request: Request, genq: App, caller: Creato
 @router.get(
     "/models/{model_id}",
     responses=_errors(400, 401, 404, 429),
+    openapi_extra=_VERSION,
     summary="A model and its training status",
 )
 async def get_model(model_id: str, genq: App, caller: Caller) -> Response:

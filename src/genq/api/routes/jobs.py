@@ -149,6 +149,7 @@ async def create_reply(
                 "schema": {
                     "type": "array",
                     "items": {"type": "string", "enum": [*NON_TERMINAL, *TERMINAL]},
+                    "minItems": 1,
                 },
             }
         ]
@@ -164,7 +165,7 @@ async def list_jobs(
     after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
     """The account's jobs, newest first, with keyset (cursor) pagination."""
-    statuses = [s for s in (status or "").split(",") if s]
+    statuses = status.split(",") if status is not None else []  # `status=` names none
     bad = [s for s in statuses if s not in NON_TERMINAL + TERMINAL]
     if bad:
         raise InvalidInput(
