@@ -132,6 +132,7 @@ def test_options_and_405_name_every_method_of_the_path(server: LiveServer) -> No
             ("/v1/jobs", "GET, POST, OPTIONS"),
             ("/v1/jobs/job_x", "GET, DELETE, OPTIONS"),
             ("/compat/masterpiecex/assets/file_x/content", "POST, PUT, OPTIONS"),
+            ("/docs/swagger/swagger-ui.css", "GET, HEAD, OPTIONS"),
         ):
             r = c.options(path)
             assert (r.status_code, r.headers["allow"], r.content) == (204, allow, b"")

@@ -4,8 +4,8 @@ health and metrics), with a `Genq` started in its lifespan.
 Every path answers `OPTIONS` with 204 and an `Allow` header listing all its methods,
 and a method it does not have with 405 and the same `Allow` (RFC 9110; see
 `problems.allowed_methods`). There is no CORS (the dashboard is served from the same
-origin), so `OPTIONS` is no preflight; like `HEAD` it is answered for every path alike
-and stays out of the OpenAPI document."""
+origin), so `OPTIONS` is no preflight: it is answered for every path alike and stays
+out of the OpenAPI document, as protocol, not API."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from genq import __version__
 from genq.api import compat, problems
 from genq.api.front import Front
 from genq.api.middleware import Guard
-from genq.api.problems import PROBLEM
 from genq.api.routes import docs, engines, events, files, jobs, models, system, ui, webhooks
-from genq.api.schemas import request_schemas
+from genq.api.schemas import problem_response, request_schemas
 from genq.api.streams import Feeds
 from genq.core import Genq
 from genq.settings import Settings
@@ -106,12 +105,7 @@ def document(app: FastAPI) -> None:
                     if path.startswith("/compat/"):
                         del responses["422"]
                     else:
-                        responses["422"] = {
-                            "description": "Invalid input",
-                            "content": {
-                                PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
-                            },
-                        }
+                        responses["422"] = problem_response(422, "Invalid input")
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
         return app.openapi_schema or build()

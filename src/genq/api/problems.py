@@ -58,19 +58,22 @@ def from_error(exc: GenqError, instance: str | None = None) -> Response:
     )
 
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def allowed_methods(request: Request) -> list[str]:
-    """Every method the request's path has, over all of the app's routes (Starlette's
-    405 names only those of the first route whose path matched)."""
+def allowed_methods(request: Request, named: str = "") -> str:
+    """`Allow` for the request's path: every method of every route of the app that
+    takes the path (Starlette's 405 names those of the first route whose path matched,
+    `named`; files mounted under a path name theirs), and OPTIONS."""
     scope, routes = request.scope, request.app.router.routes
-    allowed = [
+    allowed = {m.strip().upper() for m in named.split(",") if m.strip()} | {"OPTIONS"}
+    allowed.update(
         m
         for m in METHODS
-        if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes)
-    ]
-    return [*allowed, "OPTIONS"]
+        if m not in allowed
+        and any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes)
+    )
+    return ", ".join(m for m in METHODS if m in allowed)
 
 
 def install(app: FastAPI) -> None:
@@ -103,8 +106,8 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else title
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # the path is there, the method is not
-            headers["Allow"] = ", ".join(allowed_methods(request))
-            if request.method == "OPTIONS":
+            headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
+            if request.method == "OPTIONS":  # what it is for: 204 and Allow
                 return Response(status_code=204, headers={"Allow": headers["Allow"]})
         return problem(
             exc.status_code, code, title, detail, instance=request.url.path, headers=headers

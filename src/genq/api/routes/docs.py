@@ -16,7 +16,8 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from starlette.responses import HTMLResponse
-from starlette.staticfiles import StaticFiles
+
+from genq.api.routes.ui import Files
 
 ASSETS = Path(str(files("fastapi_standalone_docs"))) / "static"
 OPENAPI_URL = "/openapi.json"
@@ -56,5 +57,5 @@ async def redoc(request: Request) -> HTMLResponse:
 
 
 # the package's bundle of redoc asks for its logo at `<page path>/logo-mini.svg`
-router.mount("/redoc", StaticFiles(directory=ASSETS / "redoc"), name="redoc-assets")
-router.mount("/docs", StaticFiles(directory=ASSETS), name="docs-assets")
+router.mount("/redoc", Files(directory=ASSETS / "redoc"), name="redoc-assets")
+router.mount("/docs", Files(directory=ASSETS), name="docs-assets")
