@@ -91,8 +91,143 @@ class JobList(BaseModel):
     next_cursor: str | None
 
 
+class FileOut(BaseModel):
+    """An uploaded file's record."""
+
+    id: str
+    object: Literal["file"]
+    filename: str | None
+    content_type: str | None
+    bytes: int
+    sha256: str
+    purpose: str | None
+    model_id: str | None
+    created_at: str
+
+
+class ModelOut(BaseModel):
+    """A trainable model."""
+
+    id: str
+    object: Literal["model"]
+    name: str
+    engine: str
+    status: Literal["created", "training", "ready", "failed"]
+    job_id: str | None
+    error: str | None
+    weights_url: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelOut]
+
+
+class EngineOut(BaseModel):
+    """An engine: what it does, its price and its input's JSON Schema."""
+
+    name: str
+    object: Literal["engine"]
+    task: str
+    description: str
+    media: list[str]
+    price: int
+    typical_duration_s: float
+    concurrency: int
+    timeout_s: float
+    input_schema: dict[str, Any]
+
+
+class EngineList(BaseModel):
+    object: Literal["list"]
+    data: list[EngineOut]
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    at: str
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    """A webhook delivery (one event of a job to one URL) and its attempts."""
+
+    id: str
+    object: Literal["webhook_delivery"]
+    job_id: str
+    event: str
+    url: str
+    status: str
+    attempts: list[DeliveryAttempt]
+    next_attempt_at: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+class DeliveryList(BaseModel):
+    object: Literal["list"]
+    data: list[DeliveryOut]
+
+
+class WebhookSecret(BaseModel):
+    object: Literal["webhook_secret"]
+    secret: str = Field(pattern=r"^whsec_")
+
+
+class Limits(BaseModel):
+    generation_per_min: int
+    status_per_min: int
+    concurrent_jobs: int
+    retention_days: float
+    monthly_credits: int
+
+
+class Usage(BaseModel):
+    generation_remaining: int
+    status_remaining: int
+    window_reset_s: float
+    running_jobs: int
+    queued_jobs: int
+
+
+class KeyOut(BaseModel):
+    id: str
+    prefix: str
+    name: str | None
+    created_at: str
+
+
+class AccountOut(BaseModel):
+    """The caller's account: balance, plan, limits, usage and the key in use."""
+
+    id: str
+    object: Literal["account"]
+    name: str
+    plan: str
+    balance: int
+    limits: Limits
+    usage: Usage
+    created_at: str
+    key: KeyOut
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    field: str = Field(examples=["body.input.prompt"])
+    message: str
+    type: str
+
+
 class Problem(BaseModel):
-    """RFC 9457 problem details with genq's stable `code`."""
+    """RFC 9457 problem details with genq's stable `code` (more members, like a 402's
+    `balance` and `needed`, by code)."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: str
     title: str
@@ -100,7 +235,7 @@ class Problem(BaseModel):
     detail: str
     code: str
     instance: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = None
 
 
 _WHY: dict[int, str] = {

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import AUTH, BINARY, UPLOAD, problems
+from genq.api.schemas import AUTH, BINARY, UPLOAD, FileOut, problems
 from genq.errors import NotFound
 
 router = APIRouter(tags=["files"])
@@ -17,7 +17,7 @@ router = APIRouter(tags=["files"])
 @router.post(
     "/v1/files",
     status_code=201,
-    responses=problems(*AUTH, *UPLOAD),
+    responses={201: {"model": FileOut}, **problems(*AUTH, *UPLOAD)},
     summary="Upload an input file",
 )
 async def upload_file(
@@ -39,7 +39,9 @@ async def upload_file(
 
 
 @router.get(
-    "/v1/files/{file_id}", responses=problems(*AUTH, 404), summary="An uploaded file's record"
+    "/v1/files/{file_id}",
+    responses={200: {"model": FileOut}, **problems(*AUTH, 404)},
+    summary="An uploaded file's record",
 )
 async def get_file(file_id: str, genq: App, caller: Caller) -> Response:
     return JSONResponse(genq.files.render(await genq.files.get(caller.account.id, file_id)))

@@ -7,14 +7,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import PROBLEMS
+from genq.api.schemas import PROBLEMS, AccountOut
 from genq.ids import iso
 from genq.ratelimits import GENERATE, STATUS
 
 router = APIRouter()
 
 
-@router.get("/v1/account", tags=["account"], responses=PROBLEMS, summary="The caller's account")
+@router.get(
+    "/v1/account",
+    tags=["account"],
+    responses={200: {"model": AccountOut}, **PROBLEMS},
+    summary="The caller's account",
+)
 async def get_account(genq: App, caller: Caller) -> Response:
     """Balance, plan, limits and current usage."""
     a, k = caller.account, caller.key
