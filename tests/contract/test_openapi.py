@@ -168,3 +168,27 @@ def test_the_status_filter_takes_what_it_documents(api: httpx.Client) -> None:
     for bad in ("", "queued,,running", "done"):  # `status=` is no status, not every one
         r = api.get("/v1/jobs", params={"status": bad})
         assert (r.status_code, r.json()["code"]) == (422, "invalid_input"), bad
+
+
+def test_face_json_bodies_are_held_to_their_documented_types(api: httpx.Client) -> None:
+    # JSON carries types: `false` is no integer (a form's text is still coerced)
+    bodies = {
+        "/compat/masterpiecex/functions/general": {"prompt": "a vase", "seed": False},
+        "/compat/photogpt/models": {"name": "m", "age": False},
+        "/compat/vivix/api/v1/generate": {
+            "model": "grok-imagine-image",
+            "prompt": "p",
+            "seed": True,
+        },
+    }
+    for path, body in bodies.items():
+        r = api.post(path, json=body)
+        assert r.status_code == 400, (path, r.text)
+    ok = api.post("/compat/masterpiecex/functions/general", json={"prompt": "a vase", "seed": 7})
+    assert ok.status_code == 200, ok.text
+    form = api.post(
+        "/compat/useapi/v1/pixverse/meme_face",
+        data={"prompt": "a cat", "seed_value": "7"},
+        files={"face": ("face.png", b"\x89PNG not really", "image/png")},
+    )
+    assert form.status_code == 200, form.text
