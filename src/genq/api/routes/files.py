@@ -11,11 +11,12 @@ from genq.api.deps import App, Caller
 from genq.api.schemas import AUTH, BINARY, UPLOAD, FileOut, problems
 from genq.errors import NotFound
 
-router = APIRouter(tags=["files"])
+router = APIRouter()
 
 
 @router.post(
     "/v1/files",
+    tags=["files"],
     status_code=201,
     responses={201: {"model": FileOut}, **problems(*AUTH, *UPLOAD)},
     summary="Upload an input file",
@@ -40,6 +41,7 @@ async def upload_file(
 
 @router.get(
     "/v1/files/{file_id}",
+    tags=["files"],
     responses={200: {"model": FileOut}, **problems(*AUTH, 404)},
     summary="An uploaded file's record",
 )
@@ -49,6 +51,7 @@ async def get_file(file_id: str, genq: App, caller: Caller) -> Response:
 
 @router.get(
     "/v1/files/{file_id}/content",
+    tags=["files"],
     response_class=Response,
     responses={200: {"content": BINARY}, **problems(*AUTH, 404)},
     summary="An uploaded file's bytes",
