@@ -287,7 +287,7 @@ def server_env(data_dir: Path, port: int, engine: str, engines: str | None,
 BENCH_PLAN = "bench"
 BENCH_PLANS = {BENCH_PLAN: {"generation_per_min": 1_000_000, "status_per_min": 1_000_000,
                             "concurrent_jobs": 100_000, "retention_days": 1,
-                            "monthly_credits": 1_000_000_000}}
+                            "monthly_credits": 1_000_000_000, "open_streams": 1_000_000}}
 
 
 def create_keys(data_dir: Path, env: dict[str, str], count: int = 1,

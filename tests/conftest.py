@@ -32,6 +32,7 @@ import uvicorn
 
 from genq.accounts import AccountService
 from genq.api import create_app
+from genq.api.server import Server
 from genq.core import Genq
 from genq.ids import new_id, utcnow
 from genq.settings import Settings
@@ -241,7 +242,7 @@ class LiveServer:
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
         )
-        self._server = uvicorn.Server(config)
+        self._server = Server(config, app)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 20

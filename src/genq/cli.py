@@ -112,6 +112,7 @@ def serve(
     import uvicorn
 
     from genq.api import create_app
+    from genq.api.server import Server
 
     settings = settings_for(
         data_dir, host=host, port=port, worker_slots=workers or None, access_log=access_log
@@ -119,7 +120,7 @@ def serve(
     _logging(settings.log_level)
     application = create_app(settings, workers=not no_workers and workers != 0, freeze_gc=True)
     err.print(f"genq serving on [bold]{settings.base_url}[/] (data in {settings.data_dir})")
-    uvicorn.run(
+    config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
@@ -127,6 +128,10 @@ def serve(
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
+    server = Server(config, application)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # as uvicorn.run: the server could not start (port in use, ...)
 
 
 @app.command()

@@ -4,6 +4,8 @@ that the API, the CLI and the tests drive. Built from `Settings`; nothing at imp
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 from collections.abc import Mapping
 
@@ -13,11 +15,12 @@ from genq.engines.registry import load_engines
 from genq.events import EventBus, PgFollower, SqliteFollower
 from genq.files import FileService
 from genq.idempotency import Idempotency
+from genq.ids import token, utcnow
 from genq.jobs import JobService, Sweeper
 from genq.metrics import Metrics
 from genq.migrate import upgrade_async
 from genq.models import ModelService
-from genq.ratelimits import RateLimiter
+from genq.ratelimits import Holds, RateLimiter
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 class Genq:
     def __init__(self, settings: Settings, *, engines: Mapping[str, Engine] | None = None) -> None:
         self.settings = settings
+        self._secrets: dict[str, bytes] = {}
         self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
         self.store = Store(
             settings.db_url, pool_size=settings.db_pool_size, readers=settings.db_readers
@@ -44,6 +48,7 @@ class Genq:
             self.follower = SqliteFollower(self.store, self.bus, settings.event_poll_s)
         self.plans = settings.plan_table
         self.limiter = RateLimiter(self.plans, settings.redis_url)
+        self.holds = Holds(self.plans)
         self.accounts = AccountService(self.store, self.plans, cache_s=settings.key_cache_s)
         self.jobs = JobService(
             store=self.store,
@@ -108,12 +113,28 @@ class Genq:
             self.worker = self.make_worker(engine_names)
             await self.worker.start()
 
+    async def secret(self, name: str) -> bytes:
+        """The server's signing key for `name` (one per use, never an account's secret):
+        derived from `settings.secret_key` (`GENQ_SECRET_KEY`) when set, else made on
+        first use and kept in the database, so every process on it (and every restart)
+        signs and verifies alike. Cached in the process."""
+        found = self._secrets.get(name)
+        if found is None:
+            master = self.settings.secret_key.get_secret_value()
+            if master:
+                found = hmac.new(master.encode(), name.encode(), hashlib.sha256).digest()
+            else:
+                stored = await self.store.secrets.get_or_create(name, token(32), utcnow())
+                found = stored.encode()
+            self._secrets[name] = found
+        return found
+
     async def ping(self) -> None:
         """Raise unless the database answers."""
         await self.store.ping()
 
-    async def refresh_metrics(self) -> None:
-        await self.metrics.refresh(self.store)
+    def refresh_metrics(self) -> None:
+        self.metrics.refresh(self.jobs.board)
 
     async def stop(self) -> None:
         if self.worker is not None:

@@ -4,6 +4,7 @@ GenqError
  ├── Unauthorized            401 unauthorized
  ├── NotFound                404 not_found
  │    └── EngineNotFound     404 engine_not_found
+ ├── MethodNotAllowed        405 method_not_allowed (with `Allow`)
  ├── Expired                 410 expired
  ├── RequestTimeout          408 request_timeout
  ├── TooLarge                413 too_large
@@ -12,6 +13,8 @@ GenqError
  ├── InsufficientCredits     402 insufficient_credits
  ├── Conflict                409 conflict
  ├── RateLimited             429 rate_limited
+ │    └── Busy                429 busy (a submit's cap on unfinished jobs, `running`)
+ ├── TooManyStreams          429 too_many_streams
  └── LeaseLost               (internal) a worker's write lost its fence
 
 A class's docstring is its default message.
@@ -51,6 +54,12 @@ class EngineNotFound(NotFound):
     """No such engine."""
 
     code, title = "engine_not_found", "Engine not found"
+
+
+class MethodNotAllowed(GenqError):
+    """This path does not take that method."""
+
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
 
 
 class Expired(GenqError):
@@ -102,6 +111,18 @@ class RateLimited(GenqError):
     """Too many requests."""
 
     status, code, title = 429, "rate_limited", "Too many requests"
+
+
+class Busy(RateLimited):
+    """The account already has as many unfinished jobs as this submission allows."""
+
+    code, title = "busy", "Busy"
+
+
+class TooManyStreams(GenqError):
+    """Too many event streams and long-polls open at once."""
+
+    status, code, title = 429, "too_many_streams", "Too many open streams"
 
 
 class LeaseLost(GenqError):

@@ -134,7 +134,10 @@ class Watch:
             self._waiter.set_result(None)
 
     async def wait(self, timeout: float) -> bool:
-        """True as soon as the key changed (possibly already); False after `timeout`."""
+        """True as soon as the key changed (possibly already); False after `timeout`,
+        or at once (and from then on) when the bus is draining."""
+        if self.bus.draining:
+            return False
         if not self._fired:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -144,6 +147,8 @@ class Watch:
                 return False
             finally:
                 self._waiter = None
+            if self.bus.draining:
+                return False
         self._fired = False
         return True
 
@@ -170,6 +175,15 @@ class EventBus:
         self._watches: dict[str, set[Watch]] = {}
         self._last_seq: dict[str, int] = {}
         self._rowless: set[str] = set()  # jobs whose last change came without its row
+        self.draining = False  # the server is stopping: nobody waits any more
+
+    def drain(self) -> None:
+        """The server is stopping: every wait ends now (as if timed out), and no new
+        one waits, so that long-polls answer and event streams close at once."""
+        self.draining = True
+        for watches in list(self._watches.values()):
+            for w in list(watches):
+                w.fire()
 
     def subscribe(self, listener: Listener, *, rows: bool = False) -> Callable[[], None]:
         """Call `listener` with every change once. With `rows`, also with a change that

@@ -164,6 +164,7 @@ class Board:
         self._jobs: dict[str, tuple[str, str, str]] = {}  # id -> (engine, account, status)
         self._queues: dict[str, list[str]] = {}
         self._running: Counter[str] = Counter()
+        self._counts: Counter[tuple[str, str]] = Counter()  # (status, engine) -> jobs
         self._typical: dict[str, float] = {}
         self.epoch = 0  # moves whenever a queue or a running count does
 
@@ -192,6 +193,7 @@ class Board:
                 return
             self._leave(job_id, *before)
         self._jobs[job_id] = (engine, account_id, status)
+        self._counts[status, engine] += 1
         self.epoch += 1
         if status == Status.QUEUED:
             bisect.insort(self._queues.setdefault(engine, []), job_id)
@@ -205,6 +207,11 @@ class Board:
 
     def _leave(self, job_id: str, engine: str, account_id: str, status: str) -> None:
         self.epoch += 1
+        left = self._counts[status, engine] - 1
+        if left > 0:
+            self._counts[status, engine] = left
+        else:
+            del self._counts[status, engine]
         if status == Status.QUEUED:
             queue = self._queues.get(engine, [])
             i = bisect.bisect_left(queue, job_id)
@@ -218,6 +225,10 @@ class Board:
     def position(self, job_id: str, engine: str) -> int:
         """0-based: how many jobs of the engine wait ahead of this one."""
         return bisect.bisect_left(self._queues.get(engine, []), job_id)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Unfinished jobs by (status, engine), as this process knows them."""
+        return dict(self._counts)
 
     def queued(self, engine: str) -> int:
         return len(self._queues.get(engine, ()))

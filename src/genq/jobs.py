@@ -29,6 +29,7 @@ from genq.refs import FILE_FORMAT, MODEL_FORMAT, find_refs
 from genq.settings import Settings
 from genq.storage import Storage
 from genq.store import Store
+from genq.store.jobs import Cap as Cap  # a condition on `submit`
 from genq.store.records import Account, Job, JobEvent, JobOutput
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,11 @@ class JobService:
         model_id: str | None = None,
         parent_id: str | None = None,
         trains: bool = False,
+        cap: Cap | None = None,
     ) -> Job:
+        """Validate and queue a job (holding its estimate). `cap`: refuse it (`Busy`)
+        unless the account has fewer unfinished jobs, checked in the creating
+        transaction (two racing submits cannot both pass)."""
         account_id = account.id
         plan = self.plans.get(account.plan)
         retention_days = plan.retention_days if plan else 31.0
@@ -218,6 +223,7 @@ class JobService:
             lifecycle.created(),
             idempotency=idempotency.current.get(),
             trains=model_id if trains else None,
+            cap=cap,
         )
         return self.publish(made, outputs=())
 

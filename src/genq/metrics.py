@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from genq.events import Change, EventBus
-from genq.store import Store
+from genq.jobcache import Board
 
 
 class Metrics:
@@ -44,8 +44,9 @@ class Metrics:
                 done = self._finished[change.status] = self.finished.labels(change.status)
             done.inc()
 
-    async def refresh(self, store: Store) -> None:
-        counts = await store.jobs.status_counts()
+    def refresh(self, board: Board) -> None:
+        """`genq_jobs` from the board of unfinished jobs this process keeps (fed by
+        every process's events): no query per scrape."""
         self.jobs.clear()
-        for (status, engine), n in counts.items():
+        for (status, engine), n in board.counts().items():
             self.jobs.labels(status, engine).set(n)

@@ -15,6 +15,9 @@ class Plan(BaseModel):
     concurrent_jobs: int = Field(ge=1, description="jobs running at once; more wait queued")
     retention_days: float = Field(gt=0, description="jobs and outputs expire after this")
     monthly_credits: int = Field(ge=0, description="credits granted when the account is made")
+    open_streams: int = Field(
+        100, ge=1, description="event streams and long-polls open at once (in each process)"
+    )
 
 
 DEFAULT_PLANS: dict[str, Plan] = {
@@ -22,6 +25,7 @@ DEFAULT_PLANS: dict[str, Plan] = {
     for p in (
         Plan(
             name="free",
+            open_streams=10,
             generation_per_min=20,
             status_per_min=300,
             concurrent_jobs=1,
@@ -30,6 +34,7 @@ DEFAULT_PLANS: dict[str, Plan] = {
         ),
         Plan(
             name="pro",
+            open_streams=100,
             generation_per_min=240,
             status_per_min=1200,
             concurrent_jobs=5,
@@ -38,6 +43,7 @@ DEFAULT_PLANS: dict[str, Plan] = {
         ),
         Plan(
             name="ultimate",
+            open_streams=500,
             generation_per_min=600,
             status_per_min=3000,
             concurrent_jobs=20,

@@ -9,6 +9,9 @@ clients hit thousands of times a second, is a fixed-window counter (one counter 
 account and minute, a few microseconds per request; across a minute's edge a client
 may fit up to twice the plan's reads into one minute). Headers follow the IETF
 RateLimit header fields draft.
+
+`Holds` bounds the other thing an account can take: requests it holds open (event
+streams and long-polls), counted in each process.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from limits.aio import strategies as aio_strategies
 from limits.aio.storage import Storage as AsyncStorage
 from limits.storage import MemoryStorage, storage_from_string
 
-from genq.errors import RateLimited
+from genq.errors import RateLimited, TooManyStreams
 from genq.plans import Plan
 
 GENERATE, STATUS = "generate", "status"
@@ -151,3 +154,63 @@ class RateLimiter:
         else:
             stats = await self._shared[kind].get_window_stats(item, account_id, kind)
         return self._window(item, kind, True, stats)
+
+
+class Holds:
+    """Requests an account holds open in this process (SSE streams, long-polls): at most
+    its plan's `open_streams` at once; one more is `TooManyStreams` (429). A hold is
+    taken before the request waits and given back (`release`) when it ends."""
+
+    RETRY_AFTER_S = 5
+
+    def __init__(self, plans: Mapping[str, Plan]) -> None:
+        self.plans = plans
+        self.open: dict[str, int] = {}
+
+    def limit(self, plan: str) -> int:
+        found = self.plans.get(plan)
+        return found.open_streams if found is not None else 1
+
+    def take(self, account_id: str, plan: str) -> Hold:
+        held = self.open.get(account_id, 0)
+        limit = self.limit(plan)
+        if held >= limit:
+            raise TooManyStreams(
+                f"this account holds {held} event streams and long-polls open, its plan's"
+                f" limit; close one or retry in {self.RETRY_AFTER_S} s",
+                headers={"Retry-After": str(self.RETRY_AFTER_S)},
+                limit=limit,
+            )
+        self.open[account_id] = held + 1
+        return Hold(self, account_id)
+
+    def try_take(self, account_id: str, plan: str) -> Hold | None:
+        """A hold if one is free, else None (for a wait the request may skip)."""
+        if self.open.get(account_id, 0) >= self.limit(plan):
+            return None
+        return self.take(account_id, plan)
+
+
+class Hold:
+    """One open request's share of its account's `Holds`; `release` is idempotent."""
+
+    __slots__ = ("account_id", "holds")
+
+    def __init__(self, holds: Holds | None, account_id: str) -> None:
+        self.holds, self.account_id = holds, account_id
+
+    def release(self) -> None:
+        holds, self.holds = self.holds, None
+        if holds is None:
+            return
+        left = holds.open.get(self.account_id, 1) - 1
+        if left > 0:
+            holds.open[self.account_id] = left
+        else:
+            holds.open.pop(self.account_id, None)
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()

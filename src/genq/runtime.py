@@ -254,12 +254,13 @@ class JobRun:
         finally:
             if engine_task.done() and not engine_task.cancelled():
                 engine_task.exception()  # retrieved here; judged by _outcome
-            ctx.close()  # a thread that runs on past this point writes nothing
+            ctx.stop()  # a thread that runs on past this point writes nothing
             self._queue.put_nowait(_STOP)
             if self.lost:
                 flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+            await asyncio.to_thread(ctx.remove_workdir)  # (a video's frames, say)
         if self.lost:
             return
         status, error = self._outcome(engine_task, stopped)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genq.plans import Plan, merge
@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line on idle SSE streams")
     max_json_bytes: int = Field(1 << 20, description="largest JSON request body")
     max_upload_bytes: int = Field(64 << 20, description="largest uploaded file")
+    metrics_token: str | None = Field(
+        None, description="when set, /metrics wants `Authorization: Bearer <token>`"
+    )
     body_grace_s: float = Field(
         10.0,
         gt=0,
@@ -85,6 +88,11 @@ class Settings(BaseSettings):
         description='JSON: compat face routes to engines, e.g. {"vivix:model:NAME": "demo/x"}',
     )
     redis_url: str = Field("", description="redis://... shares rate-limit counts across servers")
+    secret_key: SecretStr = Field(
+        SecretStr(""),
+        description="signs the URLs the server hands out (Masterpiece X uploads); default: a"
+        " key generated once and kept in the database",
+    )
     log_level: str = "info"
     access_log: bool = Field(
         False, description="genq serve: log every request (uvicorn's access log; costly)"

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from ulid import ULID
 
 from genq import lifecycle
 from genq.ids import utcnow
@@ -74,6 +75,11 @@ def face(
     if key is not None:
         h["Authorization"] = f"Bearer {key}"
     return httpx.Client(base_url=f"{server.url}/compat/{name}", headers=h, timeout=30)
+
+
+def job_of(generation_id: str) -> str:
+    """The genq job id of a Vivix `generation_id` (a UUID holding the job's ULID)."""
+    return f"job_{ULID.from_bytes(uuid.UUID(generation_id).bytes)}"
 
 
 def account_id(server: LiveServer, key: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from genq.api import create_app
 from genq.settings import Settings
-from tests.compat.conftest import FAST, SLOW, face, poll
+from tests.compat.conftest import FAST, SLOW, face, job_of, poll
 from tests.conftest import LiveServer
 
 
@@ -43,7 +43,7 @@ def test_a_job_reads_the_same_everywhere(server: LiveServer, key: str) -> None:
         views["masterpiecex"]["requestId"],
         views["useapi"]["jobid"],
         views["photogpt"]["jobId"],
-        views["vivix"]["generation_id"],
+        job_of(views["vivix"]["generation_id"]),
         canonical["id"],
     }
     assert ids == {job_id}
@@ -52,7 +52,7 @@ def test_a_job_reads_the_same_everywhere(server: LiveServer, key: str) -> None:
 def test_a_canceled_job_in_each_vocabulary(server: LiveServer, key: str) -> None:
     with face(server, key, "vivix", SLOW) as vx:
         r = vx.post("/api/v1/generate", json={"model": "grok-imagine-image", "prompt": "x"})
-        job_id = r.json()["generation_id"]
+        job_id = job_of(r.json()["generation_id"])
     with server.client(key) as api:
         assert api.post(f"/v1/jobs/{job_id}/cancel").status_code in (200, 202)
         poll(lambda: api.get(f"/v1/jobs/{job_id}").json(), lambda j: j["status"] == "canceled")

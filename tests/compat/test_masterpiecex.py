@@ -3,11 +3,17 @@ through the face alone, assets, every error, and a client shaped like the seed's
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import time
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
+from genq.core import Genq
+from genq.settings import Settings
 from tests.compat.conftest import (
     FAST,
     PNG_MAGIC,
@@ -257,3 +263,66 @@ def test_client_shaped_like_the_seed_example(server: LiveServer, key: str) -> No
     print(response.request_id)
     assert response.output_url == response.outputs.glb
     assert requests.get(response.outputs.usdz).status_code == 200
+
+
+def test_a_base_url_that_keeps_the_version_segment(server: LiveServer, key: str) -> None:
+    """A client whose base URL ends in the service's `/v2` works unchanged: every route
+    (creates, the hot-path status read, assets and the upload URL) and its errors."""
+    with (
+        face(server, key, "masterpiecex/v2", FAST) as v2,
+        face(server, key, "masterpiecex") as plain,
+    ):
+        r = v2.post("/functions/general", json={"prompt": "a teapot"})
+        assert r.status_code == 200, r.text
+        request_id = r.json()["requestId"]
+        done = until_done(v2, request_id)
+        assert done["status"] == "complete" and set(done["outputs"]) >= {"glb", "fbx"}
+        assert plain.get(f"/status/{request_id}").json() == done
+        asset = v2.post("/assets/create", json={"name": "a.png", "type": "image/png"}).json()
+        path = asset["assetUrl"].replace("/compat/masterpiecex/", "/compat/masterpiecex/v2/")
+        up = httpx.put(path, content=png_bytes())
+        assert up.status_code == 200 and up.json()["assetId"] == asset["assetId"], up.text
+        r = v2.post("/components/text2image", json={"prompt": "x", "num_images": 9})
+        assert r.status_code == 400 and r.json()["error"] == "bad_request"
+        r = v2.get("/status/job_01NOSUCHJOB")
+        assert r.status_code == 404 and r.json()["error"] == "not_found"
+        r = v2.get("/v2/status/nope")
+        assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def _sign(key: bytes, account: str, asset_id: str, name: str, ctype: str, expires: str) -> str:
+    msg = "\n".join(("masterpiecex-asset", account, asset_id, name, ctype, expires))
+    return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
+
+
+def test_upload_urls_are_signed_by_a_server_key(server: LiveServer, key: str) -> None:
+    """Whoever can verify the account's webhooks (it knows their secret) cannot forge an
+    upload URL; the server's key is in the database, so another process on it (or
+    this one after a restart) verifies the URLs this one made."""
+    with face(server, key, "masterpiecex") as mpx:
+        asset = mpx.post("/assets/create", json={"name": "a.png", "type": "image/png"}).json()
+    with server.client(key) as api:
+        webhook_secret = api.get("/v1/account/webhook-secret").json()["secret"]
+    url = httpx.URL(asset["assetUrl"])
+    q = dict(url.params)
+    args = (q["account"], asset["assetId"], q["name"], q["type"], q["expires"])
+    forged = _sign(webhook_secret.encode(), *args)
+    assert forged != q["signature"]
+    r = httpx.put(url.copy_merge_params({"signature": forged}), content=png_bytes())
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    r = httpx.put(url.copy_merge_params({"signature": "é"}), content=png_bytes())
+    assert r.status_code == 401
+
+    async def elsewhere(settings: Settings) -> bytes:
+        other = Genq(settings)  # another process's service layer on the same database
+        try:
+            return await other.secret("masterpiecex-asset-url")
+        finally:
+            await other.store.close()
+
+    shared = asyncio.run(elsewhere(server.settings))
+    assert _sign(shared, *args) == q["signature"]
+    configured = server.settings.model_copy(update={"secret_key": SecretStr("k" * 32)})
+    assert asyncio.run(elsewhere(configured)) not in (shared, b"k" * 32)  # derived per use
+    up = httpx.put(asset["assetUrl"], content=png_bytes())
+    assert up.status_code == 200, up.text

@@ -3,6 +3,7 @@ video, trained models, every error, and the seed's own polling client."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -184,6 +185,7 @@ def test_errors(server: LiveServer, key: str) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
         r = pg.get(f"/models/{model_id}/train")  # no images uploaded
         assert r.status_code == 400
+        assert r.json()["error"]["message"] == "images: must have at least 1 item, not 0"
         pg.post(f"/models/{model_id}/images", files={"image": ("a.png", png_bytes(), "image/png")})
         assert pg.get(f"/models/{model_id}/train", headers=SLOW).status_code == 200
         r = pg.get(f"/models/{model_id}/train")
@@ -255,3 +257,40 @@ def test_failed_job_carries_its_error(server: LiveServer, key: str) -> None:
         job = until_done(pg, boom["id"])
     assert job["status"] == "failed" and "exploded" in job["error"]
     assert job["images"] == [] and job["videos"] == []
+
+
+INTERNAL = ("body.", "input.", "model_id", "pattern", "^", "{", "Input should")
+
+
+def test_a_refused_request_names_photogpt_parameters(server: LiveServer, key: str) -> None:
+    """Whichever check refuses a request (the face's or the engine's), the 400 names
+    PhotoGPT's parameter and says what is wrong in words: no genq field paths (`body.`,
+    `input.model_id`), no patterns."""
+    cases = [
+        ("/images/generation", {"prompt": "x", "numImages": 9}, "numImages", "at most|less"),
+        ("/images/generation", {"prompt": "x", "modelID": "abc"}, "modelID", "model"),
+        ("/images/generation", {"prompt": "x", "modelID": "model_01NOPE0000000"}, "modelID", ""),
+        ("/images/generation", {"prompt": "x", "aspectRatio": "1:99"}, "aspectRatio", ""),
+        ("/images/generation", {"prompt": "x", "seed": -1}, "seed", "greater"),
+        ("/images/generation", {}, "prompt", "required"),
+        ("/images/upscaling", {"imageID": "file_01NOSUCHFILE00"}, "imageID", "no such"),
+        ("/images/upscaling", {"imageID": "x", "scale": 3}, "scale", "2 or 4"),
+        ("/videos/generation", {"prompt": "x", "numVideos": 0}, "numVideos", ""),
+        ("/models", {"name": "x", "age": [1]}, "age", "integer or a valid string"),
+    ]
+    with face(server, key, "photogpt", HEADERS) as pg:
+        for path, body, param, words in cases:
+            r = pg.post(path, json=body)
+            assert r.status_code == 400, (body, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "invalid_request"
+            assert error["message"].startswith(f"{param}: "), (body, error)
+            assert re.search(words, error["message"]), (body, error)
+            assert [d["field"] for d in error["details"]] == [param], (body, error)
+            for said in [error["message"], *(d["message"] for d in error["details"])]:
+                for internal in INTERNAL:
+                    assert internal not in said, (body, said)
+        extra = {"X-Genq-Input": '{"nope": 1}'}
+        r = pg.post("/images/generation", json={"prompt": "x"}, headers=extra)
+        assert r.status_code == 400
+        assert r.json()["error"]["details"][0]["field"] == "X-Genq-Input.nope"

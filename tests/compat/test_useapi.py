@@ -3,6 +3,7 @@ errors, every verb, replyUrl, maxJobs, and a client shaped like the seed's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -292,3 +293,37 @@ def test_client_shaped_like_the_seed_example(server: LiveServer, key: str) -> No
     assert result["status"] == "completed" and result["code"] == 200
     video = requests.get(result["attachments"][0]["url"])
     assert video.status_code == 200 and len(video.content) == result["attachments"][0]["size"]
+
+
+def test_max_jobs_holds_when_creates_race(server: LiveServer, key: str) -> None:
+    """Ten creates at once with `maxJobs: 1`: the cap is checked as the job is created,
+    so exactly one passes (on SQLite and PostgreSQL alike). Jobs of other faces and of
+    /v1 do not count."""
+    with server.client(key) as api:
+        other = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 20}})
+        assert other.status_code == 202
+    body = {"prompt": "race", "style": "Anime", "maxJobs": 1}
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            base_url=f"{server.url}/compat/useapi",
+            headers={"Authorization": f"Bearer {key}", **SLOW},
+            timeout=30,
+        ) as ua:
+            return await asyncio.gather(
+                *(ua.post("/v1/pixverse/create", json=body) for _ in range(10))
+            )
+
+    answers = asyncio.run(race())
+    passed = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code != 200]
+    assert len(passed) == 1, [r.text for r in answers]
+    winner = passed[0].json()["jobid"]
+    for r in refused:
+        assert r.status_code == 429 and r.json()["error"] == "Account is busy executing 1 jobs"
+        assert r.json()["runningJobs"] == [winner]
+    with server.client(key) as api:
+        ids = [j["id"] for j in api.get("/v1/jobs").json()["data"]]
+        assert sorted(ids) == sorted([winner, other.json()["id"]])
+        for job_id in ids:
+            api.post(f"/v1/jobs/{job_id}/cancel")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from tests.compat.conftest import (
     check_shape,
     expired_job,
     face,
+    job_of,
     new_key,
     poll,
 )
@@ -119,7 +121,7 @@ def test_image_generation_lifecycle_matches_seed(server: LiveServer, key: str) -
     image = httpx.get(done["output_url"])  # public, no auth
     assert image.status_code == 200 and image.content[:8] == PNG_MAGIC
     with server.client(key) as api:
-        job = api.get(f"/v1/jobs/{created['generation_id']}").json()
+        job = api.get(f"/v1/jobs/{job_of(created['generation_id'])}").json()
     assert (job["input"]["width"], job["input"]["height"]) == (816, 1024)
     assert job["metadata"]["model"] == "grok-imagine-image-quality"
 
@@ -142,7 +144,7 @@ def test_video_model(server: LiveServer, key: str) -> None:
     assert done["status"] == "completed" and len(done["output_urls"]) == 1
     assert httpx.get(done["output_url"]).content[4:8] == b"ftyp"
     with server.client(key) as api:
-        job = api.get(f"/v1/jobs/{done['generation_id']}").json()
+        job = api.get(f"/v1/jobs/{job_of(done['generation_id'])}").json()
     assert job["input"]["seconds"] == 1 and job["input"]["width"] == 480
     assert job["metadata"]["audio"] is True
 
@@ -253,3 +255,36 @@ def test_polling_client_like_the_seed(server: LiveServer, key: str) -> None:
     assert generation["status"] == "completed"
     output = requests.get(generation["output_url"])  # public R2-style URL: no auth
     assert output.status_code == 200 and output.content[:8] == PNG_MAGIC
+
+
+UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def test_generation_ids_are_uuids_that_name_the_job(server: LiveServer, key: str) -> None:
+    """Seed 003: `id` is a `string (uuid)`. It holds the job's ULID bit for bit: every
+    read takes it (any spelling of the UUID, or the job id), and so do references."""
+    with face(server, key, "vivix", FAST) as vx:
+        r = vx.post("/api/v1/generate", json={"model": "grok-imagine-image", "prompt": "a fox"})
+        generation_id = r.json()["generation_id"]
+        assert re.match(UUID, generation_id), generation_id
+        done = until_done(vx, generation_id)
+        assert done["status"] == "completed" and done["generation_id"] == generation_id
+        job_id = job_of(generation_id)
+        for spelling in (generation_id.upper(), generation_id.replace("-", ""), job_id):
+            assert read(vx, spelling)["generation_id"] == generation_id
+        with server.client(key) as api:
+            job = api.get(f"/v1/jobs/{job_id}").json()
+        assert job["id"] == job_id and job["outputs"][0]["url"] == done["output_url"]
+        again = vx.post(
+            "/api/v1/generate",
+            json={
+                "model": "grok-imagine-image",
+                "prompt": "the same fox",
+                "reference_images": [generation_id],
+            },
+        )
+        assert again.status_code == 201, again.text
+        for missing in (str(uuid.uuid4()), "not-an-id", "5b91a581"):
+            r = vx.get(f"/api/v1/generations/{missing}")
+            assert r.status_code == 404 and r.json()["error"] == "NOT_FOUND", missing
+            assert missing in r.json()["message"]

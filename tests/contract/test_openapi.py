@@ -192,3 +192,18 @@ def test_face_json_bodies_are_held_to_their_documented_types(api: httpx.Client) 
         files={"face": ("face.png", b"\x89PNG not really", "image/png")},
     )
     assert form.status_code == 200, form.text
+
+
+def test_an_idempotency_key_is_printable_ascii_as_documented(api: httpx.Client) -> None:
+    body = {"engine": "demo/text2image", "input": {"prompt": "a fox"}}
+    for key in ("clé".encode("latin-1"), b"a\tb"):
+        r = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_input"), key
+        face = api.post(
+            "/compat/masterpiecex/functions/general",
+            json={"prompt": "a vase"},
+            headers={"Idempotency-Key": key},
+        )
+        assert face.status_code == 400, face.text
+    ok = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order 42/a~b"})
+    assert ok.status_code == 202, ok.text

@@ -142,6 +142,7 @@ def test_job_streams_answer_as_the_route_does(twin: Twin, api: httpx.Client, key
     ("face", "path", "query"),
     [
         ("masterpiecex", "/compat/masterpiecex/status/{id}", {}),
+        ("masterpiecex", "/compat/masterpiecex/v2/status/{id}", {}),
         ("useapi", "/compat/useapi/v1/pixverse/jobs/", {"jobid": "{id}"}),
         ("useapi", "/compat/useapi/v1/pixverse/jobs", {"jobid": "{id}"}),
         ("photogpt", "/compat/photogpt/jobs/{id}", {}),

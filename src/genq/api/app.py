@@ -67,7 +67,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.genq = core
-    problems.install(app)
+    problems.install(app, compat.error_renderers())
     for module in (jobs, events, files, engines, models, system, webhooks, ui, docs):
         app.include_router(module.router)
     for router in compat.routers():
@@ -80,6 +80,7 @@ def create_app(
         upload_bytes=settings.max_upload_bytes,
         grace_s=settings.body_grace_s,
     )
+    app.add_middleware(compat.Segments, segments=compat.base_segments())
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
     return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)

@@ -74,10 +74,12 @@ async def idempotent_reply(
     key: str | None,
     fingerprint: Callable[[], str],
     handler: Callable[[], Awaitable[Reply]],
+    replay: Callable[[str], Awaitable[Reply]] | None = None,
 ) -> Reply:
     """Run a creating request's `handler` under its `Idempotency-Key` (if it has one):
     a retry gets the first reply again, byte for byte. `fingerprint()` hashes the
-    request (`genq.idempotency.request_hash`)."""
+    request (`genq.idempotency.request_hash`). `replay(job_id)`: the answer for a job
+    whose first answer was lost (default: the job, as `POST /v1/jobs` answers)."""
     if key is None:
         return await handler()
 
@@ -95,7 +97,9 @@ async def idempotent_reply(
             replayed=True,
         )
 
-    return await genq.idempotency.run(caller.account.id, key, fingerprint(), run, replay_resource)
+    return await genq.idempotency.run(
+        caller.account.id, key, fingerprint(), run, replay or replay_resource
+    )
 
 
 def reply_headers(reply: Reply) -> dict[str, str]:

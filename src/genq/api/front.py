@@ -291,9 +291,10 @@ class Front:
             jobs = self.genq.jobs
             account_id = caller.account.id
             if wait > 0:
-                item = await jobs.wait_body(
-                    account_id, job_id, seen=seen, after_seq=after_seq, timeout=wait
-                )
+                with self.genq.holds.take(account_id, caller.account.plan):
+                    item = await jobs.wait_body(
+                        account_id, job_id, seen=seen, after_seq=after_seq, timeout=wait
+                    )
             else:
                 item = jobs.cached(account_id, job_id) or await jobs.body(account_id, job_id)
         except GenqError as exc:
@@ -311,14 +312,17 @@ class Front:
             caller, window = await self._authorized(scope)
             rate = window.headers()
             last = resume_point(scope)
-            await self.genq.jobs.body(caller.account.id, job_id)  # 404 / 410 before streaming
+            account = caller.account
+            await self.genq.jobs.body(account.id, job_id)  # 404 / 410 before streaming
+            hold = self.genq.holds.take(account.id, account.plan)
         except GenqError as exc:
             response = from_error(exc, scope["path"])
             response.headers.update(rate)
             await response(scope, receive, send)
             return
         headers = [(k.lower().encode(), v.encode()) for k, v in rate.items()]
-        await self.feeds.stream(scope, receive, send, caller.account.id, job_id, last, headers)
+        with hold:
+            await self.feeds.stream(scope, receive, send, account.id, job_id, last, headers)
 
     async def face(
         self, scope: Scope, receive: Receive, send: Send, face: FastRead, params: dict[str, str]

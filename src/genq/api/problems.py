@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from genq.errors import GenqError
+from genq.errors import GenqError, MethodNotAllowed, NotFound
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -76,7 +77,22 @@ def allowed_methods(request: Request, named: str = "") -> str:
     return ", ".join(m for m in METHODS if m in allowed)
 
 
-def install(app: FastAPI) -> None:
+def _face(
+    faces: Mapping[str, Callable[[GenqError], Response]], path: str
+) -> Callable[[GenqError], Response] | None:
+    for prefix, render in faces.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render
+    return None
+
+
+def install(
+    app: FastAPI, faces: Mapping[str, Callable[[GenqError], Response]] | None = None
+) -> None:
+    """The handlers of every error. `faces`: path prefix -> the renderer of a compat
+    face's errors; the framework's own 404 and 405 under a prefix (no such route, an
+    empty id, a wrong method) answer in that face's shape, not as problem+json."""
+
     async def on_genq(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GenqError)
         return from_error(exc, request.url.path)
@@ -102,13 +118,19 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
-        detail = exc.detail if isinstance(exc.detail, str) else title
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # the path is there, the method is not
             headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
             if request.method == "OPTIONS":  # what it is for: 204 and Allow
                 return Response(status_code=204, headers={"Allow": headers["Allow"]})
+        render = _face(faces or {}, request.url.path) if exc.status_code in (404, 405) else None
+        if render is not None:
+            method, path = request.method, request.url.path
+            if exc.status_code == 404:
+                return render(NotFound(f"no such endpoint: {method} {path}"))
+            return render(MethodNotAllowed(f"{path} does not take {method}", headers=headers))
+        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
         return problem(
             exc.status_code, code, title, detail, instance=request.url.path, headers=headers
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
@@ -185,6 +186,7 @@ class Limits(BaseModel):
     concurrent_jobs: int
     retention_days: float
     monthly_credits: int
+    open_streams: int
 
 
 class Usage(BaseModel):
@@ -193,6 +195,7 @@ class Usage(BaseModel):
     window_reset_s: float
     running_jobs: int
     queued_jobs: int
+    open_streams: int
 
 
 class KeyOut(BaseModel):
@@ -275,8 +278,8 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "a retry with the same key gets the first answer again",
-    # visible ASCII, no space at either end (HTTP would strip it)
+    "description": "a retry with the same key gets the first answer again (printable ASCII)",
+    # no space at either end: HTTP strips it
     "schema": {"type": "string", "pattern": r"^[!-~](?:[ -~]{0,253}[!-~])?$"},
 }
 
@@ -304,10 +307,14 @@ def schema_name(model: type[BaseModel]) -> str:
 
 
 def request_body(
-    content: type[BaseModel] | dict[str, type[BaseModel]], *, required: bool = True
+    content: type[BaseModel] | dict[str, type[BaseModel]],
+    *,
+    required: bool = True,
+    parameters: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """`openapi_extra` documenting a request body the route reads itself: a model's
-    schema by media type (a bare model: JSON), each model in components/schemas."""
+    schema by media type (a bare model: JSON), each model in components/schemas; and
+    header `parameters` the route reads itself (e.g. `IDEMPOTENCY_KEY`)."""
     if not isinstance(content, dict):
         content = {"application/json": content}
     out = {}
@@ -316,7 +323,10 @@ def request_body(
         if _REQUEST_MODELS.setdefault(name, model) is not model:
             raise ValueError(f"two request models named {name}")
         out[media_type] = {"schema": {"$ref": f"#/components/schemas/{name}"}}
-    return {"requestBody": {"required": required, "content": out}}
+    extra: dict[str, Any] = {"requestBody": {"required": required, "content": out}}
+    if parameters:
+        extra["parameters"] = list(parameters)
+    return extra
 
 
 def request_schemas() -> dict[str, Any]:

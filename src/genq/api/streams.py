@@ -110,6 +110,7 @@ class Feeds:
 
     def __init__(self, jobs: JobService, bus: EventBus, keepalive_s: float) -> None:
         self.jobs = jobs
+        self.bus = bus
         self.keepalive_s = keepalive_s
         self._feeds: dict[str, Feed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,6 +147,14 @@ class Feeds:
         if len(self._account_frames) > ACCOUNT_FRAMES:
             self._account_frames.popitem(last=False)
         return made
+
+    def close(self) -> None:
+        """The server is stopping: every stream (job and account) ends now, cleanly, and
+        long-polls answer; clients reconnect (`retry:`) to a server that runs."""
+        self.bus.drain()
+        for feed in list(self._feeds.values()):
+            for sub in feed.subs:
+                sub.wake()
 
     def __len__(self) -> int:
         return sum(len(f.subs) for f in self._feeds.values())
@@ -230,7 +239,7 @@ class Feeds:
             )
             await send({"type": "http.response.body", "body": RETRY, "more_body": True})
             replay = True
-            while not sub.gone:
+            while not sub.gone and not self.bus.draining:
                 if replay:  # what happened before (or while the feed could not keep it)
                     frames, replay = await self._replay(account_id, job_id, last)
                     if not frames and await self._over(account_id, job_id, last):

@@ -224,9 +224,17 @@ class Context:
 
     def close(self) -> None:
         """Stop accepting records (a late thread's calls are dropped) and clean up."""
+        self.stop()
+        self.remove_workdir()
+
+    def stop(self) -> None:
+        """Stop accepting records: a late thread's calls are dropped."""
         self._closed = True
         if self._logger is not None and self._handler is not None:
             self._logger.removeHandler(self._handler)
+
+    def remove_workdir(self) -> None:
+        """Remove the work directory this context made (blocking file work)."""
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 

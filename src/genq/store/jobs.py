@@ -11,10 +11,11 @@ transaction, so the event log is exactly the history of the row.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from genq.errors import Conflict, InsufficientCredits, LeaseLost, NotFound
+from genq.errors import Busy, Conflict, InsufficientCredits, LeaseLost, NotFound
 from genq.ids import utcnow
 from genq.lifecycle import (
     ACTIVE,
@@ -56,6 +57,17 @@ EVENT_COLS = JobEvent.select()
 OUTPUT_FIELDS = ("name", "kind", "content_type", "bytes", "sha256", "path", "meta", "position")
 # PostgreSQL: ids of events whose transaction ended (see `events_since`)
 _WATERMARK = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {EVENT_ID_SHIFT})"
+SUBMIT_LOCK = 7405314  # PostgreSQL: capped submits of one account, one at a time
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """A condition on a submission: refuse it (`Busy`, with the ids in `running`) while
+    the account has `limit` unfinished jobs, counting only those whose metadata has
+    `tag` = (key, value) when given (a plain key: letters, digits, `_`)."""
+
+    limit: int
+    tag: tuple[str, str] | None = None
 
 
 def _fence(claim: Claim) -> dict[str, Any]:
@@ -230,6 +242,50 @@ def _create_training(
     )
     if marked is None:
         raise Conflict(f"model {model_id} is already training")
+    return _create(cx, job, step, idempotency)
+
+
+def _unfinished(cx: Cx, account_id: str, tag: tuple[str, str] | None) -> list[str]:
+    """The ids of the account's unfinished jobs (with metadata `tag`), newest first."""
+    p: dict[str, Any] = {"a": account_id}
+    where = ""
+    if tag is not None:
+        if cx.postgres:
+            where = " AND metadata ->> %(k)s = %(v)s"
+            p.update(k=tag[0], v=tag[1])
+        else:
+            where = " AND json_extract(metadata, %(k)s) = %(v)s"
+            p.update(k=f"$.{tag[0]}", v=tag[1])  # a plain key
+    rows = cx.all(
+        "SELECT id FROM jobs WHERE account_id = %(a)s"
+        f" AND status IN ('queued', 'starting', 'running'){where}"
+        " ORDER BY created_at DESC, id DESC",
+        p,
+    )
+    return [r[0] for r in rows]
+
+
+def _create_capped(
+    cx: Cx,
+    job: Job,
+    step: Step,
+    idempotency: tuple[str, str, str] | None,
+    trains: str | None,
+    cap: Cap,
+) -> Transitioned:
+    """`_create` (or `_create_training`) unless `cap` refuses it, counted in the same
+    transaction: SQLite's single writer runs one at a time; on PostgreSQL a lock per
+    account orders the capped submits of that account, so two cannot both pass."""
+    if cx.postgres:
+        cx.execute(
+            "SELECT pg_advisory_xact_lock(%(k)s, hashtext(%(a)s))",
+            {"k": SUBMIT_LOCK, "a": job.account_id},
+        )
+    running = _unfinished(cx, job.account_id, cap.tag)
+    if len(running) >= cap.limit:
+        raise Busy(f"the account has {len(running)} unfinished jobs", running=running)
+    if trains is not None:
+        return _create_training(cx, job, step, idempotency, trains)
     return _create(cx, job, step, idempotency)
 
 
@@ -687,11 +743,14 @@ class JobStore:
         idempotency: tuple[str, str, str] | None = None,
         *,
         trains: str | None = None,
+        cap: Cap | None = None,
     ) -> Transitioned:
         """Insert a job, hold its estimate and log its first event (402 if the account
         cannot pay, with its folded balance). With `trains`, the job trains that model:
         the model is marked `training` by it in the same transaction (409 if it already
-        is)."""
+        is). With `cap`, only while the account's unfinished jobs are fewer (`Busy`)."""
+        if cap is not None:
+            return await self.db.write(_create_capped, job, step, idempotency, trains, cap)
         if trains is not None:
             return await self.db.write(_create_training, job, step, idempotency, trains)
         return await self.db.write(_create, job, step, idempotency)

@@ -285,3 +285,13 @@ idempotency_keys = sa.Table(
     sa.Column("token", sa.String(32), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
 )
+
+# Keys the server signs with (named per use, e.g. Masterpiece X upload URLs): made on
+# first use by whichever process needs one first, then shared by every process.
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)

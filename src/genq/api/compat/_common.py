@@ -2,8 +2,9 @@
 request parsing (JSON or multipart), engine routing (`settings.compat_engines`),
 fitting a provider's request to an engine's input, and readers of canonical jobs.
 
-Every create endpoint of every face also honours one genq extension, the request
-header `X-Genq-Input: {"delay_s": 0}`: a JSON object merged over the engine input
+Every create endpoint of every face honours `Idempotency-Key` as `POST /v1/jobs` does
+(`idempotent`), and one genq extension, the request header
+`X-Genq-Input: {"delay_s": 0}`: a JSON object merged over the engine input
 the face built (validated by the engine like the rest). Unchanged clients never send
 it; tests and operators use it to reach engine options no provider field names.
 """
@@ -11,7 +12,7 @@ it; tests and operators use it to reach engine options no provider field names.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -25,8 +26,12 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from genq import payloads
+from genq.accounts import Principal
+from genq.api.deps import idempotent_reply, reply_headers
 from genq.core import Genq
 from genq.errors import GenqError, InvalidInput, TooLarge
+from genq.idempotency import IdempotencyKeyReused, Reply, request_hash
 from genq.jobs import pydantic_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -39,7 +44,7 @@ def json_response(
     data: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(data),
+        payloads.dumps(data),  # rows stored before the depth checks render too
         status_code=status_code,
         media_type="application/json",
         headers=dict(headers or {}),
@@ -82,6 +87,57 @@ def face_router(prefix: str, name: str, render_error: ErrorRenderer) -> APIRoute
             return route
 
     return APIRouter(prefix=prefix, tags=[f"compat: {name}"], route_class=FaceRoute)
+
+
+class KeyReused(GenqError):
+    """This Idempotency-Key was used with a different request."""
+
+    status, code, title = 422, "idempotency_key_reused", "Idempotency key reused"
+
+
+_NOT_REPLAYED = frozenset(("content-length",))
+
+
+async def idempotent(
+    request: Request,
+    genq: Genq,
+    caller: Principal,
+    create: Callable[[], Awaitable[Response]],
+    replay: Callable[[Job], Awaitable[Response]] | None = None,
+) -> Response:
+    """A face's create under its `Idempotency-Key`, as `POST /v1/jobs` (see
+    `genq.api.deps.idempotent_reply`): the same key and body get the first answer again
+    (headers and all, plus `Idempotent-Replayed: true`) and make nothing more; another
+    body is 422, a twin still in flight 409 with `Retry-After`, each in the face's shape.
+    `replay(job)`: the face's create answer for a job whose first answer was lost."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return await create()
+    raw = await request.body()  # kept: the handler reads it (or its form) from here
+
+    async def run() -> Reply:
+        response = await create()
+        headers = {k: v for k, v in response.headers.items() if k not in _NOT_REPLAYED}
+        return Reply(response.status_code, headers, bytes(response.body))
+
+    async def replay_job(job_id: str) -> Reply:
+        assert replay is not None
+        response = await replay(await genq.jobs.canonical(caller.account.id, job_id))
+        headers = {k: v for k, v in response.headers.items() if k not in _NOT_REPLAYED}
+        return Reply(response.status_code, headers, bytes(response.body), replayed=True)
+
+    try:
+        reply = await idempotent_reply(
+            genq,
+            caller,
+            key,
+            lambda: request_hash(request.method, request.url.path, raw),
+            run,
+            replay_job if replay is not None else None,
+        )
+    except IdempotencyKeyReused as exc:
+        raise KeyReused(exc.detail) from exc
+    return Response(reply.body, status_code=reply.status_code, headers=reply_headers(reply))
 
 
 def invalid(field: str, message: str, type_: str = "value_error") -> InvalidInput:

@@ -16,12 +16,16 @@
 Inferred shapes (nothing public confirmed them):
 - `POST /assets/create` `{name?, type?, description?}` answers
   `{"assetId", "requestId", "assetUrl", "balance"}` (`assetId` == `requestId`, a genq
-  file id). `assetUrl` is a signed, expiring capability URL: `PUT` (or `POST`) the
+  file id). `assetUrl` is an expiring capability URL, signed with a key of the server's
+  own (`Genq.secret`): `PUT` (or `POST`) the
   image bytes to it with no auth, as one would to a presigned bucket URL; it answers
   `{"assetId", "requestId", "status": "complete", "size"}`. The id is then usable as
   `image_request_id`.
 - Errors: `{"error": <code>, "message": <text>}` with 400 (bad input), 401, 402 (plus
   `balance` and `needed`), 404, 409, 429 (with `Retry-After`).
+
+Every route answers under `/compat/masterpiecex/v2/...` too: the service's base URL
+ends in its API version (`/v2`), and a client that swaps only the host keeps it.
 
 Routing keys (`settings.compat_engines`): `masterpiecex:functions/general`,
 `masterpiecex:functions/imageto3d`, `masterpiecex:components/text2image`.
@@ -33,6 +37,7 @@ import hashlib
 import hmac
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, BinaryIO, Final, Literal, cast
 from urllib.parse import urlencode
 
@@ -49,6 +54,7 @@ from genq.api.compat._common import (
     face_router,
     first_error,
     fit,
+    idempotent,
     image_ref,
     invalid,
     json_response,
@@ -61,7 +67,7 @@ from genq.api.compat._common import (
 from genq.api.compat._docs import BYTES, MasterpiecexError, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
-from genq.api.schemas import request_body
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -91,6 +97,7 @@ ENGINES: Final[dict[str, str]] = {  # function -> default engine
     "components/text2image": "demo/text2image",
 }
 MODEL_OUTPUTS: Final = ("fbx", "glb", "usdz", "thumbnail")
+BASE_SEGMENTS: Final = ("v2",)  # see genq.api.compat
 ASSET_URL_TTL_S: Final = 24 * 3600
 MEGAPIXEL: Final = 1024 * 1024
 _ERRORS: Final[dict[int, str]] = {
@@ -98,6 +105,7 @@ _ERRORS: Final[dict[int, str]] = {
     401: "unauthorized",
     402: "insufficient_credits",
     404: "not_found",
+    405: "method_not_allowed",
     409: "conflict",
     410: "not_found",
     413: "too_large",
@@ -215,13 +223,31 @@ async def _submit(
     return json_response({"requestId": job.id, "status": STATUS["queued"], "balance": balance})
 
 
+def _once(
+    request: Request, genq: Genq, caller: Principal, create: Callable[[], Awaitable[Response]]
+) -> Awaitable[Response]:
+    """`create` under the request's Idempotency-Key; a job whose first answer was lost
+    is answered as a create answers."""
+
+    async def replay(job: Job) -> Response:
+        balance = await genq.accounts.balance(caller.account.id)
+        status = STATUS.get(job["status"], STATUS["queued"])
+        return json_response({"requestId": job["id"], "status": status, "balance": balance})
+
+    return idempotent(request, genq, caller, create, replay)
+
+
 @router.post(
     "/functions/general",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(General),
+    openapi_extra=request_body(General, parameters=[IDEMPOTENCY_KEY]),
     summary="Text to 3D",
 )
 async def general(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _general(request, genq, caller))
+
+
+async def _general(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(General, fields)
     return await _submit(
@@ -232,10 +258,14 @@ async def general(request: Request, genq: App, caller: Creator) -> Response:
 @router.post(
     "/functions/imageto3d",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(ImageTo3D),
+    openapi_extra=request_body(ImageTo3D, parameters=[IDEMPOTENCY_KEY]),
     summary="Image to 3D",
 )
 async def imageto3d(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _imageto3d(request, genq, caller))
+
+
+async def _imageto3d(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ImageTo3D, fields)
     given = body.image_request_id or body.image_url
@@ -250,10 +280,14 @@ async def imageto3d(request: Request, genq: App, caller: Creator) -> Response:
 @router.post(
     "/components/text2image",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(Text2Image),
+    openapi_extra=request_body(Text2Image, parameters=[IDEMPOTENCY_KEY]),
     summary="Text to images",
 )
 async def text2image(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _text2image(request, genq, caller))
+
+
+async def _text2image(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Text2Image, fields)
     function = "components/text2image"
@@ -293,20 +327,30 @@ FAST_READS = [FastRead(f"/compat/{NAME}/status/{{request_id}}", read_status, err
 # -- assets (input images) ------------------------------------------------------------
 
 
-def _signature(
-    secret: str, account_id: str, asset_id: str, name: str, ctype: str, expires: int
+SIGNING_KEY: Final = "masterpiecex-asset-url"  # the name of its server secret
+
+
+async def _signature(
+    genq: Genq, account_id: str, asset_id: str, name: str, ctype: str, expires: int
 ) -> str:
+    """An upload URL's signature, by the server's own key (`Genq.secret`): nothing an
+    account knows (its webhook secret, its API keys) can forge one."""
+    key = await genq.secret(SIGNING_KEY)
     msg = "\n".join(("masterpiecex-asset", account_id, asset_id, name, ctype, str(expires)))
-    return hmac.new(secret.encode(), msg.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
 
 
 @router.post(
     "/assets/create",
     responses=_errors(400, 401, 408, 413, 429),
-    openapi_extra=request_body(AssetCreate, required=False),
+    openapi_extra=request_body(AssetCreate, required=False, parameters=[IDEMPOTENCY_KEY]),
     summary="Announce an input image; answers its upload URL",
 )
 async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
+    return await idempotent(request, genq, caller, lambda: _create_asset(request, genq, caller))
+
+
+async def _create_asset(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(AssetCreate, fields)
     account_id = caller.account.id
@@ -314,14 +358,14 @@ async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
     name = body.name or "image"
     ctype = body.type or ""
     expires = int(time.time()) + ASSET_URL_TTL_S
-    secret = await genq.accounts.webhook_secret(account_id)
+    signature = await _signature(genq, account_id, asset_id, name, ctype, expires)
     query = urlencode(
         {
             "account": account_id,
             "name": name,
             "type": ctype,
             "expires": expires,
-            "signature": _signature(secret, account_id, asset_id, name, ctype, expires),
+            "signature": signature,
         }
     )
     url = f"{genq.settings.base_url}/compat/{NAME}/assets/{asset_id}/content?{query}"
@@ -355,10 +399,8 @@ async def upload_asset(
 ) -> Response:
     if not asset_id.startswith("file_"):
         raise NotFound("no such asset")
-    owner = await genq.accounts.get(account)
-    secret = owner.webhook_secret if owner else None
-    expected = _signature(secret or "", account, asset_id, name, type, expires)
-    if not secret or not hmac.compare_digest(expected, signature):
+    expected = await _signature(genq, account, asset_id, name, type, expires)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise Unauthorized("the upload URL's signature does not match")
     if expires < time.time():
         raise Unauthorized("the upload URL has expired; create the asset again")

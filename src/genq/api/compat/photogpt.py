@@ -31,7 +31,11 @@ Models (inferred shapes):
   "updatedAt"}}`.
 
 Errors (inferred): `{"error": {"code", "message"}}` with 400 (plus `details`), 401, 402
-(plus `balance`, `needed`), 404 (also an expired job), 409, 429 (with `Retry-After`).
+(plus `balance`, `needed`), 404 (also an expired job), 405, 409, 429 (with
+`Retry-After`). A 400 names PhotoGPT's parameters (`numImages`, `modelID`, ...) in
+`message` (`"numImages must be less than or equal to 4"`) and in `details`
+(`[{"field", "message"}]`), whichever check refused it (the face's or the engine's);
+an engine option given in `X-Genq-Input` is named `X-Genq-Input.<name>`.
 
 Routing keys: `photogpt:images/generation` (demo/text2image), `photogpt:images/upscaling`
 (demo/upscale), `photogpt:videos/generation` (demo/text2video), `photogpt:videos/<name>`,
@@ -40,7 +44,7 @@ Routing keys: `photogpt:images/generation` (demo/text2image), `photogpt:images/u
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, Request
@@ -54,9 +58,9 @@ from genq.api.compat._common import (
     error_message,
     extra_input,
     face_router,
-    first_error,
     fit,
     form_items,
+    idempotent,
     image_ref,
     json_response,
     outputs,
@@ -69,7 +73,7 @@ from genq.api.compat._common import (
 from genq.api.compat._docs import PhotogptError, PhotogptImagesForm, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
-from genq.api.schemas import request_body
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -101,6 +105,37 @@ ENGINES: Final[dict[str, str]] = {
     "models": "demo/train",
 }
 API_VERSION: Final = "1"
+# engine input field -> the parameter of the endpoint it came from
+PARAMS: Final[dict[str, dict[str, str]]] = {
+    "images/generation": {
+        "prompt": "prompt",
+        "negative_prompt": "negativePrompt",
+        "num_images": "numImages",
+        "seed": "seed",
+        "model_id": "modelID",
+        "width": "width",
+        "height": "height",
+        "image": "inputImageId",
+    },
+    "images/upscaling": {"image": "imageID", "scale": "scale"},
+    "models/train": {"images": "images"},  # those uploaded to the model
+    "videos/generation": {
+        "prompt": "prompt",
+        "num_videos": "numVideos",
+        "image": "referenceImages",
+        "images": "referenceImages",
+    },
+}
+RENAMED: Final = {"aspect_ratio": "aspectRatio"}  # the shared helpers' names
+MISSHAPEN: Final = {"modelID": "is not the id of a model (made with POST /models)"}
+_WORDING: Final = (  # pydantic's phrasing -> PhotoGPT's
+    ("Input should be ", "must be "),
+    ("String should have ", "must have "),
+    ("List should have ", "must have "),
+    ("Value should have ", "must have "),
+    ("Field required", "is required"),
+    ("Extra inputs are not permitted", "is not a parameter of this engine"),
+)
 _CODES: Final[dict[type[GenqError], str]] = {
     Unauthorized: "unauthorized",
     InsufficientCredits: "insufficient_credits",
@@ -112,6 +147,55 @@ _CODES: Final[dict[type[GenqError], str]] = {
 }
 
 
+def _param(field: str, params: Mapping[str, str]) -> str:
+    """A field path of an InvalidInput as PhotoGPT's parameter: `body.numImages` ->
+    `numImages`, `input.num_images` -> the parameter `params` names for it (else
+    `X-Genq-Input.num_images`), list positions as `[i]`, union branches dropped."""
+    head, *rest = field.split(".")
+    if head in ("body", "input") and rest:
+        source, (head, *rest) = head, rest
+        if source == "input":
+            head = params.get(head) or f"X-Genq-Input.{head}"
+    head = RENAMED.get(head, head)
+    return head + "".join(f"[{p}]" for p in rest if p.isdigit())
+
+
+def _message(param: str, type_: str, message: str) -> str:
+    if type_ == "string_pattern_mismatch":
+        return MISSHAPEN.get(param, "is not in the expected format")
+    message = message.replace(" after validation,", ",")
+    for theirs, ours in _WORDING:
+        if message.startswith(theirs):
+            return ours + message[len(theirs) :]
+    return message
+
+
+class Plain(InvalidInput):
+    """An InvalidInput in PhotoGPT's terms already."""
+
+
+def in_our_terms(exc: InvalidInput, params: Mapping[str, str] | None = None) -> InvalidInput:
+    """The InvalidInput with its fields named as PhotoGPT's parameters and its messages
+    in plain words (no genq field paths, no patterns); one detail per parameter."""
+    details: dict[str, list[str]] = {}
+    for e in exc.extra.get("errors") or []:
+        param = _param(str(e.get("field", "")), params or {})
+        said = _message(param, str(e.get("type", "")), str(e.get("message", "")))
+        details.setdefault(param, [])
+        if said not in details[param]:
+            details[param].append(said)
+    if not details or isinstance(exc, Plain):
+        return exc
+    errors = [
+        {
+            "field": p,
+            "message": " or ".join([said[0], *(m.removeprefix("must be ") for m in said[1:])]),
+        }
+        for p, said in details.items()
+    ]
+    return Plain(f"{errors[0]['field']}: {errors[0]['message']}", errors=errors)
+
+
 def error_response(exc: GenqError) -> Response:
     status, message = exc.status, exc.detail
     code = next((c for t, c in _CODES.items() if isinstance(exc, t)), exc.code)
@@ -121,7 +205,9 @@ def error_response(exc: GenqError) -> Response:
     elif isinstance(exc, Expired):
         status = 404
     elif isinstance(exc, InvalidInput):
-        status, error["message"] = 400, first_error(exc)
+        if not isinstance(exc, Plain):
+            exc = in_our_terms(exc)
+        status, error["message"] = 400, exc.detail
         error["details"] = exc.extra.get("errors", [])
     elif isinstance(exc, InsufficientCredits):
         error.update({k: exc.extra[k] for k in ("balance", "needed") if k in exc.extra})
@@ -142,17 +228,14 @@ router = face_router(f"/compat/{NAME}", NAME, error_response)
 _CREATE = (400, 401, 402, 404, 408, 409, 413, 429)
 
 
-_VERSION: Final[dict[str, Any]] = {
-    "parameters": [
-        {
-            "name": "API-Version",
-            "in": "header",
-            "required": False,
-            "description": "another version than 1 is refused (400)",
-            "schema": {"type": "string", "enum": [API_VERSION]},
-        }
-    ]
+_VERSION_HEADER: Final[dict[str, Any]] = {
+    "name": "API-Version",
+    "in": "header",
+    "required": False,
+    "description": "another version than 1 is refused (400)",
+    "schema": {"type": "string", "enum": [API_VERSION]},
 }
+_VERSION: Final = {"parameters": [_VERSION_HEADER]}
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -268,17 +351,38 @@ async def _submit(
         "endpoint": endpoint,
         **{k: v for k, v in md.items() if v is not None},
     }
-    job = await genq.jobs.submit(caller.account, engine, data, metadata=metadata, model_id=model_id)
+    try:
+        job = await genq.jobs.submit(
+            caller.account, engine, data, metadata=metadata, model_id=model_id
+        )
+    except InvalidInput as exc:
+        raise in_our_terms(exc, PARAMS[endpoint]) from exc
     return result({"jobId": job.id})
+
+
+def _once(
+    request: Request, genq: Genq, caller: Principal, create: Callable[[], Awaitable[Response]]
+) -> Awaitable[Response]:
+    """`create` under the request's Idempotency-Key; a job whose first answer was lost
+    is answered as a create answers."""
+
+    async def replay(job: Job) -> Response:
+        return result({"jobId": job["id"]})
+
+    return idempotent(request, genq, caller, create, replay)
 
 
 @router.post(
     "/images/generation",
     responses=_errors(*_CREATE),
-    openapi_extra={**request_body(ImageGeneration), **_VERSION},
+    openapi_extra=request_body(ImageGeneration, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
     summary="Generate images",
 )
 async def images_generation(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _images_generation(request, genq, caller))
+
+
+async def _images_generation(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ImageGeneration, fields)
     engine = engine_for(genq, f"{NAME}:images/generation", ENGINES["images/generation"])
@@ -309,10 +413,14 @@ async def images_generation(request: Request, genq: App, caller: Creator) -> Res
 @router.post(
     "/images/upscaling",
     responses=_errors(*_CREATE),
-    openapi_extra={**request_body(Upscaling), **_VERSION},
+    openapi_extra=request_body(Upscaling, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
     summary="Upscale an image",
 )
 async def images_upscaling(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _images_upscaling(request, genq, caller))
+
+
+async def _images_upscaling(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Upscaling, fields)
     engine = engine_for(genq, f"{NAME}:images/upscaling", ENGINES["images/upscaling"])
@@ -331,10 +439,14 @@ async def images_upscaling(request: Request, genq: App, caller: Creator) -> Resp
 @router.post(
     "/videos/generation",
     responses=_errors(*_CREATE),
-    openapi_extra={**request_body(VideoGeneration), **_VERSION},
+    openapi_extra=request_body(VideoGeneration, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
     summary="Generate videos",
 )
 async def videos_generation(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _videos_generation(request, genq, caller))
+
+
+async def _videos_generation(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(VideoGeneration, fields)
     default = engine_for(genq, f"{NAME}:videos/generation", ENGINES["videos/generation"])
@@ -373,10 +485,14 @@ async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
     "/models",
     status_code=201,
     responses=_errors(400, 401, 408, 409, 413, 429),
-    openapi_extra={**request_body(ModelCreate), **_VERSION},
+    openapi_extra=request_body(ModelCreate, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
     summary="Create a model to train",
 )
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
+    return await idempotent(request, genq, caller, lambda: _create_model(request, genq, caller))
+
+
+async def _create_model(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(ModelCreate, fields)
     engine = engine_for(genq, f"{NAME}:models", ENGINES["models"])
@@ -389,7 +505,9 @@ async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     "/models/{model_id}/images",
     status_code=201,
     responses=_errors(400, 401, 404, 408, 413, 429),
-    openapi_extra={**request_body({"multipart/form-data": PhotogptImagesForm}), **_VERSION},
+    openapi_extra=request_body(
+        {"multipart/form-data": PhotogptImagesForm}, parameters=[_VERSION_HEADER]
+    ),
     summary="Upload training images to a model",
 )
 async def upload_images(model_id: str, request: Request, genq: App, caller: Caller) -> Response:
@@ -421,7 +539,10 @@ async def upload_images(model_id: str, request: Request, genq: App, caller: Call
     summary="Start training a model",
 )
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
-    await genq.models.train(caller.account, model_id, extra_input(request))
+    try:
+        await genq.models.train(caller.account, model_id, extra_input(request))
+    except InvalidInput as exc:
+        raise in_our_terms(exc, PARAMS["models/train"]) from exc
     return result("success")
 
 

@@ -21,8 +21,9 @@
 `discord`, `server` and `channel` are accepted, kept (the token masked as in the seed:
 first and last three characters) and otherwise ignored. `replyUrl` gets the job model
 when the job completes (genq's webhook sender, `WEBHOOK_FORMAT`). `maxJobs` caps the
-account's unfinished jobs made through this face: over it, 429 `Account is busy
-executing N jobs` with `Retry-After`.
+account's unfinished jobs made through this face, counted in the transaction that
+creates the job (racing creates cannot both pass): over it, 429 `Account is busy
+executing N jobs` with `Retry-After` and `runningJobs`.
 
 Errors are `{"error": "...", "code": N}`: 400 (`Query param jobid not provided`, bad
 input), 401 `Unauthorized`, 402 (no credits), 404 `Unable to locate job <jobid>`,
@@ -36,6 +37,7 @@ Routing keys: `useapi:pixverse-create`, `useapi:pixverse-create_single`,
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Request
@@ -53,6 +55,7 @@ from genq.api.compat._common import (
     face_router,
     first_error,
     fit,
+    idempotent,
     image_ref,
     invalid,
     json_response,
@@ -66,9 +69,10 @@ from genq.api.compat._common import (
 from genq.api.compat._docs import UseapiError, errors, form_of
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
-from genq.api.schemas import request_body
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
+    Busy,
     EngineNotFound,
     Expired,
     GenqError,
@@ -78,6 +82,7 @@ from genq.errors import (
     RateLimited,
     Unauthorized,
 )
+from genq.jobs import Cap
 
 NAME: Final = "useapi"
 STATUS: Final[dict[str, str]] = {  # genq -> PixVerse; expired answers 410
@@ -316,20 +321,10 @@ def _metadata(verb: str, body: _Common, shown: dict[str, Any]) -> dict[str, Any]
     return {k: v for k, v in md.items() if v is not None}
 
 
-async def _busy_check(genq: Genq, account_id: str, max_jobs: int | None) -> None:
-    """`maxJobs`: refuse a new job while the account has that many unfinished jobs
-    made through this face."""
-    if max_jobs is None:
-        return
-    running = [
-        j.id for j in await genq.jobs.unfinished(account_id) if j.metadata.get("compat") == NAME
-    ]
-    if len(running) >= max_jobs:
-        raise RateLimited(
-            f"Account is busy executing {len(running)} jobs",
-            headers={"Retry-After": str(BUSY_RETRY_S)},
-            runningJobs=running,
-        )
+def _cap(max_jobs: int | None) -> Cap | None:
+    """`maxJobs`: no new job while the account has that many unfinished jobs made
+    through this face (checked as the job is created: racing creates cannot both pass)."""
+    return Cap(max_jobs, ("compat", NAME)) if max_jobs is not None else None
 
 
 async def _job(genq: Genq, account_id: str, jobid: str) -> Job:
@@ -376,17 +371,38 @@ async def _submit(
     candidate: dict[str, Any],
     md: dict[str, Any],
     reply_url: str | None,
+    max_jobs: int | None,
     parent_id: str | None = None,
 ) -> Response:
     data = fit(genq, engine, candidate, extra_input(request))
     hook = {"url": reply_url, "events": ["completed"], "format": NAME} if reply_url else None
-    job = await genq.jobs.submit(
-        caller.account, engine, data, metadata=md, webhook=hook, parent_id=parent_id
-    )
+    try:
+        job = await genq.jobs.submit(
+            caller.account,
+            engine,
+            data,
+            metadata=md,
+            webhook=hook,
+            parent_id=parent_id,
+            cap=_cap(max_jobs),
+        )
+    except Busy as exc:
+        running = exc.extra.get("running", [])
+        raise RateLimited(
+            f"Account is busy executing {len(running)} jobs",
+            headers={"Retry-After": str(BUSY_RETRY_S)},
+            runningJobs=running,
+        ) from exc
     return json_response(render(await genq.jobs.canonical(caller.account.id, job.id)))
 
 
 async def _generate(
+    request: Request, genq: Genq, caller: Principal, verb: str, model: type[_Common]
+) -> Response:
+    return await _once(request, genq, caller, lambda: _make(request, genq, caller, verb, model))
+
+
+async def _make(
     request: Request, genq: Genq, caller: Principal, verb: str, model: type[_Common]
 ) -> Response:
     fields, files = await read_body(request, genq.settings.max_json_bytes)
@@ -394,7 +410,6 @@ async def _generate(
     if file_field and file_field in files:
         fields[file_field] = "upload"
     body = parse(model, fields)
-    await _busy_check(genq, caller.account.id, body.maxJobs)
     engine = engine_for(genq, f"{NAME}:pixverse-{verb}", ENGINES[f"pixverse-{verb}"])
     shown: dict[str, Any] = {}
     candidate: dict[str, Any] = {}
@@ -414,13 +429,27 @@ async def _generate(
         }
     )
     md = _metadata(verb, body, shown)
-    return await _submit(request, genq, caller, verb, engine, candidate, md, body.replyUrl)
+    return await _submit(
+        request, genq, caller, verb, engine, candidate, md, body.replyUrl, body.maxJobs
+    )
+
+
+def _once(
+    request: Request, genq: Genq, caller: Principal, create: Callable[[], Awaitable[Response]]
+) -> Awaitable[Response]:
+    """`create` under the request's Idempotency-Key; a job whose first answer was lost
+    is answered with its job model, as a create answers."""
+
+    async def replay(job: Job) -> Response:
+        return json_response(render(job))
+
+    return idempotent(request, genq, caller, create, replay)
 
 
 @router.post(
     "/v1/pixverse/create",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(Create),
+    openapi_extra=request_body(Create, parameters=[IDEMPOTENCY_KEY]),
     summary="Create videos from a prompt",
 )
 async def create(request: Request, genq: App, caller: Creator) -> Response:
@@ -430,7 +459,7 @@ async def create(request: Request, genq: App, caller: Creator) -> Response:
 @router.post(
     "/v1/pixverse/create_single",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(CreateSingle),
+    openapi_extra=request_body(CreateSingle, parameters=[IDEMPOTENCY_KEY]),
     summary="Create one video from a prompt",
 )
 async def create_single(request: Request, genq: App, caller: Creator) -> Response:
@@ -441,7 +470,8 @@ async def create_single(request: Request, genq: App, caller: Creator) -> Respons
     "/v1/pixverse/animate",
     responses=_errors(*_CREATE),
     openapi_extra=request_body(
-        {"application/json": Animate, "multipart/form-data": form_of(Animate, "image")}
+        {"application/json": Animate, "multipart/form-data": form_of(Animate, "image")},
+        parameters=[IDEMPOTENCY_KEY],
     ),
     summary="Animate an image",
 )
@@ -453,7 +483,8 @@ async def animate(request: Request, genq: App, caller: Creator) -> Response:
     "/v1/pixverse/meme_face",
     responses=_errors(*_CREATE),
     openapi_extra=request_body(
-        {"application/json": MemeFace, "multipart/form-data": form_of(MemeFace, "face")}
+        {"application/json": MemeFace, "multipart/form-data": form_of(MemeFace, "face")},
+        parameters=[IDEMPOTENCY_KEY],
     ),
     summary="A video from a face and a prompt",
 )
@@ -464,10 +495,14 @@ async def meme_face(request: Request, genq: App, caller: Creator) -> Response:
 @router.post(
     "/v1/pixverse/button",
     responses=_errors(*_CREATE),
-    openapi_extra=request_body(Button),
+    openapi_extra=request_body(Button, parameters=[IDEMPOTENCY_KEY]),
     summary="Upscale or vary a completed job",
 )
 async def button(request: Request, genq: App, caller: Creator) -> Response:
+    return await _once(request, genq, caller, lambda: _button(request, genq, caller))
+
+
+async def _button(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Button, fields)
     parent = await _job(genq, caller.account.id, body.jobid)
@@ -475,7 +510,6 @@ async def button(request: Request, genq: App, caller: Creator) -> Response:
         raise InvalidInput(
             f"Job {body.jobid} is {render(parent)['status']}, buttons apply to completed jobs"
         )
-    await _busy_check(genq, caller.account.id, body.maxJobs)
     engine = genq.settings.compat_engines.get(f"{NAME}:pixverse-button") or parent["engine"]
     candidate = dict(parent.get("input") or {})
     if body.prompt:
@@ -504,6 +538,7 @@ async def button(request: Request, genq: App, caller: Creator) -> Response:
         candidate,
         md,
         body.replyUrl,
+        body.maxJobs,
         parent_id=parent["id"],
     )
 

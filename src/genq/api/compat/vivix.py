@@ -8,14 +8,16 @@
   `X-Credits-Balance` (after the estimate is held). `resolution` is `480p`, `720p`,
   `1080p` (the short side) or `1k`, `2k` (the long side), kept inside the engine's
   limits; `duration` is the video length in seconds; `audio` is kept in the metadata;
-  `reference_images` are genq file ids, `job_.../<output>` references, jobs of this
-  server or its output URLs (remote URLs are not fetched: 400) and go to the engine
+  `reference_images` are genq file ids, `job_.../<output>` references, generations or
+  jobs of this server or its output URLs (remote URLs are not fetched: 400) and go to the engine
   only when it takes images.
 - `GET /api/v1/generations/{id}`: exactly seed 003 (pending/processing: `elapsed_ms`,
   `credits_estimate`; completed: `output_url`, `output_urls` (every output, so also
   for `number_results` > 1), `credits_used`, `duration_ms`, `completed_at`; failed:
   `error`, `message`, `credits_used: 0`). Timestamps are to the second, as in the seed.
-  A generation id is a genq job id (`job_...`), the same on every face and on /v1.
+  A `generation_id` is a UUID, as in the seed: the 128 bits of the genq job id's ULID
+  (lossless: `job_` and the ULID of those bits is the job on /v1 and the other faces).
+  Every read takes it, or the job id itself.
 - `GET /api/v1/models` (inferred shape): `{"models": [{"id", "type" (image|video),
   "credits_estimate", "parameters": [...]}]}`.
 - `GET /api/v1/credits`: `{balance, tier, rate_limit: {calls_per_minute,
@@ -38,6 +40,7 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
+from ulid import ULID
 
 from genq.accounts import Principal
 from genq.api.compat._common import (
@@ -49,6 +52,7 @@ from genq.api.compat._common import (
     face_router,
     first_error,
     fit,
+    idempotent,
     image_ref,
     iso_seconds,
     json_response,
@@ -62,7 +66,7 @@ from genq.api.compat._common import (
 from genq.api.compat._docs import VivixError, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
-from genq.api.schemas import request_body
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -77,6 +81,7 @@ from genq.errors import (
 )
 from genq.ids import iso
 from genq.ratelimits import GENERATE
+from genq.store.records import Account
 
 NAME: Final = "vivix"
 STATUS: Final[dict[str, str]] = {  # genq -> Vivix; expired answers 404 NOT_FOUND
@@ -127,6 +132,25 @@ class NotYours(GenqError):
     status, code, title = 403, "NOT_YOURS", "Not yours"
 
 
+def generation_id(job_id: str) -> str:
+    """The UUID Vivix shows for a job: its ULID's 128 bits."""
+    try:
+        return str(ULID.from_str(job_id.removeprefix("job_")).to_uuid())
+    except ValueError:  # not a ULID (no job genq made)
+        return job_id
+
+
+def job_id_of(generation: str) -> str | None:
+    """The job a client's id names: a `generation_id` (a UUID in any of its spellings)
+    or a job id as is; None for neither."""
+    if generation.startswith("job_"):
+        return generation
+    try:
+        return f"job_{ULID.from_bytes(uuid.UUID(generation).bytes)}"
+    except ValueError:
+        return None
+
+
 def error_response(exc: GenqError) -> Response:
     status, code = next(
         ((s, c) for t, s, c in _CODES if isinstance(exc, t)), (exc.status, exc.code.upper())
@@ -152,11 +176,11 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def render(job: Job) -> dict[str, Any]:
     """A canonical job as Vivix's generation object (seed 003)."""
     if job["status"] not in STATUS:
-        raise Expired(f"generation {job['id']} is past the retention window")
+        raise Expired(f"generation {generation_id(job['id'])} is past the retention window")
     status = STATUS[job["status"]]
     md: dict[str, Any] = job.get("metadata") or {}
     model = md.get("model") or job["engine"]
-    body: dict[str, Any] = {"generation_id": job["id"], "status": status}
+    body: dict[str, Any] = {"generation_id": generation_id(job["id"]), "status": status}
     created = iso_seconds(job["created_at"])
     if status in ("pending", "processing"):
         body.update(
@@ -253,14 +277,53 @@ def _size(genq: Genq, engine: str, body: Generate) -> dict[str, int]:
     return sized(genq, engine, aspect=body.aspect_ratio, long_side=px)
 
 
+async def _created(
+    genq: Genq, account: Account, job_id: str, status: str, model: str, estimate: int, at: str
+) -> Response:
+    """Generate's answer: 201 and its headers."""
+    window = await genq.limiter.peek(account.id, account.plan, GENERATE)
+    balance = await genq.accounts.balance(account.id)
+    return json_response(
+        {
+            "generation_id": generation_id(job_id),
+            "status": status,
+            "model": model,
+            "credits_estimate": estimate,
+            "created_at": iso_seconds(at),
+        },
+        201,
+        {
+            "X-Request-Id": str(uuid.uuid4()),
+            "X-RateLimit-Remaining": str(window.remaining),
+            "X-Credits-Balance": str(balance),
+        },
+    )
+
+
 @router.post(
     "/api/v1/generate",
     status_code=201,
     responses=_errors(400, 401, 402, 408, 409, 413, 429),
-    openapi_extra=request_body(Generate),
+    openapi_extra=request_body(Generate, parameters=[IDEMPOTENCY_KEY]),
     summary="Start a generation",
 )
 async def generate(request: Request, genq: App, caller: Creator) -> Response:
+    async def replay(job: Job) -> Response:  # its first answer was lost
+        md: dict[str, Any] = job.get("metadata") or {}
+        return await _created(
+            genq,
+            caller.account,
+            job["id"],
+            STATUS.get(job["status"], STATUS["queued"]),
+            str(md.get("model") or job["engine"]),
+            int(job["credits"]["estimate"]),
+            job["created_at"],
+        )
+
+    return await idempotent(request, genq, caller, lambda: _generate(request, genq, caller), replay)
+
+
+async def _generate(request: Request, genq: Genq, caller: Principal) -> Response:
     fields, _ = await read_body(request, genq.settings.max_json_bytes)
     body = parse(Generate, fields)
     engine = models(genq).get(body.model)
@@ -280,7 +343,7 @@ async def generate(request: Request, genq: App, caller: Creator) -> Response:
         )
     account = caller.account
     refs = [
-        await image_ref(genq, account.id, r, "reference_images")
+        await image_ref(genq, account.id, job_id_of(r) or r, "reference_images")
         for r in body.reference_images or []
     ]
     candidate: dict[str, Any] = {
@@ -300,23 +363,9 @@ async def generate(request: Request, genq: App, caller: Creator) -> Response:
         **body.model_dump(include={"resolution", "audio", "aspect_ratio"}, exclude_none=True),
     }
     job = await genq.jobs.submit(account, engine, data, metadata=md)
-    window = await genq.limiter.peek(account.id, account.plan, GENERATE)
-    balance = await genq.accounts.balance(account.id)
-    created = iso_seconds(iso(job.created_at))
-    return json_response(
-        {
-            "generation_id": job.id,
-            "status": STATUS["queued"],
-            "model": body.model,
-            "credits_estimate": job.credits_estimate,
-            "created_at": created,
-        },
-        201,
-        {
-            "X-Request-Id": str(uuid.uuid4()),
-            "X-RateLimit-Remaining": str(window.remaining),
-            "X-Credits-Balance": str(balance),
-        },
+    created = iso(job.created_at) or ""
+    return await _created(
+        genq, account, job.id, STATUS["queued"], body.model, job.credits_estimate, created
     )
 
 
@@ -332,14 +381,17 @@ async def generation(generation_id: str, genq: App, caller: Caller) -> Response:
 async def read_generation(
     genq: Genq, caller: Principal, params: dict[str, str], query: dict[str, str]
 ) -> Response:
-    generation_id = params["generation_id"]
+    given = params["generation_id"]
+    job_id = job_id_of(given)
+    if job_id is None:
+        raise NotFound(f"no generation with id {given}")
     try:
-        job = await genq.jobs.canonical(caller.account.id, generation_id)
+        job = await genq.jobs.canonical(caller.account.id, job_id)
     except NotFound:  # missing, or another account's: this face tells them apart
-        found = await genq.jobs.find(generation_id)
+        found = await genq.jobs.find(job_id)
         if found is not None and found.account_id != caller.account.id:
             raise NotYours("the generation_id belongs to a different account") from None
-        raise NotFound(f"no generation with id {generation_id}") from None
+        raise NotFound(f"no generation with id {given}") from None
     return json_response(render(job))
 
 

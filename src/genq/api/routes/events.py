@@ -6,7 +6,7 @@ closes after its `completed` event."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
@@ -17,6 +17,7 @@ from genq.api.front import event_id, resume_point
 from genq.api.schemas import AUTH, event_id_param, problems
 from genq.api.streams import Feeds
 from genq.errors import InvalidInput
+from genq.ratelimits import Hold
 
 router = APIRouter(tags=["events"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -25,12 +26,26 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 class FeedResponse(Response):
     """A job's stream from the shared feed (the same as `genq.api.front.Front` serves)."""
 
-    def __init__(self, feeds: Feeds, account_id: str, job_id: str, last: int) -> None:
+    def __init__(self, feeds: Feeds, account_id: str, job_id: str, last: int, hold: Hold) -> None:
         super().__init__(media_type="text/event-stream")
         self.feeds, self.account_id, self.job_id, self.last = feeds, account_id, job_id, last
+        self.hold = hold
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.feeds.stream(scope, receive, send, self.account_id, self.job_id, self.last)
+        with self.hold:
+            await self.feeds.stream(scope, receive, send, self.account_id, self.job_id, self.last)
+
+
+class HeldStream(StreamingResponse):
+    """A stream that gives its account's `Hold` back when it ends, however it ends."""
+
+    def __init__(self, content: AsyncIterator[bytes], hold: Hold, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.hold = hold
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.hold:
+            await super().__call__(scope, receive, send)
 
 
 @router.get(
@@ -53,9 +68,10 @@ async def job_events(
     """`id:` is the job's event sequence number; `event:` is status, progress, output,
     log or completed (whose data is the whole job). Reconnect with `Last-Event-ID`."""
     last = resume_point(request.scope)
-    await genq.jobs.body(caller.account.id, job_id)  # 404 / 410 before streaming
+    account = caller.account
+    await genq.jobs.body(account.id, job_id)  # 404 / 410 before streaming
     feeds: Feeds = request.app.state.feeds
-    return FeedResponse(feeds, caller.account.id, job_id, last)
+    return FeedResponse(feeds, account.id, job_id, last, genq.holds.take(account.id, account.plan))
 
 
 @router.get(
@@ -76,7 +92,7 @@ async def account_events(
 ) -> StreamingResponse:
     """Every event of every job of the account; `id:` is a global event id. Without
     `Last-Event-ID`/`after`, starts with events from now on."""
-    account_id = caller.account.id
+    account = caller.account
     header = event_id(request.headers.get("last-event-id", ""))
     resume = header
     if resume is None and after is not None:
@@ -89,16 +105,19 @@ async def account_events(
     keepalive = genq.settings.sse_keepalive_s
     feeds: Feeds = request.app.state.feeds
 
+    bus = genq.bus
+
     async def stream() -> AsyncIterator[bytes]:
         last = resume if resume is not None else await genq.jobs.last_event_id()
         yield b"retry: 2000\n\n"
-        with genq.bus.watch(account_id) as watch:
-            while True:
-                events = await genq.jobs.account_events(account_id, last)
+        with bus.watch(account.id) as watch:
+            while not bus.draining:  # see `Feeds.close`
+                events = await genq.jobs.account_events(account.id, last)
                 for ev in events:
                     last = ev.id
                     yield await feeds.account_frame(ev)
-                if not events and not await watch.wait(keepalive):
+                if not events and not await watch.wait(keepalive) and not bus.draining:
                     yield b": keep-alive\n\n"
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    hold = genq.holds.take(account.id, account.plan)
+    return HeldStream(stream(), hold, media_type="text/event-stream", headers=SSE_HEADERS)

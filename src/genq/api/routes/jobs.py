@@ -57,9 +57,9 @@ def job_response(
         202: {"model": JobOut, "description": "The job, queued"},
         **problems(*AUTH, *BODY, 402, 404, 409),
     },
-    openapi_extra={
-        **request_body(JobCreate),
-        "parameters": [
+    openapi_extra=request_body(
+        JobCreate,
+        parameters=[
             IDEMPOTENCY_KEY,
             {
                 "name": "Prefer",
@@ -70,7 +70,7 @@ def job_response(
                 "schema": {"type": "string"},
             },
         ],
-    },
+    ),
     summary="Submit a job",
 )
 async def create_job(request: Request, genq: App, caller: Creator) -> Response:
@@ -116,12 +116,16 @@ async def create_reply(
         wait = _PREFER_WAIT.search(prefer)
         status_code = 202
         headers = {"location": f"/v1/jobs/{job.id}"}
-        if wait:
-            deadline = time.monotonic() + min(float(wait.group(1)), MAX_WAIT_S)
-            while item.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
-                item = await genq.jobs.wait_body(
-                    caller.account.id, job.id, seen=None, after_seq=item.seq, timeout=left
-                )
+        # the job exists now: at the account's limit of open waits the preference is
+        # not applied (202 at once), rather than refused
+        hold = genq.holds.try_take(caller.account.id, caller.account.plan) if wait else None
+        if wait and hold is not None:
+            with hold:
+                deadline = time.monotonic() + min(float(wait.group(1)), MAX_WAIT_S)
+                while item.status not in TERMINAL and (left := deadline - time.monotonic()) > 0:
+                    item = await genq.jobs.wait_body(
+                        caller.account.id, job.id, seen=None, after_seq=item.seq, timeout=left
+                    )
             headers["preference-applied"] = f"wait={wait.group(1)}"
             status_code = 200 if item.status in TERMINAL else 202
         headers.update({"content-type": JSON, "etag": item.etag, "cache-control": "no-cache"})
@@ -200,9 +204,10 @@ async def get_job(
     `?wait=N` holds the answer until the job differs from the client's copy."""
     seen = request.headers.get("if-none-match")
     if wait > 0:
-        item = await genq.jobs.wait_body(
-            caller.account.id, job_id, seen=seen, after_seq=after_seq, timeout=wait
-        )
+        with genq.holds.take(caller.account.id, caller.account.plan):
+            item = await genq.jobs.wait_body(
+                caller.account.id, job_id, seen=seen, after_seq=after_seq, timeout=wait
+            )
     else:
         item = await genq.jobs.body(caller.account.id, job_id)
     retry = genq.jobs.retry_after(item.status, item.engine)

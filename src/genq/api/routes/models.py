@@ -31,7 +31,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
     "",
     status_code=201,
     responses={201: {"model": ModelOut}, **problems(*AUTH, *BODY, 404, 409)},
-    openapi_extra={**request_body(ModelCreate), "parameters": [IDEMPOTENCY_KEY]},
+    openapi_extra=request_body(ModelCreate, parameters=[IDEMPOTENCY_KEY]),
     summary="Create a trainable model",
 )
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
@@ -90,7 +90,7 @@ async def upload_model_image(
     "/{model_id}/train",
     status_code=202,
     responses={202: {"model": JobOut}, **problems(*AUTH, *BODY, 402, 404, 409)},
-    openapi_extra={**request_body(ModelTrain, required=False), "parameters": [IDEMPOTENCY_KEY]},
+    openapi_extra=request_body(ModelTrain, required=False, parameters=[IDEMPOTENCY_KEY]),
     summary="Train a model",
 )
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:

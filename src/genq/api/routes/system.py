@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+import logging
+
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import PROBLEMS, AccountOut
+from genq.api.schemas import PROBLEMS, AccountOut, problems
+from genq.errors import Unauthorized
 from genq.ids import iso
 from genq.ratelimits import GENERATE, STATUS
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -40,6 +45,7 @@ async def get_account(genq: App, caller: Caller) -> Response:
                 "concurrent_jobs": plan.concurrent_jobs,
                 "retention_days": plan.retention_days,
                 "monthly_credits": plan.monthly_credits,
+                "open_streams": plan.open_streams,
             },
             "usage": {
                 "generation_remaining": generate.remaining,
@@ -47,6 +53,7 @@ async def get_account(genq: App, caller: Caller) -> Response:
                 "window_reset_s": max(generate.reset_s, status.reset_s),
                 "running_jobs": counts.get("starting", 0) + counts.get("running", 0),
                 "queued_jobs": counts.get("queued", 0),
+                "open_streams": genq.holds.open.get(a.id, 0),
             },
             "created_at": iso(a.created_at),
             "key": {
@@ -71,10 +78,15 @@ async def healthz() -> Response:
     summary="Readiness: the database answers",
 )
 async def readyz(genq: App) -> Response:
+    """503 when the database does not answer; why is logged, not shown (it names hosts
+    and users)."""
     try:
         await genq.ping()
-    except Exception as exc:
-        return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+    except Exception:
+        log.warning("readiness: the database does not answer", exc_info=True)
+        return JSONResponse(
+            {"status": "unavailable", "detail": "the database does not answer"}, status_code=503
+        )
     return JSONResponse(
         {"status": "ok", "engines": len(genq.engines), "worker": genq.worker is not None}
     )
@@ -84,9 +96,24 @@ async def readyz(genq: App) -> Response:
     "/metrics",
     tags=["system"],
     response_class=PlainTextResponse,
-    responses={200: {"description": "Prometheus text exposition format"}},
+    responses={
+        200: {"description": "Prometheus text exposition format"},
+        **problems(401),  # with GENQ_METRICS_TOKEN, to a request without it
+    },
     summary="Prometheus metrics",
 )
-async def metrics(genq: App) -> Response:
-    await genq.refresh_metrics()
+async def metrics(request: Request, genq: App) -> Response:
+    """Prometheus text. With `GENQ_METRICS_TOKEN` set, only for `Authorization: Bearer
+    <token>`."""
+    token = genq.settings.metrics_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise Unauthorized(
+                "/metrics wants the metrics token: Authorization: Bearer <GENQ_METRICS_TOKEN>",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+    genq.refresh_metrics()
     return Response(generate_latest(genq.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -20,6 +20,8 @@ const LIMIT_ROWS = [
   ['Jobs at once', ['concurrent_jobs', num], ['running_jobs', (n, usage) =>
     `${num(n)} running${typeof usage.queued_jobs === 'number'
       ? `, ${num(usage.queued_jobs)} queued` : ''}`]],
+  ['Open streams and long-polls', ['open_streams', num],
+    ['open_streams', (n) => `${num(n)} open on this server`]],
   ['Outputs kept', ['retention_days', (n) => `${num(n)} day${n === 1 ? '' : 's'}`], null],
 ];
 // the balance card, the jobs at once row, the note under the table
