@@ -68,8 +68,17 @@ class Idempotency:
         handler: Callable[[], Awaitable[Reply]],
         replay_resource: Callable[[str], Awaitable[Reply]] | None = None,
     ) -> Reply:
-        if not key or len(key) > MAX_KEY:
-            raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
+        if not 0 < len(key) <= MAX_KEY or not (key.isascii() and key.isprintable()):
+            raise InvalidInput(
+                f"Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters",
+                errors=[
+                    {
+                        "field": "header.Idempotency-Key",
+                        "message": f"1 to {MAX_KEY} printable ASCII characters",
+                        "type": "value_error",
+                    }
+                ],
+            )
         token = secrets.token_hex(16)
         rec = await self.store.idempotency.begin(
             account_id,

@@ -1,11 +1,18 @@
 """`create_app(settings)`: the FastAPI application (canonical API, public files,
-health and metrics), with a `Genq` started in its lifespan."""
+health and metrics), with a `Genq` started in its lifespan.
+
+Every path answers `OPTIONS` with 204 and an `Allow` header listing all its methods,
+and a method it does not have with 405 and the same `Allow` (RFC 9110; see
+`problems.allowed_methods`). There is no CORS (the dashboard is served from the same
+origin), so `OPTIONS` is no preflight: it is answered for every path alike and stays
+out of the OpenAPI document, as protocol, not API."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -13,7 +20,8 @@ from genq import __version__
 from genq.api import compat, problems
 from genq.api.front import Front
 from genq.api.middleware import Guard
-from genq.api.routes import engines, events, files, jobs, models, system, ui, webhooks
+from genq.api.routes import docs, engines, events, files, jobs, models, system, ui, webhooks
+from genq.api.schemas import problem_response, request_schemas
 from genq.api.streams import Feeds
 from genq.core import Genq
 from genq.settings import Settings
@@ -55,13 +63,16 @@ def create_app(
         version=__version__,
         description="Self-hosted server for asynchronous generation jobs.",
         lifespan=lifespan,
+        docs_url=None,  # genq.api.routes.docs serves them from the package's files
+        redoc_url=None,
     )
     app.state.genq = core
     problems.install(app, compat.error_renderers())
-    for module in (jobs, events, files, engines, models, system, webhooks, ui):
+    for module in (jobs, events, files, engines, models, system, webhooks, ui, docs):
         app.include_router(module.router)
     for router in compat.routers():
         app.include_router(router)
+    document(app)
     core.webhooks.formats.update(compat.webhook_formats())
     app.add_middleware(
         Guard,
@@ -73,3 +84,31 @@ def create_app(
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
     return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
+
+
+def document(app: FastAPI) -> None:
+    """`app.openapi()` with the request models of the routes that read their bodies
+    themselves (`genq.api.schemas.request_body`) in components/schemas, and without
+    FastAPI's default 422 `HTTPValidationError`: genq answers a request that fails
+    validation with problem+json 422 (`problems.install`), a face with its own 400."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(request_schemas())
+            for path, operations in doc["paths"].items():
+                for operation in operations.values():
+                    responses = operation["responses"]
+                    if "HTTPValidationError" not in str(responses.get("422", "")):
+                        continue
+                    if path.startswith("/compat/"):
+                        del responses["422"]
+                    else:
+                        responses["422"] = problem_response(422, "Invalid input")
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]

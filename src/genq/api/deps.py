@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
@@ -46,11 +47,16 @@ async def authorize(request: Request, kind: str) -> Principal:
     return p
 
 
-async def principal(request: Request) -> Principal:
+# documents the API key in OpenAPI (`authorize` reads the header itself)
+_bearer = HTTPBearer(scheme_name="apiKey", description="an API key", auto_error=False)
+Documented = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+
+async def principal(request: Request, _key: Documented) -> Principal:
     return await authorize(request, STATUS)
 
 
-async def creator(request: Request) -> Principal:
+async def creator(request: Request, _key: Documented) -> Principal:
     return await authorize(request, GENERATE)
 
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from genq.errors import GenqError, MethodNotAllowed, NotFound
 
@@ -58,6 +59,24 @@ def from_error(exc: GenqError, instance: str | None = None) -> Response:
     )
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request, named: str = "") -> str:
+    """`Allow` for the request's path: every method of every route of the app that
+    takes the path (Starlette's 405 names those of the first route whose path matched,
+    `named`; files mounted under a path name theirs), and OPTIONS."""
+    scope, routes = request.scope, request.app.router.routes
+    allowed = {m.strip().upper() for m in named.split(",") if m.strip()} | {"OPTIONS"}
+    allowed.update(
+        m
+        for m in METHODS
+        if m not in allowed
+        and any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes)
+    )
+    return ", ".join(m for m in METHODS if m in allowed)
+
+
 def _face(
     faces: Mapping[str, Callable[[GenqError], Response]], path: str
 ) -> Callable[[GenqError], Response] | None:
@@ -99,24 +118,21 @@ def install(
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # the path is there, the method is not
+            headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
+            if request.method == "OPTIONS":  # what it is for: 204 and Allow
+                return Response(status_code=204, headers={"Allow": headers["Allow"]})
         render = _face(faces or {}, request.url.path) if exc.status_code in (404, 405) else None
         if render is not None:
             method, path = request.method, request.url.path
             if exc.status_code == 404:
                 return render(NotFound(f"no such endpoint: {method} {path}"))
-            allow = dict(exc.headers or {}).get("Allow", "")
-            return render(
-                MethodNotAllowed(f"{path} does not take {method}", headers={"Allow": allow})
-            )
+            return render(MethodNotAllowed(f"{path} does not take {method}", headers=headers))
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         return problem(
-            exc.status_code,
-            code,
-            title,
-            detail,
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
+            exc.status_code, code, title, detail, instance=request.url.path, headers=headers
         )
 
     async def on_crash(request: Request, exc: Exception) -> Response:

@@ -159,6 +159,11 @@ def first_error(exc: InvalidInput) -> str:
 # -- requests -------------------------------------------------------------------------
 
 
+class JsonFields(dict[str, Any]):
+    """A body's fields that came as JSON: typed already, so `parse` validates them
+    strictly (`false` is no integer); a form's fields are text and are coerced."""
+
+
 async def form_items(request: Request) -> list[tuple[str, str | UploadFile]]:
     """A multipart or url-encoded form's items; a malformed form is a 400 in the
     face's shape (the files are closed when the request ends, see `face_router`)."""
@@ -195,12 +200,12 @@ async def read_body(
         raise invalid("body", f"not valid JSON: {exc}", "json_invalid") from exc
     if not isinstance(data, dict):
         raise invalid("body", "must be a JSON object", "type_error")
-    return data, {}
+    return JsonFields(data), {}
 
 
 def parse(model: type[M], data: Mapping[str, Any]) -> M:
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(dict(data), strict=isinstance(data, JsonFields))
     except ValidationError as exc:
         raise InvalidInput(
             "the request body is not valid", errors=pydantic_errors(exc, "body")

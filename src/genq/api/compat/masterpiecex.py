@@ -64,8 +64,10 @@ from genq.api.compat._common import (
     retry_headers,
     sized,
 )
+from genq.api.compat._docs import BYTES, MasterpiecexError, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -131,6 +133,12 @@ def error_response(exc: GenqError) -> Response:
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
+_CREATE = (400, 401, 402, 404, 408, 409, 413, 429)
+_UPLOAD = (400, 401, 404, 408, 409, 413)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return errors(MasterpiecexError, *statuses)
 
 
 def render(job: Job) -> dict[str, Any]:
@@ -229,7 +237,12 @@ def _once(
     return idempotent(request, genq, caller, create, replay)
 
 
-@router.post("/functions/general", summary="Text to 3D")
+@router.post(
+    "/functions/general",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(General, parameters=[IDEMPOTENCY_KEY]),
+    summary="Text to 3D",
+)
 async def general(request: Request, genq: App, caller: Creator) -> Response:
     return await _once(request, genq, caller, lambda: _general(request, genq, caller))
 
@@ -242,7 +255,12 @@ async def _general(request: Request, genq: Genq, caller: Principal) -> Response:
     )
 
 
-@router.post("/functions/imageto3d", summary="Image to 3D")
+@router.post(
+    "/functions/imageto3d",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(ImageTo3D, parameters=[IDEMPOTENCY_KEY]),
+    summary="Image to 3D",
+)
 async def imageto3d(request: Request, genq: App, caller: Creator) -> Response:
     return await _once(request, genq, caller, lambda: _imageto3d(request, genq, caller))
 
@@ -259,7 +277,12 @@ async def _imageto3d(request: Request, genq: Genq, caller: Principal) -> Respons
     return await _submit(request, genq, caller.account, "functions/imageto3d", candidate)
 
 
-@router.post("/components/text2image", summary="Text to images")
+@router.post(
+    "/components/text2image",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(Text2Image, parameters=[IDEMPOTENCY_KEY]),
+    summary="Text to images",
+)
 async def text2image(request: Request, genq: App, caller: Creator) -> Response:
     return await _once(request, genq, caller, lambda: _text2image(request, genq, caller))
 
@@ -293,7 +316,7 @@ async def read_status(
     return json_response(render(job))
 
 
-@router.get("/status/{request_id}", summary="Status of a request")
+@router.get("/status/{request_id}", responses=_errors(401, 404, 429), summary="Status of a request")
 async def status(request_id: str, genq: App, caller: Caller) -> Response:
     return await read_status(genq, caller, {"request_id": request_id}, {})
 
@@ -317,7 +340,12 @@ async def _signature(
     return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
 
 
-@router.post("/assets/create", summary="Announce an input image; answers its upload URL")
+@router.post(
+    "/assets/create",
+    responses=_errors(400, 401, 408, 413, 429),
+    openapi_extra=request_body(AssetCreate, required=False, parameters=[IDEMPOTENCY_KEY]),
+    summary="Announce an input image; answers its upload URL",
+)
 async def create_asset(request: Request, genq: App, caller: Caller) -> Response:
     return await idempotent(request, genq, caller, lambda: _create_asset(request, genq, caller))
 
@@ -348,9 +376,17 @@ async def _create_asset(request: Request, genq: Genq, caller: Principal) -> Resp
 
 
 @router.put(
-    "/assets/{asset_id}/content", summary="Upload an asset's bytes (the signed assetUrl; no auth)"
+    "/assets/{asset_id}/content",
+    responses=_errors(*_UPLOAD),
+    openapi_extra=BYTES,
+    summary="Upload an asset's bytes (the signed assetUrl; no auth)",
 )
-@router.post("/assets/{asset_id}/content", include_in_schema=False)
+@router.post(
+    "/assets/{asset_id}/content",
+    responses=_errors(*_UPLOAD),
+    openapi_extra=BYTES,
+    summary="Upload an asset's bytes (as PUT)",
+)
 async def upload_asset(
     asset_id: str,
     request: Request,

@@ -70,8 +70,10 @@ from genq.api.compat._common import (
     sized,
     snap_side,
 )
+from genq.api.compat._docs import PhotogptError, PhotogptImagesForm, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -223,6 +225,23 @@ def api_version(request: Request) -> None:
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
+_CREATE = (400, 401, 402, 404, 408, 409, 413, 429)
+
+
+_VERSION_HEADER: Final[dict[str, Any]] = {
+    "name": "API-Version",
+    "in": "header",
+    "required": False,
+    "description": "another version than 1 is refused (400)",
+    "schema": {"type": "string", "enum": [API_VERSION]},
+}
+_VERSION: Final = {"parameters": [_VERSION_HEADER]}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return errors(PhotogptError, *statuses)
+
+
 router.dependencies.append(Depends(api_version))
 
 
@@ -353,7 +372,12 @@ def _once(
     return idempotent(request, genq, caller, create, replay)
 
 
-@router.post("/images/generation", summary="Generate images")
+@router.post(
+    "/images/generation",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(ImageGeneration, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
+    summary="Generate images",
+)
 async def images_generation(request: Request, genq: App, caller: Creator) -> Response:
     return await _once(request, genq, caller, lambda: _images_generation(request, genq, caller))
 
@@ -386,7 +410,12 @@ async def _images_generation(request: Request, genq: Genq, caller: Principal) ->
     )
 
 
-@router.post("/images/upscaling", summary="Upscale an image")
+@router.post(
+    "/images/upscaling",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(Upscaling, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
+    summary="Upscale an image",
+)
 async def images_upscaling(request: Request, genq: App, caller: Creator) -> Response:
     return await _once(request, genq, caller, lambda: _images_upscaling(request, genq, caller))
 
@@ -407,7 +436,12 @@ async def _images_upscaling(request: Request, genq: Genq, caller: Principal) -> 
     )
 
 
-@router.post("/videos/generation", summary="Generate videos")
+@router.post(
+    "/videos/generation",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(VideoGeneration, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
+    summary="Generate videos",
+)
 async def videos_generation(request: Request, genq: App, caller: Creator) -> Response:
     return await _once(request, genq, caller, lambda: _videos_generation(request, genq, caller))
 
@@ -434,7 +468,12 @@ async def read_job(
     return result(render(await genq.jobs.canonical(caller.account.id, params["job_id"])))
 
 
-@router.get("/jobs/{job_id}", summary="A generation job")
+@router.get(
+    "/jobs/{job_id}",
+    responses=_errors(400, 401, 404, 429),
+    openapi_extra=_VERSION,
+    summary="A generation job",
+)
 async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
     return await read_job(genq, caller, {"job_id": job_id}, {})
 
@@ -442,7 +481,13 @@ async def get_job(job_id: str, genq: App, caller: Caller) -> Response:
 # -- models ---------------------------------------------------------------------------
 
 
-@router.post("/models", summary="Create a model to train")
+@router.post(
+    "/models",
+    status_code=201,
+    responses=_errors(400, 401, 408, 409, 413, 429),
+    openapi_extra=request_body(ModelCreate, parameters=[IDEMPOTENCY_KEY, _VERSION_HEADER]),
+    summary="Create a model to train",
+)
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     return await idempotent(request, genq, caller, lambda: _create_model(request, genq, caller))
 
@@ -456,7 +501,15 @@ async def _create_model(request: Request, genq: Genq, caller: Principal) -> Resp
     return result({"id": model.id, "name": model.name, "status": model.status}, 201)
 
 
-@router.post("/models/{model_id}/images", summary="Upload training images to a model")
+@router.post(
+    "/models/{model_id}/images",
+    status_code=201,
+    responses=_errors(400, 401, 404, 408, 413, 429),
+    openapi_extra=request_body(
+        {"multipart/form-data": PhotogptImagesForm}, parameters=[_VERSION_HEADER]
+    ),
+    summary="Upload training images to a model",
+)
 async def upload_images(model_id: str, request: Request, genq: App, caller: Caller) -> Response:
     await genq.models.get(caller.account.id, model_id)
     ctype = request.headers.get("content-type", "")
@@ -479,7 +532,12 @@ async def upload_images(model_id: str, request: Request, genq: App, caller: Call
     return result({"modelId": model_id, "images": saved}, 201)
 
 
-@router.get("/models/{model_id}/train", summary="Start training a model")
+@router.get(
+    "/models/{model_id}/train",
+    responses=_errors(400, 401, 402, 404, 409, 429),
+    openapi_extra=_VERSION,
+    summary="Start training a model",
+)
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:
     try:
         await genq.models.train(caller.account, model_id, extra_input(request))
@@ -488,7 +546,12 @@ async def train_model(model_id: str, request: Request, genq: App, caller: Creato
     return result("success")
 
 
-@router.get("/models/{model_id}", summary="A model and its training status")
+@router.get(
+    "/models/{model_id}",
+    responses=_errors(400, 401, 404, 429),
+    openapi_extra=_VERSION,
+    summary="A model and its training status",
+)
 async def get_model(model_id: str, genq: App, caller: Caller) -> Response:
     return result(render_model(await genq.models.get(caller.account.id, model_id)))
 

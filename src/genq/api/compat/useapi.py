@@ -66,8 +66,10 @@ from genq.api.compat._common import (
     retry_headers,
     sized,
 )
+from genq.api.compat._docs import UseapiError, errors, form_of
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
     Busy,
@@ -143,6 +145,11 @@ def error_response(exc: GenqError) -> Response:
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
+_CREATE = (400, 401, 402, 404, 408, 409, 410, 413, 429)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return errors(UseapiError, *statuses)
 
 
 def _updated(job: Job) -> str:
@@ -439,27 +446,58 @@ def _once(
     return idempotent(request, genq, caller, create, replay)
 
 
-@router.post("/v1/pixverse/create", summary="Create videos from a prompt")
+@router.post(
+    "/v1/pixverse/create",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(Create, parameters=[IDEMPOTENCY_KEY]),
+    summary="Create videos from a prompt",
+)
 async def create(request: Request, genq: App, caller: Creator) -> Response:
     return await _generate(request, genq, caller, "create", Create)
 
 
-@router.post("/v1/pixverse/create_single", summary="Create one video from a prompt")
+@router.post(
+    "/v1/pixverse/create_single",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(CreateSingle, parameters=[IDEMPOTENCY_KEY]),
+    summary="Create one video from a prompt",
+)
 async def create_single(request: Request, genq: App, caller: Creator) -> Response:
     return await _generate(request, genq, caller, "create_single", CreateSingle)
 
 
-@router.post("/v1/pixverse/animate", summary="Animate an image")
+@router.post(
+    "/v1/pixverse/animate",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(
+        {"application/json": Animate, "multipart/form-data": form_of(Animate, "image")},
+        parameters=[IDEMPOTENCY_KEY],
+    ),
+    summary="Animate an image",
+)
 async def animate(request: Request, genq: App, caller: Creator) -> Response:
     return await _generate(request, genq, caller, "animate", Animate)
 
 
-@router.post("/v1/pixverse/meme_face", summary="A video from a face and a prompt")
+@router.post(
+    "/v1/pixverse/meme_face",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(
+        {"application/json": MemeFace, "multipart/form-data": form_of(MemeFace, "face")},
+        parameters=[IDEMPOTENCY_KEY],
+    ),
+    summary="A video from a face and a prompt",
+)
 async def meme_face(request: Request, genq: App, caller: Creator) -> Response:
     return await _generate(request, genq, caller, "meme_face", MemeFace)
 
 
-@router.post("/v1/pixverse/button", summary="Upscale or vary a completed job")
+@router.post(
+    "/v1/pixverse/button",
+    responses=_errors(*_CREATE),
+    openapi_extra=request_body(Button, parameters=[IDEMPOTENCY_KEY]),
+    summary="Upscale or vary a completed job",
+)
 async def button(request: Request, genq: App, caller: Creator) -> Response:
     return await _once(request, genq, caller, lambda: _button(request, genq, caller))
 
@@ -505,7 +543,11 @@ async def _button(request: Request, genq: Genq, caller: Principal) -> Response:
     )
 
 
-@router.get("/v1/pixverse/jobs/", summary="A job's status and results")
+@router.get(
+    "/v1/pixverse/jobs/",
+    responses=_errors(400, 401, 404, 410, 429),
+    summary="A job's status and results",
+)
 @router.get("/v1/pixverse/jobs", include_in_schema=False)
 async def jobs(genq: App, caller: Caller, jobid: str | None = None) -> Response:
     return await read_job(genq, caller, {}, {"jobid": jobid} if jobid is not None else {})

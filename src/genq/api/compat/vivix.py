@@ -63,8 +63,10 @@ from genq.api.compat._common import (
     retry_headers,
     sized,
 )
+from genq.api.compat._docs import VivixError, errors
 from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
+from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
 from genq.errors import (
     Conflict,
@@ -165,6 +167,10 @@ def error_response(exc: GenqError) -> Response:
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return errors(VivixError, *statuses)
 
 
 def render(job: Job) -> dict[str, Any]:
@@ -294,7 +300,13 @@ async def _created(
     )
 
 
-@router.post("/api/v1/generate", status_code=201, summary="Start a generation")
+@router.post(
+    "/api/v1/generate",
+    status_code=201,
+    responses=_errors(400, 401, 402, 408, 409, 413, 429),
+    openapi_extra=request_body(Generate, parameters=[IDEMPOTENCY_KEY]),
+    summary="Start a generation",
+)
 async def generate(request: Request, genq: App, caller: Creator) -> Response:
     async def replay(job: Job) -> Response:  # its first answer was lost
         md: dict[str, Any] = job.get("metadata") or {}
@@ -357,7 +369,11 @@ async def _generate(request: Request, genq: Genq, caller: Principal) -> Response
     )
 
 
-@router.get("/api/v1/generations/{generation_id}", summary="Read a generation")
+@router.get(
+    "/api/v1/generations/{generation_id}",
+    responses=_errors(401, 403, 404, 429),
+    summary="Read a generation",
+)
 async def generation(generation_id: str, genq: App, caller: Caller) -> Response:
     return await read_generation(genq, caller, {"generation_id": generation_id}, {})
 
@@ -379,7 +395,9 @@ async def read_generation(
     return json_response(render(job))
 
 
-@router.get("/api/v1/models", summary="The models and their parameters")
+@router.get(
+    "/api/v1/models", responses=_errors(401, 429), summary="The models and their parameters"
+)
 async def list_models(genq: App, caller: Caller) -> Response:
     data = []
     for name, engine_name in sorted(models(genq).items()):
@@ -413,7 +431,7 @@ async def list_models(genq: App, caller: Caller) -> Response:
     return json_response({"models": data})
 
 
-@router.get("/api/v1/credits", summary="Balance, tier and rate limits")
+@router.get("/api/v1/credits", responses=_errors(401, 429), summary="Balance, tier and rate limits")
 async def credits(genq: App, caller: Caller) -> Response:
     account = caller.account
     plan = genq.accounts.plan(account.plan)

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from genq.api.deps import App, Caller
 from genq.api.front import event_id, resume_point
-from genq.api.schemas import PROBLEMS
+from genq.api.schemas import AUTH, event_id_param, problems
 from genq.api.streams import Feeds
 from genq.errors import InvalidInput
 from genq.ratelimits import Hold
@@ -50,7 +50,12 @@ class HeldStream(StreamingResponse):
 
 @router.get(
     "/v1/jobs/{job_id}/events",
-    responses={200: {"content": {"text/event-stream": {}}}, **PROBLEMS},
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **problems(*AUTH, 404, 410, 422),
+    },
+    openapi_extra={"parameters": [event_id_param("after", "resume after this seq")]},
     summary="Stream a job's events (SSE)",
 )
 async def job_events(
@@ -58,7 +63,7 @@ async def job_events(
     request: Request,
     genq: App,
     caller: Caller,
-    after: Annotated[str | None, Query(description="resume after this seq")] = None,
+    after: Annotated[str | None, Query(include_in_schema=False)] = None,  # documented above
 ) -> Response:
     """`id:` is the job's event sequence number; `event:` is status, progress, output,
     log or completed (whose data is the whole job). Reconnect with `Last-Event-ID`."""
@@ -71,14 +76,19 @@ async def job_events(
 
 @router.get(
     "/v1/events",
-    responses={200: {"content": {"text/event-stream": {}}}, **PROBLEMS},
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **problems(*AUTH, 422),
+    },
+    openapi_extra={"parameters": [event_id_param("after", "resume after this event id")]},
     summary="Stream all of the account's job events (SSE)",
 )
 async def account_events(
     request: Request,
     genq: App,
     caller: Caller,
-    after: Annotated[str | None, Query(description="resume after this event id")] = None,
+    after: Annotated[str | None, Query(include_in_schema=False)] = None,  # documented above
 ) -> StreamingResponse:
     """Every event of every job of the account; `id:` is a global event id. Without
     `Last-Event-ID`/`after`, starts with events from now on."""

@@ -8,13 +8,19 @@ from fastapi import APIRouter, File, Form, UploadFile
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import PROBLEMS
+from genq.api.schemas import AUTH, BINARY, UPLOAD, FileOut, problems
 from genq.errors import NotFound
 
-router = APIRouter(tags=["files"])
+router = APIRouter()
 
 
-@router.post("/v1/files", status_code=201, responses=PROBLEMS, summary="Upload an input file")
+@router.post(
+    "/v1/files",
+    tags=["files"],
+    status_code=201,
+    responses={201: {"model": FileOut}, **problems(*AUTH, *UPLOAD)},
+    summary="Upload an input file",
+)
 async def upload_file(
     genq: App,
     caller: Caller,
@@ -33,12 +39,23 @@ async def upload_file(
     return JSONResponse(genq.files.render(record), status_code=201)
 
 
-@router.get("/v1/files/{file_id}", responses=PROBLEMS, summary="An uploaded file's record")
+@router.get(
+    "/v1/files/{file_id}",
+    tags=["files"],
+    responses={200: {"model": FileOut}, **problems(*AUTH, 404)},
+    summary="An uploaded file's record",
+)
 async def get_file(file_id: str, genq: App, caller: Caller) -> Response:
     return JSONResponse(genq.files.render(await genq.files.get(caller.account.id, file_id)))
 
 
-@router.get("/v1/files/{file_id}/content", responses=PROBLEMS, summary="An uploaded file's bytes")
+@router.get(
+    "/v1/files/{file_id}/content",
+    tags=["files"],
+    response_class=Response,
+    responses={200: {"content": BINARY}, **problems(*AUTH, 404)},
+    summary="An uploaded file's bytes",
+)
 async def get_file_content(file_id: str, genq: App, caller: Caller) -> Response:
     record = await genq.files.get(caller.account.id, file_id)
     return FileResponse(
@@ -48,8 +65,9 @@ async def get_file_content(file_id: str, genq: App, caller: Caller) -> Response:
 
 @router.get(
     "/files/{job_id}/{token}/{filename}",
-    include_in_schema=True,
     tags=["public"],
+    response_class=Response,
+    responses={200: {"content": BINARY}, **problems(404)},
     summary="An output file (public, unguessable URL)",
 )
 async def public_file(job_id: str, token: str, filename: str, genq: App) -> Response:

@@ -13,7 +13,16 @@ from starlette.responses import Response
 from genq import payloads
 from genq.accounts import Principal
 from genq.api.deps import App, Caller, Creator, idempotent_reply, parse_json, reply_headers
-from genq.api.schemas import PROBLEMS, JobCreate, JobList, JobOut
+from genq.api.schemas import (
+    AUTH,
+    BODY,
+    IDEMPOTENCY_KEY,
+    JobCreate,
+    JobList,
+    JobOut,
+    problems,
+    request_body,
+)
 from genq.core import Genq
 from genq.errors import InvalidInput
 from genq.idempotency import Reply, request_hash
@@ -43,19 +52,25 @@ def job_response(
 @router.post(
     "",
     status_code=202,
-    responses={202: {"model": JobOut}, **PROBLEMS},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                JSON: {
-                    "schema": JobCreate.model_json_schema(
-                        ref_template="#/components/schemas/{model}"
-                    )
-                }
-            },
-        }
+    responses={
+        200: {"model": JobOut, "description": "The job ended within `Prefer: wait`"},
+        202: {"model": JobOut, "description": "The job, queued"},
+        **problems(*AUTH, *BODY, 402, 404, 409),
     },
+    openapi_extra=request_body(
+        JobCreate,
+        parameters=[
+            IDEMPOTENCY_KEY,
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "description": "`wait=N` (N <= 60): hold the answer until the job ends"
+                " (other preferences are ignored, RFC 7240)",
+                "schema": {"type": "string"},
+            },
+        ],
+    ),
     summary="Submit a job",
 )
 async def create_job(request: Request, genq: App, caller: Creator) -> Response:
@@ -123,17 +138,38 @@ async def create_reply(
     )
 
 
-@router.get("", responses={200: {"model": JobList}, **PROBLEMS}, summary="List jobs")
+@router.get(
+    "",
+    responses={200: {"model": JobList}, **problems(*AUTH, 422)},
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "status",
+                "in": "query",
+                "required": False,
+                "description": "only jobs in these statuses (comma-separated)",
+                "style": "form",
+                "explode": False,
+                "schema": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": [*NON_TERMINAL, *TERMINAL]},
+                    "minItems": 1,
+                },
+            }
+        ]
+    },
+    summary="List jobs",
+)
 async def list_jobs(
     genq: App,
     caller: Caller,
-    status: Annotated[str | None, Query(description="comma-separated statuses")] = None,
+    status: Annotated[str | None, Query(include_in_schema=False)] = None,  # documented above
     engine: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
     """The account's jobs, newest first, with keyset (cursor) pagination."""
-    statuses = [s for s in (status or "").split(",") if s]
+    statuses = status.split(",") if status is not None else []  # `status=` names none
     bad = [s for s in statuses if s not in NON_TERMINAL + TERMINAL]
     if bad:
         raise InvalidInput(
@@ -148,7 +184,13 @@ async def list_jobs(
 
 
 @router.get(
-    "/{job_id}", responses={200: {"model": JobOut}, 304: {}, **PROBLEMS}, summary="Get a job"
+    "/{job_id}",
+    responses={
+        200: {"model": JobOut},
+        304: {"description": "The job is as the client's copy (`If-None-Match`)"},
+        **problems(*AUTH, 404, 410, 422),
+    },
+    summary="Get a job",
 )
 async def get_job(
     job_id: str,
@@ -177,7 +219,12 @@ async def get_job(
     return job_response(item, retry)
 
 
-@router.delete("/{job_id}", status_code=204, responses=PROBLEMS, summary="Delete a job's outputs")
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    responses=problems(*AUTH, 404, 409, 410),
+    summary="Delete a job's outputs",
+)
 async def delete_job(job_id: str, genq: App, caller: Caller) -> Response:
     """Expire an ended job now: its output files are deleted at once and reads of it
     answer 410 `expired`. A queued or running job answers 409 (cancel it first)."""
@@ -186,7 +233,13 @@ async def delete_job(job_id: str, genq: App, caller: Caller) -> Response:
 
 
 @router.post(
-    "/{job_id}/cancel", responses={200: {"model": JobOut}, **PROBLEMS}, summary="Cancel a job"
+    "/{job_id}/cancel",
+    responses={
+        200: {"model": JobOut, "description": "Canceled"},
+        202: {"model": JobOut, "description": "Asked to stop (it was running)"},
+        **problems(*AUTH, 404, 409, 410),
+    },
+    summary="Cancel a job",
 )
 async def cancel_job(job_id: str, genq: App, caller: Caller) -> Response:
     """A queued job is canceled at once; a running one is asked to stop and ends

@@ -5,33 +5,33 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
-from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from genq.api.deps import App, Caller, Creator, idempotent, json_body
-from genq.api.schemas import PROBLEMS, ModelCreate, ModelTrain
+from genq.api.schemas import (
+    AUTH,
+    BODY,
+    IDEMPOTENCY_KEY,
+    PROBLEMS,
+    UPLOAD,
+    FileOut,
+    JobOut,
+    ModelCreate,
+    ModelList,
+    ModelOut,
+    ModelTrain,
+    problems,
+    request_body,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-
-
-def _json_body(schema: type[BaseModel]) -> dict[str, object]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": schema.model_json_schema(ref_template="#/components/schemas/{model}")
-                }
-            },
-        }
-    }
 
 
 @router.post(
     "",
     status_code=201,
-    responses=PROBLEMS,
-    openapi_extra=_json_body(ModelCreate),
+    responses={201: {"model": ModelOut}, **problems(*AUTH, *BODY, 404, 409)},
+    openapi_extra=request_body(ModelCreate, parameters=[IDEMPOTENCY_KEY]),
     summary="Create a trainable model",
 )
 async def create_model(request: Request, genq: App, caller: Caller) -> Response:
@@ -45,14 +45,18 @@ async def create_model(request: Request, genq: App, caller: Caller) -> Response:
     return await idempotent(request, caller, create)
 
 
-@router.get("", responses=PROBLEMS, summary="List models")
+@router.get("", responses={200: {"model": ModelList}, **PROBLEMS}, summary="List models")
 async def list_models(genq: App, caller: Caller) -> Response:
     models = await genq.models.list(caller.account.id)
     data = [genq.models.render(m, genq.settings.base_url) for m in models]
     return JSONResponse({"object": "list", "data": data})
 
 
-@router.get("/{model_id}", responses=PROBLEMS, summary="Get a model")
+@router.get(
+    "/{model_id}",
+    responses={200: {"model": ModelOut}, **problems(*AUTH, 404)},
+    summary="Get a model",
+)
 async def get_model(model_id: str, genq: App, caller: Caller) -> Response:
     model = await genq.models.get(caller.account.id, model_id)
     return JSONResponse(genq.models.render(model, genq.settings.base_url))
@@ -61,7 +65,7 @@ async def get_model(model_id: str, genq: App, caller: Caller) -> Response:
 @router.post(
     "/{model_id}/images",
     status_code=201,
-    responses=PROBLEMS,
+    responses={201: {"model": FileOut}, **problems(*AUTH, *UPLOAD, 404)},
     summary="Upload a training image to a model",
 )
 async def upload_model_image(
@@ -85,8 +89,8 @@ async def upload_model_image(
 @router.post(
     "/{model_id}/train",
     status_code=202,
-    responses=PROBLEMS,
-    openapi_extra=_json_body(ModelTrain),
+    responses={202: {"model": JobOut}, **problems(*AUTH, *BODY, 402, 404, 409)},
+    openapi_extra=request_body(ModelTrain, required=False, parameters=[IDEMPOTENCY_KEY]),
     summary="Train a model",
 )
 async def train_model(model_id: str, request: Request, genq: App, caller: Creator) -> Response:

@@ -7,10 +7,10 @@ import logging
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import PROBLEMS
+from genq.api.schemas import PROBLEMS, AccountOut, problems
 from genq.errors import Unauthorized
 from genq.ids import iso
 from genq.ratelimits import GENERATE, STATUS
@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.get("/v1/account", tags=["account"], responses=PROBLEMS, summary="The caller's account")
+@router.get(
+    "/v1/account",
+    tags=["account"],
+    responses={200: {"model": AccountOut}, **PROBLEMS},
+    summary="The caller's account",
+)
 async def get_account(genq: App, caller: Caller) -> Response:
     """Balance, plan, limits and current usage."""
     a, k = caller.account, caller.key
@@ -66,7 +71,12 @@ async def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", tags=["system"], summary="Readiness: the database answers")
+@router.get(
+    "/readyz",
+    tags=["system"],
+    responses={503: {"description": "The database does not answer"}},
+    summary="Readiness: the database answers",
+)
 async def readyz(genq: App) -> Response:
     """503 when the database does not answer; why is logged, not shown (it names hosts
     and users)."""
@@ -82,7 +92,16 @@ async def readyz(genq: App) -> Response:
     )
 
 
-@router.get("/metrics", tags=["system"], summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    tags=["system"],
+    response_class=PlainTextResponse,
+    responses={
+        200: {"description": "Prometheus text exposition format"},
+        **problems(401),  # with GENQ_METRICS_TOKEN, to a request without it
+    },
+    summary="Prometheus metrics",
+)
 async def metrics(request: Request, genq: App) -> Response:
     """Prometheus text. With `GENQ_METRICS_TOKEN` set, only for `Authorization: Bearer
     <token>`."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
+from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -45,8 +46,17 @@ HEADERS = {
 }
 
 
-class UIFiles(StaticFiles):
-    """StaticFiles with the dashboard's security headers on every answer."""
+class Files(StaticFiles):
+    """StaticFiles whose 405 says what the files answer (`Allow`)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
+        return await super().get_response(path, scope)
+
+
+class UIFiles(Files):
+    """The dashboard's files, with its security headers on every answer."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)

@@ -6,14 +6,23 @@ from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
 from genq.api.deps import App, Caller
-from genq.api.schemas import PROBLEMS
+from genq.api.schemas import (
+    AUTH,
+    PROBLEMS,
+    DeliveryList,
+    DeliveryOut,
+    WebhookSecret,
+    problems,
+)
 from genq.webhooks import render_delivery
 
 router = APIRouter(tags=["webhooks"])
 
 
 @router.get(
-    "/v1/account/webhook-secret", responses=PROBLEMS, summary="The secret webhooks are signed with"
+    "/v1/account/webhook-secret",
+    responses={200: {"model": WebhookSecret}, **PROBLEMS},
+    summary="The secret webhooks are signed with",
 )
 async def webhook_secret(genq: App, caller: Caller) -> Response:
     """A `whsec_` secret per account (Standard Webhooks); verify deliveries with it."""
@@ -23,7 +32,7 @@ async def webhook_secret(genq: App, caller: Caller) -> Response:
 
 @router.get(
     "/v1/jobs/{job_id}/deliveries",
-    responses=PROBLEMS,
+    responses={200: {"model": DeliveryList}, **problems(*AUTH, 404, 410)},
     summary="A job's webhook deliveries and their attempts",
 )
 async def job_deliveries(job_id: str, genq: App, caller: Caller) -> Response:
@@ -32,7 +41,11 @@ async def job_deliveries(job_id: str, genq: App, caller: Caller) -> Response:
     return JSONResponse({"object": "list", "data": [render_delivery(d, a) for d, a in rows]})
 
 
-@router.get("/v1/deliveries", responses=PROBLEMS, summary="Recent webhook deliveries")
+@router.get(
+    "/v1/deliveries",
+    responses={200: {"model": DeliveryList}, **PROBLEMS},
+    summary="Recent webhook deliveries",
+)
 async def recent_deliveries(genq: App, caller: Caller) -> Response:
     rows = await genq.webhooks.recent(caller.account.id)
     return JSONResponse({"object": "list", "data": [render_delivery(d, []) for d in rows]})
@@ -41,7 +54,7 @@ async def recent_deliveries(genq: App, caller: Caller) -> Response:
 @router.post(
     "/v1/deliveries/{delivery_id}/redeliver",
     status_code=202,
-    responses=PROBLEMS,
+    responses={202: {"model": DeliveryOut}, **problems(*AUTH, 402, 404, 409)},
     summary="Send a delivery again",
 )
 async def redeliver(delivery_id: str, genq: App, caller: Caller) -> Response:
