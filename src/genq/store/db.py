@@ -263,18 +263,38 @@ class _SqliteWriter:
             self._thread.join(timeout=30)
             self._thread = None
 
+    def _connect(self) -> tuple[sqlite3.Connection | None, list[Any]]:
+        """The writing connection (None: stopped meanwhile), and the calls taken from the
+        queue while it was being made. While it cannot be made, the waiting calls fail
+        with why (no caller waits forever), and it is tried again when the next call
+        comes."""
+        taken: list[Any] = []
+        while True:
+            try:
+                return _sqlite_connect(self.path, writer=True), taken
+            except sqlite3.Error as exc:
+                log.warning("cannot open %s for writing: %s", self.path, exc)
+                while not self._q.empty():
+                    taken.append(self._q.get_nowait())
+                if any(item is self._STOP for item in taken):
+                    return None, []
+                self._deliver([(c, False, exc) for c in taken if c is not self._PROBE])
+                taken = [self._q.get()]
+
     def _run(self) -> None:
-        conn = _sqlite_connect(self.path, writer=True)
+        conn, taken = self._connect()
+        if conn is None:
+            return
         cx = Cx(conn, False, self.stats)
         try:
             while True:
-                item = self._q.get()
+                item = taken.pop(0) if taken else self._q.get()
                 if item is self._STOP:
                     return
                 batch = [item]
                 while len(batch) < MAX_BATCH:
                     try:
-                        more = self._q.get_nowait()
+                        more = taken.pop(0) if taken else self._q.get_nowait()
                     except queue.Empty:
                         break
                     if more is self._STOP:
