@@ -33,6 +33,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -186,7 +187,10 @@ def _sqlite_connect(path: str, *, writer: bool) -> sqlite3.Connection:
     conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     if writer:
-        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL persists in the file: switching is only asked for once (it needs the file
+        # to itself, which another process's write denies)
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 
@@ -269,10 +273,14 @@ class _SqliteWriter:
         with why (no caller waits forever), and it is tried again when the next call
         comes."""
         taken: list[Any] = []
+        busy_until = time.monotonic() + 30  # as busy_timeout: a busy file is waited for
         while True:
             try:
                 return _sqlite_connect(self.path, writer=True), taken
             except sqlite3.Error as exc:
+                if "locked" in str(exc) and time.monotonic() < busy_until:
+                    time.sleep(0.05)
+                    continue
                 log.warning("cannot open %s for writing: %s", self.path, exc)
                 while not self._q.empty():
                     taken.append(self._q.get_nowait())
