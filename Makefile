@@ -47,7 +47,7 @@ run: install system-deps
 	@echo "  API key (account demo): $$(cat $(DATA)/demo.key)"
 	@echo ""
 	@echo "  try:"
-	@echo "    export GENQ_API_KEY=$$(cat $(DATA)/demo.key)"
+	@echo "    export GENQ_API_KEY=$$(cat $(DATA)/demo.key) GENQ_BASE_URL=http://$(HOST):$(PORT)"
 	@echo "    curl -s http://$(HOST):$(PORT)/v1/jobs -H \"Authorization: Bearer \$$GENQ_API_KEY\" -H 'content-type: application/json' -d '{\"engine\": \"demo/text2image\", \"input\": {\"prompt\": \"a red fox\"}}'"
 	@echo "    $(BIN)/genq run demo/text2image -i prompt='a red fox' --out ./out/fox"
 	@echo ""
