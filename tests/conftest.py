@@ -221,6 +221,20 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def quiet_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """`make_settings` with the background loops (reaper, sweeper, event polls, leases)
+    slowed to once a minute: what a test does is all that reaches the database."""
+    values: dict[str, Any] = {
+        "lease_s": 60.0,
+        "reaper_interval_s": 60.0,
+        "poll_interval_s": 60.0,
+        "sweep_interval_s": 60.0,
+        "event_poll_s": 60.0,
+        "pg_event_poll_s": 60.0,
+    }
+    return make_settings(data_dir, **{**values, **overrides})
+
+
 @dataclass
 class LiveServer:
     """genq serving on a loopback port in a background thread."""

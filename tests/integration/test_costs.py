@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, quiet_settings
 
 MAX_STATEMENTS, MAX_WRITE_TXNS = 12, 3
 
@@ -19,16 +19,7 @@ MAX_STATEMENTS, MAX_WRITE_TXNS = 12, 3
 @pytest.fixture
 def quiet_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A server whose background loops stay out of the way while one job runs."""
-    settings = make_settings(
-        tmp_path / "data",
-        lease_s=60.0,
-        reaper_interval_s=60.0,
-        poll_interval_s=60.0,
-        sweep_interval_s=60.0,
-        event_poll_s=60.0,
-        pg_event_poll_s=60.0,
-    )
-    srv = LiveServer(settings).start()
+    srv = LiveServer(quiet_settings(tmp_path / "data")).start()
     try:
         yield srv
     finally:

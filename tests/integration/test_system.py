@@ -13,20 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, make_settings, wait_for
+from tests.conftest import LiveServer, quiet_settings, wait_for
 
 
 @pytest.fixture
 def quiet(tmp_path: Path) -> Iterator[LiveServer]:
     """Background loops slowed down, so what a scrape costs is all there is to count."""
-    settings = make_settings(
+    settings = quiet_settings(
         tmp_path / "data",
-        reaper_interval_s=60.0,
         poll_interval_s=0.2,
-        sweep_interval_s=60.0,
-        event_poll_s=60.0,
-        pg_event_poll_s=60.0,
-        lease_s=60.0,
         plans={"pro": {"concurrent_jobs": 1}},
         metrics_token="s3cret-metrics",
     )
