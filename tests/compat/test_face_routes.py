@@ -81,3 +81,26 @@ def test_v1_and_other_paths_keep_problem_json(server: LiveServer, key: str) -> N
             assert r.status_code == status
             assert r.headers["content-type"] == "application/problem+json"
             assert r.json()["status"] == status
+
+
+CREATES = {  # a create of each face
+    "masterpiecex": "/functions/general",
+    "useapi": "/v1/pixverse/create",
+    "photogpt": "/images/generation",
+    "vivix": "/api/v1/generate",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CREATES))
+def test_a_body_past_its_limit_is_refused_in_the_face_shape(
+    server: LiveServer, key: str, name: str
+) -> None:
+    """The body limits are enforced before any route; under a face the 413 still comes
+    in that provider's shape (and closes the connection: the body is not read)."""
+    too_big = b'{"prompt": "' + b"x" * server.settings.max_json_bytes + b'"}'
+    with face(server, key, name) as client:
+        r = client.post(
+            CREATES[name], content=too_big, headers={"content-type": "application/json"}
+        )
+        assert shaped(name, r, 413)
+        assert r.headers["connection"] == "close"

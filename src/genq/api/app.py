@@ -79,6 +79,7 @@ def create_app(
         json_bytes=settings.max_json_bytes,
         upload_bytes=settings.max_upload_bytes,
         grace_s=settings.body_grace_s,
+        faces=compat.error_renderers(),
     )
     app.add_middleware(compat.Segments, segments=compat.base_segments())
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genq.api.problems import problem
+from genq.api.problems import face_renderer, problem
 from genq.errors import GenqError, RequestTimeout, TooLarge
 
 # A body must arrive at MIN_RATE on average once its grace (`body_grace_s`) has passed
@@ -93,8 +93,16 @@ class Guard:
     authenticated request's window left in `scope["state"]["ratelimit"]` are added to
     its response, errors included."""
 
-    def __init__(self, app: ASGIApp, json_bytes: int, upload_bytes: int, grace_s: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        json_bytes: int,
+        upload_bytes: int,
+        grace_s: float,
+        faces: Mapping[str, Callable[[GenqError], Response]] | None = None,
+    ) -> None:
         self.app = app
+        self.faces = faces or {}
         self.json_bytes = json_bytes
         self.upload_bytes = upload_bytes
         self.grace_s = grace_s
@@ -107,7 +115,9 @@ class Guard:
         limit = body_limit(headers, self.json_bytes, self.upload_bytes)
         declared = declared_length(headers)
         if declared is not None and declared > limit:
-            await refuse_declared(limit)(scope, receive, send)
+            await self._refuse(scope, TooLarge(f"the body is larger than {limit} bytes"))(
+                scope, receive, send
+            )
             return
         watch = BodyWatch(receive, limit, self.grace_s)
         started = False
@@ -135,7 +145,16 @@ class Guard:
                 raise
         err = watch.error
         if err is not None and not started:
-            # the rest of the body is not read: the connection closes after the answer
-            await problem(
-                err.status, err.code, err.title, err.detail, headers={"connection": "close"}
-            )(scope, receive, send)
+            await self._refuse(scope, err)(scope, receive, send)
+
+    def _refuse(self, scope: Scope, err: GenqError) -> Response:
+        """The answer to a body error: in the face's error shape under a compat face,
+        else problem+json; the rest of the body is not read, so the connection closes
+        after it."""
+        render = face_renderer(self.faces, scope["path"])
+        if render is None:
+            response = problem(err.status, err.code, err.title, err.detail)
+        else:
+            response = render(err)
+        response.headers["connection"] = "close"
+        return response

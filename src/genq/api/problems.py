@@ -77,7 +77,7 @@ def allowed_methods(request: Request, named: str = "") -> str:
     return ", ".join(m for m in METHODS if m in allowed)
 
 
-def _face(
+def face_renderer(
     faces: Mapping[str, Callable[[GenqError], Response]], path: str
 ) -> Callable[[GenqError], Response] | None:
     for prefix, render in faces.items():
@@ -123,7 +123,9 @@ def install(
             headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
             if request.method == "OPTIONS":  # what it is for: 204 and Allow
                 return Response(status_code=204, headers={"Allow": headers["Allow"]})
-        render = _face(faces or {}, request.url.path) if exc.status_code in (404, 405) else None
+        render = None
+        if exc.status_code in (404, 405):
+            render = face_renderer(faces or {}, request.url.path)
         if render is not None:
             method, path = request.method, request.url.path
             if exc.status_code == 404:

@@ -1,7 +1,7 @@
 """The faces in the OpenAPI document: each face's error body (what its
-`error_response` renders), the responses of its routes (its own error shape, and
-problem+json for the body limits `genq.api.middleware.Guard` enforces before any
-route), and request bodies that are forms or raw bytes."""
+`error_response` renders), the responses of its routes (its own error shape, the
+body limits `genq.api.middleware.Guard` enforces before any route included), and
+request bodies that are forms or raw bytes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from typing import Any, Union, get_args
 
 from pydantic import BaseModel, Field, create_model
 from pydantic.fields import FieldInfo
-
-from genq.api.schemas import problem_response
 
 _WHY: dict[int, str] = {
     400: "Bad request (invalid input, unknown model or function)",
@@ -24,16 +22,11 @@ _WHY: dict[int, str] = {
     413: "The body is too large",
     429: "Rate limited (see Retry-After)",
 }
-BODY = (408, 413)  # a request with a body (answered by Guard in problem+json)
 
 
 def errors(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
-    """A face route's `responses=`: these statuses in the face's error shape `model`
-    (408 and 413 in problem+json)."""
-    return {
-        s: (problem_response(s, _WHY[s]) if s in BODY else {"model": model, "description": _WHY[s]})
-        for s in sorted(statuses)
-    }
+    """A face route's `responses=`: these statuses in the face's error shape `model`."""
+    return {s: {"model": model, "description": _WHY[s]} for s in sorted(statuses)}
 
 
 class MasterpiecexError(BaseModel):
