@@ -41,9 +41,16 @@ def bounded(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def long_job(api: httpx.Client) -> str:
-    r = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 60}})
+    """A job that runs for a minute and, once it has reported its one progress step,
+    changes no more (so a long-poll of it waits)."""
+    r = api.post("/v1/jobs", json={"engine": "test/sleep", "input": {"seconds": 60, "steps": 1}})
     assert r.status_code == 202, r.text
-    return str(r.json()["id"])
+    job_id = str(r.json()["id"])
+    deadline = time.monotonic() + 30
+    while api.get(f"/v1/jobs/{job_id}").json()["message"] != "step 1 of 1":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return job_id
 
 
 def refused(r: httpx.Response) -> None:
