@@ -37,10 +37,13 @@ def _claim_due(cx: Cx, limit: int, now: datetime, until: datetime) -> list[Webho
         # claimer must see the leases the previous one committed (else it could take a
         # job's next delivery while the one before is in flight).
         cx.execute("SELECT pg_advisory_xact_lock(%(k)s)", {"k": CLAIM_LOCK})
+    # The lease is checked again on the row itself: a row a sender renewed after this
+    # statement's snapshot is re-read when it is locked here, and then not taken.
     rows = cx.all(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, leased_until = %(until)s"
         f" WHERE id IN (SELECT d.id FROM webhook_deliveries d WHERE {_DUE}"
         " ORDER BY d.next_attempt_at, d.seq LIMIT %(n)s)"
+        " AND status = 'pending' AND (leased_until IS NULL OR leased_until <= %(now)s)"
         f" RETURNING {D_COLS}",
         {"until": cx.ts(until), "now": cx.ts(now), "n": limit},
     )
@@ -49,10 +52,15 @@ def _claim_due(cx: Cx, limit: int, now: datetime, until: datetime) -> list[Webho
 
 @autocommit
 def _renew(cx: Cx, d: WebhookDelivery, until: datetime) -> bool:
+    # PostgreSQL: under the claimers' lock, so that a claim that follows sees this
+    # lease (its snapshot is taken after the lock) and leaves the job's later
+    # deliveries alone while this one is sent
+    lock = "WITH l AS (SELECT pg_advisory_xact_lock(%(k)s)) " if cx.postgres else ""
     row = cx.one(
-        "UPDATE webhook_deliveries SET leased_until = %(until)s"
+        f"{lock}UPDATE webhook_deliveries SET leased_until = %(until)s"
+        f"{' FROM l' if cx.postgres else ''}"
         " WHERE id = %(d)s AND attempts = %(n)s AND status = 'pending' RETURNING 1",
-        {"until": cx.ts(until), "d": d.id, "n": d.attempts},
+        {"until": cx.ts(until), "d": d.id, "n": d.attempts, "k": CLAIM_LOCK},
     )
     return row is not None
 
