@@ -98,6 +98,11 @@ class Worker:
         grace = self.settings.shutdown_grace_s if grace is None else grace
         self._stopping.set()
         self._wake.set()
+        # a claim in flight ends first: the jobs it took get their runs, which are then
+        # finished or handed back below (not left `running` until their lease lapses)
+        claiming = [t for t in self._tasks if t.get_name() == "genq-claim"]
+        if claiming:
+            await asyncio.wait(claiming, timeout=10)
         if self._run_tasks:
             await asyncio.wait(set(self._run_tasks.values()), timeout=grace)
         for run in list(self.runs.values()):
