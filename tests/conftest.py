@@ -15,6 +15,7 @@ import os
 import queue
 import secrets
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -354,6 +355,20 @@ def genq_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 GENQ = [sys.executable, "-m", "genq"]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Wait until the `genq serve` subprocess `proc` answers `/healthz` at `url`; fail
+    (showing its `log`) if it exits or takes longer than `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
 
 
 def job_record(account_id: str, **values: Any) -> Job:

@@ -25,6 +25,7 @@ from tests.conftest import (
     genq_env,
     make_settings,
     wait_for,
+    wait_healthy,
 )
 
 OPEN = 3
@@ -123,15 +124,7 @@ def test_sigterm_closes_streams_and_answers_long_polls_at_once(tmp_path: Path) -
     url = f"http://127.0.0.1:{port}"
     api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=90)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if api.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_healthy(url, proc, log)
         job = long_job(api)
         got: dict[str, tuple[int, bytes]] = {}
         opened = threading.Barrier(3)

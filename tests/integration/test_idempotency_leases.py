@@ -25,6 +25,7 @@ from tests.conftest import (
     genq_env,
     job_record,
     make_settings,
+    wait_healthy,
 )
 from tests.integration.test_leases import make_store
 
@@ -111,17 +112,11 @@ def test_a_retry_after_the_server_is_killed_gets_the_one_job(tmp_path: Path) -> 
     auth = {"Authorization": f"Bearer {key}"}
 
     def serve(n: int) -> subprocess.Popen[bytes]:
-        with (data / f"serve-{n}.log").open("wb") as log:
-            proc = subprocess.Popen([*GENQ, "serve"], env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        log = data / f"serve-{n}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([*GENQ, "serve"], env=env, stdout=out, stderr=out)
+        wait_healthy(url, proc, log)
+        return proc
 
     body = {"engine": "test/sleep", "input": {"seconds": 30, "steps": 30}}
     headers = {**auth, "Idempotency-Key": "order-42", "Prefer": "wait=30"}

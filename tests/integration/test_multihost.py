@@ -23,7 +23,7 @@ import pytest
 
 from genq.settings import Settings
 from genq.store import Store
-from tests.conftest import GENQ, create_key, free_port, genq_env, pg, wait_for
+from tests.conftest import GENQ, create_key, free_port, genq_env, pg, wait_for, wait_healthy
 from tests.integration.test_postgres import on_store, parse_ts, stop_workers
 
 ENGINES = "demo/text2image,demo/text2video,test/sleep"
@@ -62,17 +62,10 @@ class Procs:
 
     def replica(self) -> str:
         port = free_port()
-        self.start("serve", "--no-workers", "--port", str(port))
+        proc = self.start("serve", "--no-workers", "--port", str(port))
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "replica did not come up"
-            time.sleep(0.2)
+        wait_healthy(url, proc, self.data_dir / f"serve-{len(self.all) - 1}.log")
+        return url
 
 
 @pytest.fixture
