@@ -12,8 +12,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from genq.accounts import Principal
+from genq.api.middleware import too_large
 from genq.core import Genq
-from genq.errors import InvalidInput, TooLarge, UnsupportedMediaType
+from genq.errors import InvalidInput, UnsupportedMediaType
 from genq.idempotency import Reply, request_hash
 from genq.jobs import pydantic_errors
 from genq.ratelimits import GENERATE, STATUS
@@ -136,7 +137,7 @@ def parse_json(raw: bytes, content_type: str, model: type[M], *, max_bytes: int)
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(f"send the body as application/json, not {ctype or 'nothing'}")
     if len(raw) > max_bytes:
-        raise TooLarge(f"the body is larger than {max_bytes} bytes")
+        raise too_large(max_bytes)
     try:
         data: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

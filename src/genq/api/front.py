@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from genq.accounts import Principal
 from genq.api.deps import reply_headers
-from genq.api.middleware import BodyWatch, refuse_declared
+from genq.api.middleware import BodyWatch, refusal, too_large
 from genq.api.problems import from_error, problem
 from genq.api.routes.jobs import create_reply
 from genq.api.streams import Feeds
@@ -238,7 +238,7 @@ class Front:
         settings = self.genq.settings
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > settings.max_json_bytes:
-            await refuse_declared(settings.max_json_bytes)(scope, receive, send)  # as `Guard`
+            await refusal(too_large(settings.max_json_bytes))(scope, receive, send)  # as `Guard`
             return
         try:
             caller, window = await self._authorized(scope, GENERATE)

@@ -34,11 +34,17 @@ def body_limit(headers: Sequence[tuple[bytes, bytes]], json_bytes: int, upload_b
     return json_bytes
 
 
-def refuse_declared(limit: int) -> Response:
-    """The answer to a body declared larger than `limit`, before anything else is done
-    (the body is not read: the connection closes after it)."""
-    detail = f"the body is larger than {limit} bytes"
-    return problem(413, "too_large", "Payload too large", detail, headers={"connection": "close"})
+def too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the body is larger than {limit} bytes")
+
+
+def refusal(err: GenqError, render: Callable[[GenqError], Response] | None = None) -> Response:
+    """The answer to a body error (`TooLarge`, `RequestTimeout`): problem+json, or in
+    `render`'s (a face's) shape. The rest of the body is not read, so the connection
+    closes after it."""
+    response = render(err) if render else problem(err.status, err.code, err.title, err.detail)
+    response.headers["connection"] = "close"
+    return response
 
 
 def declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
@@ -78,7 +84,7 @@ class BodyWatch:
         if message["type"] == "http.request":
             self.seen += len(message.get("body", b""))
             if self.seen > self.limit:
-                self.error = TooLarge(f"the body is larger than {self.limit} bytes")
+                self.error = too_large(self.limit)
                 raise self.error
             self.done = not message.get("more_body")
         else:
@@ -115,9 +121,7 @@ class Guard:
         limit = body_limit(headers, self.json_bytes, self.upload_bytes)
         declared = declared_length(headers)
         if declared is not None and declared > limit:
-            await self._refuse(scope, TooLarge(f"the body is larger than {limit} bytes"))(
-                scope, receive, send
-            )
+            await self._refuse(scope, too_large(limit))(scope, receive, send)
             return
         watch = BodyWatch(receive, limit, self.grace_s)
         started = False
@@ -148,13 +152,5 @@ class Guard:
             await self._refuse(scope, err)(scope, receive, send)
 
     def _refuse(self, scope: Scope, err: GenqError) -> Response:
-        """The answer to a body error: in the face's error shape under a compat face,
-        else problem+json; the rest of the body is not read, so the connection closes
-        after it."""
-        render = face_renderer(self.faces, scope["path"])
-        if render is None:
-            response = problem(err.status, err.code, err.title, err.detail)
-        else:
-            response = render(err)
-        response.headers["connection"] = "close"
-        return response
+        """`refusal`, in the face's error shape under a compat face."""
+        return refusal(err, face_renderer(self.faces, scope["path"]))

@@ -29,8 +29,9 @@ from starlette.responses import Response
 from genq import payloads
 from genq.accounts import Principal
 from genq.api.deps import idempotent_reply, reply_headers
+from genq.api.middleware import too_large
 from genq.core import Genq
-from genq.errors import GenqError, InvalidInput, TooLarge
+from genq.errors import GenqError, InvalidInput
 from genq.idempotency import IdempotencyKeyReused, Reply, request_hash
 from genq.jobs import pydantic_errors
 
@@ -191,7 +192,7 @@ async def read_body(
         return fields, files
     raw = await request.body()
     if len(raw) > max_bytes:
-        raise TooLarge(f"the body is larger than {max_bytes} bytes")
+        raise too_large(max_bytes)
     if not raw.strip():
         return {}, {}
     try:
