@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from genq.accounts import AccountService
 from genq.engines.contract import Engine
 from genq.engines.registry import load_engines
+from genq.engines.upstream.gateway import Gateway
+from genq.engines.upstream.tracker import Tracker
 from genq.events import EventBus, PgFollower, SqliteFollower
 from genq.files import FileService
 from genq.idempotency import Idempotency
@@ -35,6 +37,11 @@ class Genq:
         self.settings = settings
         self._secrets: dict[str, bytes] = {}
         self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
+        # upstream providers (GENQ_UPSTREAMS) add their engines
+        self.gateway = Gateway(settings.upstreams)
+        self.gateway.account_key = self._account_key
+        self.engines.update(self.gateway.engines)
+        self.tracker: Tracker | None = None
         self.store = Store(
             settings.db_url, pool_size=settings.db_pool_size, readers=settings.db_readers
         )
@@ -90,7 +97,17 @@ class Genq:
             settings=self.settings,
             resolver=self.jobs.resolver,
             slots=slots,
+            gateway=self.gateway,
+            callback_url=self.callback_url,
         )
+
+    def callback_url(self, job_id: str, token: str) -> str:
+        """Where an upstream service pushes a job's result (useapi's replyUrl)."""
+        return f"{self.settings.base_url}/v1/upstreams/callbacks/{job_id}/{token}"
+
+    async def _account_key(self, account_id: str, provider: str) -> str | None:
+        stored = await self.store.upstream.get_key(account_id, provider)
+        return self.gateway.decrypt(stored[0]) if stored else None
 
     async def start(
         self,
@@ -109,9 +126,23 @@ class Genq:
         await self.jobs.start()
         await self.webhooks.start()
         await self.sweeper.start()
+        if self.gateway:
+            self.gateway.set_secret(await self.secret("upstream-keys"))
         if workers:
             self.worker = self.make_worker(engine_names)
             await self.worker.start()
+            if self.gateway:
+                self.tracker = Tracker(
+                    gateway=self.gateway,
+                    store=self.store,
+                    storage=self.storage,
+                    publish=self.jobs.publish,
+                    resolver=self.jobs.resolver,
+                    owner=self.worker.owner,
+                    lease_s=self.settings.upstream_lease_s,
+                    tick_s=self.settings.upstream_tick_s,
+                )
+                await self.tracker.start()
 
     async def secret(self, name: str) -> bytes:
         """The server's signing key for `name` (one per use, never an account's secret):
@@ -137,6 +168,9 @@ class Genq:
         self.metrics.refresh(self.jobs.board)
 
     async def stop(self) -> None:
+        if self.tracker is not None:
+            await self.tracker.stop()
+            self.tracker = None
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
@@ -144,4 +178,5 @@ class Genq:
         await self.webhooks.stop()
         await self.follower.stop()
         await self.store.close()
+        await self.gateway.close()
         self.limiter.close()

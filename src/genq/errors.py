@@ -44,6 +44,12 @@ class Unauthorized(GenqError):
     status, code, title = 401, "unauthorized", "Unauthorized"
 
 
+class Forbidden(GenqError):
+    """The key is valid but may not do this."""
+
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
 class NotFound(GenqError):
     """No such resource."""
 

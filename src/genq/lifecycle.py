@@ -285,6 +285,34 @@ def requeued(message: str) -> Step:
     )
 
 
+def parked(status: Status, message: str, progress: float | None = None) -> Step:
+    """An upstream service took the job (or may have: the tracker reconciles): the
+    worker lets go of it, and a tracker follows it there poll by poll. It waits there
+    (`starting`) or runs (`running`)."""
+    values: dict[str, Any] = {
+        "status": status,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "message": message,
+    }
+    if progress is not None:
+        values["progress"] = progress
+    return Step(values=values, event=EventType.STATUS, data={"message": message})
+
+
+def upstream_moved(
+    status: Status, progress: float | None, message: str | None, *, status_changed: bool
+) -> Step:
+    """News of a parked job from its upstream service: a new status (a status event),
+    else progress (a progress event)."""
+    if not status_changed:
+        return progressed(progress if progress is not None else 0.0, message)
+    values: dict[str, Any] = {"status": status, "message": message}
+    if progress is not None:
+        values["progress"] = progress
+    return Step(values=values, event=EventType.STATUS, data={"message": message})
+
+
 SHUTDOWN = "re-queued: worker shut down"
 LOST = "re-queued: its worker stopped answering"
 

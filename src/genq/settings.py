@@ -87,6 +87,21 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: compat face routes to engines, e.g. {"vivix:model:NAME": "demo/x"}',
     )
+    upstreams: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: upstream providers genq drives, e.g. {"vivix": {"base_url": ...,'
+        ' "api_key": ...}} (see genq.engines.upstream.gateway)',
+    )
+    upstream_lease_s: float = Field(
+        60.0, gt=0, description="a poll's lease on an upstream job (another process takes over)"
+    )
+    upstream_tick_s: float = Field(
+        1.0, gt=0, description="how often the tracker looks for upstream jobs due a poll"
+    )
+    admin_accounts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="names of accounts whose keys are admin keys (GET /v1/upstreams)",
+    )
     redis_url: str = Field("", description="redis://... shares rate-limit counts across servers")
     secret_key: SecretStr = Field(
         SecretStr(""),
@@ -98,7 +113,7 @@ class Settings(BaseSettings):
         False, description="genq serve: log every request (uvicorn's access log; costly)"
     )
 
-    @field_validator("engines", "webhook_retry_schedule_s", mode="before")
+    @field_validator("engines", "webhook_retry_schedule_s", "admin_accounts", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

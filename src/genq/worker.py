@@ -26,6 +26,8 @@ from genq import lifecycle
 from genq.aio import wait_event
 from genq.engines.context import limit_native_threads
 from genq.engines.contract import Engine
+from genq.engines.upstream.gateway import Gateway, UpstreamEngine
+from genq.engines.upstream.tracker import UpstreamRun
 from genq.events import Change, EventBus
 from genq.ids import token, utcnow
 from genq.jobcache import Board
@@ -55,6 +57,8 @@ class Worker:
         resolver: Resolver,
         slots: int | None = None,
         name: str | None = None,
+        gateway: Gateway | None = None,
+        callback_url: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -67,7 +71,9 @@ class Worker:
         self.resolver = resolver
         self.slots = slots or settings.worker_slots
         self.owner = name or f"{socket.gethostname()}:{os.getpid()}:{token(4)}"
-        self.runs: dict[str, JobRun] = {}
+        self.gateway = gateway
+        self.callback_url = callback_url or (lambda job_id, token: None)
+        self.runs: dict[str, JobRun | UpstreamRun] = {}
         self.claims = 0  # claim operations run (for tests and benchmarks)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -202,15 +208,29 @@ class Worker:
         return claims
 
     def _start(self, claim: Claim) -> None:
-        run = JobRun(
-            claim,
-            self.engines[claim.job.engine],
-            store=self.store,
-            storage=self.storage,
-            publish=self.publish,
-            cancel_grace_s=self.settings.cancel_grace_s,
-            resolver=self.resolver,
-        )
+        engine = self.engines[claim.job.engine]
+        run: JobRun | UpstreamRun
+        if isinstance(engine, UpstreamEngine) and self.gateway is not None:
+            # hands the job to its provider and lets go of the slot (see the tracker)
+            run = UpstreamRun(
+                claim,
+                engine,
+                gateway=self.gateway,
+                store=self.store,
+                publish=self.publish,
+                resolver=self.resolver,
+                callback_url=self.callback_url,
+            )
+        else:
+            run = JobRun(
+                claim,
+                engine,
+                store=self.store,
+                storage=self.storage,
+                publish=self.publish,
+                cancel_grace_s=self.settings.cancel_grace_s,
+                resolver=self.resolver,
+            )
         if claim.job.cancel_requested_at is not None:
             run.request_cancel()
         self.runs[claim.job.id] = run
@@ -223,7 +243,7 @@ class Worker:
 
         task.add_done_callback(forget)
 
-    async def _run(self, run: JobRun) -> None:
+    async def _run(self, run: JobRun | UpstreamRun) -> None:
         try:
             await run.run()
         finally:

@@ -20,7 +20,18 @@ from genq import __version__
 from genq.api import compat, problems
 from genq.api.front import Front
 from genq.api.middleware import Guard
-from genq.api.routes import docs, engines, events, files, jobs, models, system, ui, webhooks
+from genq.api.routes import (
+    docs,
+    engines,
+    events,
+    files,
+    jobs,
+    models,
+    system,
+    ui,
+    upstreams,
+    webhooks,
+)
 from genq.api.schemas import problem_response, request_schemas
 from genq.api.streams import Feeds
 from genq.core import Genq
@@ -68,7 +79,7 @@ def create_app(
     )
     app.state.genq = core
     problems.install(app, compat.error_renderers())
-    for module in (jobs, events, files, engines, models, system, webhooks, ui, docs):
+    for module in (jobs, events, files, engines, models, system, webhooks, upstreams, ui, docs):
         app.include_router(module.router)
     for router in compat.routers():
         app.include_router(router)

@@ -245,6 +245,7 @@ _WHY: dict[int, str] = {
     400: "Bad request (e.g. a malformed form)",
     401: "No valid API key",
     402: "Not enough credits",
+    403: "The key may not do this",
     404: "Not found",
     408: "The body arrived too slowly",
     409: "Conflict with the resource's state",

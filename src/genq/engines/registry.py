@@ -100,4 +100,13 @@ def describe(engine: Engine) -> Mapping[str, Any]:
         "concurrency": engine.concurrency,
         "timeout_s": engine.timeout_s,
         "input_schema": engine.input_model.model_json_schema(),
+        **_upstream(engine),
     }
+
+
+def _upstream(engine: Engine) -> dict[str, Any]:
+    """An upstream engine's provider and base URL (never its key)."""
+    info = getattr(engine, "upstream", None)
+    if info is None:
+        return {}
+    return {"upstream": {"provider": info.provider, "base_url": info.base_url}}

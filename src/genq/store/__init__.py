@@ -1,7 +1,7 @@
 """The store: the only code that speaks SQL. `Store(url)` opens it; `store.jobs`,
 `store.accounts`, `store.files`, `store.models`, `store.webhooks`, `store.ledger`,
-`store.idempotency` and `store.secrets` hold the operations (each one function run in
-one thread hop, see `genq.store.db`)."""
+`store.idempotency`, `store.secrets` and `store.upstream` hold the operations (each
+one function run in one thread hop, see `genq.store.db`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from genq.store.idempotency import IdempotencyStore
 from genq.store.jobs import JobStore
 from genq.store.ledger import LedgerStore
 from genq.store.secrets import SecretStore
+from genq.store.upstream import UpstreamStore
 from genq.store.webhooks import WebhookStore
 
 __all__ = ["Store"]
@@ -34,6 +35,7 @@ class Store:
         self.ledger = LedgerStore(self.db)
         self.idempotency = IdempotencyStore(self.db)
         self.secrets = SecretStore(self.db)
+        self.upstream = UpstreamStore(self.db)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

@@ -537,6 +537,12 @@ def _cancel(
             now,
         )
         if rows:
+            # a job parked at an upstream service: its tracker looks at it now
+            cx.execute(
+                "UPDATE upstream_jobs SET next_poll_at = %(now)s WHERE job_id = %(id)s"
+                " AND state IN ('intent', 'tracking')",
+                {"id": job_id, "now": cx.ts(now)},
+            )
             return CancelOutcome.REQUESTED, rows[0], rows[0][0]
         job = _get(cx, job_id) or job
     if job.status in ACTIVE:
@@ -548,7 +554,8 @@ def _cancel(
 def _reap(cx: Cx, step_for: StepFor, now: datetime, limit: int) -> list[Transitioned]:
     lapsed = cx.all(
         f"SELECT {JOB_COLS} FROM jobs WHERE status IN {_ACTIVE_SQL}"
-        " AND lease_expires_at < %(now)s ORDER BY lease_expires_at LIMIT %(limit)s",
+        f" AND lease_expires_at < %(now)s AND {_NOT_UPSTREAM}"
+        " ORDER BY lease_expires_at LIMIT %(limit)s",
         {"now": cx.ts(now), "limit": limit},
     )
     out = []
@@ -590,7 +597,13 @@ _expire_one = autocommit(_expire)
 
 
 # is there anything to do? (a read before a write)
-_LAPSED = f"SELECT 1 FROM jobs WHERE status IN {_ACTIVE_SQL} AND lease_expires_at < %(now)s LIMIT 1"
+# a job with an upstream row is never re-queued (its create call may have gone out):
+# the gateway's tracker takes it over instead (genq.store.upstream)
+_NOT_UPSTREAM = "NOT EXISTS (SELECT 1 FROM upstream_jobs u WHERE u.job_id = jobs.id)"
+_LAPSED = (
+    f"SELECT 1 FROM jobs WHERE status IN {_ACTIVE_SQL} AND lease_expires_at < %(now)s"
+    f" AND {_NOT_UPSTREAM} LIMIT 1"
+)
 _EXPIRED = (
     "SELECT 1 FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled')"
     " AND expires_at < %(now)s LIMIT 1"

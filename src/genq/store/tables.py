@@ -295,3 +295,42 @@ server_secrets = sa.Table(
     sa.Column("value", sa.String(128), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# genq as a gateway: a job handed to an upstream service is tracked here (one row per
+# job, made when the create call is about to go out: the intent), claimed for one poll
+# at a time with a lease, so exactly one process polls it
+upstream_jobs = sa.Table(
+    "upstream_jobs",
+    metadata,
+    sa.Column(
+        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("provider", sa.String(40), nullable=False),
+    # intent (create call about to go out or out), tracking (upstream id known), done
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("upstream_id", sa.String(200), nullable=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),  # sha256 of the callback token
+    sa.Column("byo", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("owner", sa.String(80), nullable=True),
+    sa.Column("leased_until", UTCDateTime(), nullable=True),
+    sa.Column("next_poll_at", UTCDateTime(), nullable=False),
+    sa.Column("polls", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("pushed", JSON, nullable=True),  # a callback's body, not yet read
+    sa.Column("upstream_status", sa.String(40), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_upstream_jobs_state_next_poll_at", "state", "next_poll_at"),
+)
+
+# an account's own key for a provider, encrypted (Fernet, key from the server secret)
+upstream_keys = sa.Table(
+    "upstream_keys",
+    metadata,
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("provider", sa.String(40), primary_key=True),
+    sa.Column("ciphertext", sa.Text(), nullable=False),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -53,12 +53,17 @@ class UpstreamError(Exception):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        may_have_acted: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        # the request may have reached the service and been acted on although no
+        # answer says so (a timeout, a dropped connection, a gateway's 502/504): a
+        # create call that ends so may have made a job
+        self.may_have_acted = may_have_acted
 
     @property
     def transient(self) -> bool:
@@ -248,7 +253,11 @@ def error_by_status(response: httpx.Response, message: str) -> UpstreamError:
     elif status >= 500:
         code = UNAVAILABLE
     return UpstreamError(
-        code, message or f"HTTP {status}", status=status, retry_after=retry_after(response)
+        code,
+        message or f"HTTP {status}",
+        status=status,
+        retry_after=retry_after(response),
+        may_have_acted=status in (502, 504),
     )
 
 

@@ -90,11 +90,17 @@ class HttpCall:
             )
         except httpx.HTTPError as exc:
             self._record(False)
+            # a connection never made carried nothing; any other failure may have
+            # carried the request
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
             raise UpstreamError(
-                UNAVAILABLE, f"{self.provider.title} did not answer: {type(exc).__name__}"
+                UNAVAILABLE,
+                f"{self.provider.title} did not answer: {type(exc).__name__}",
+                may_have_acted=not unsent,
             ) from exc
         status = response.status_code
-        self._record(status < 500 and status != 429)
+        if status != 429:  # (being told to slow down is not a failure of the service)
+            self._record(status < 500)
         if 200 <= status < 300 or status in ok:
             return response
         raise self.provider.error_of(response)
