@@ -388,11 +388,9 @@ class Gateway:
                 "opened": up.breaker.opened,
                 "retry_in_s": round(up.breaker.retry_in(), 1),
             },
-            "in_flight": (in_flight or {}).get("tracking", 0) + (in_flight or {}).get("intent", 0),
-            "tracked_total": sum(
-                (in_flight or {}).get(k, 0) for k in ("intent", "tracking", "done")
-            ),
-            "status_polls": (in_flight or {}).get("polls", 0),
+            "in_flight": n.get("tracking", 0) + n.get("intent", 0),
+            "tracked_total": sum(n.get(k, 0) for k in ("intent", "tracking", "done")),
+            "status_polls": n.get("polls", 0),
             "recent_calls": calls,
             "recent_error_rate": error_rate,
             "poll_rate_per_s": up.poll_rate(),
