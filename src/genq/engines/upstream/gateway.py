@@ -50,22 +50,6 @@ from genq.ids import utcnow
 
 log = logging.getLogger(__name__)
 
-_KNOWN = {
-    "base_url",
-    "api_key",
-    "poll_s",
-    "markup",
-    "prices",
-    "max_jobs",
-    "rate_per_min",
-    "idempotent",
-    "callbacks",
-    "breaker_failures",
-    "breaker_cooldown_s",
-    "max_failures",
-    "timeout_s",
-    "job_timeout_s",
-}
 
 
 class ConfigError(ValueError):
@@ -223,7 +207,9 @@ def parse(config: dict[str, Any]) -> dict[str, Upstream]:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"GENQ_UPSTREAMS.{name}.base_url: an http(s) URL is required")
         cls = provider_class(name)
-        options = {k: v for k, v in raw.items() if k not in _KNOWN}
+        # the module gets every option but the key (its own, and the shared ones it may
+        # read, like max_jobs)
+        options = {k: v for k, v in raw.items() if k != "api_key"}
         provider = cls(options)
         try:
             prices = {str(k): int(v) for k, v in (raw.get("prices") or {}).items()}
