@@ -60,6 +60,7 @@ class Proxy:
     hold_after: Callable[[Request], bool] | None = None  # forward, then hold the answer
     seen: Counter[tuple[str, str]] = field(default_factory=Counter)
     log: list[tuple[str, str, int]] = field(default_factory=list)
+    stamps: list[tuple[str, str, int, float]] = field(default_factory=list)  # + monotonic
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,6 +72,11 @@ class Proxy:
     def count(self, method: str, part: str) -> int:
         with self._lock:
             return sum(n for (m, p), n in self.seen.items() if m == method and part in p)
+
+    def _note(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.log.append((method, path, status))
+            self.stamps.append((method, path, status, time.monotonic()))
 
     def _fault_for(self, request: Request) -> Fault | None:
         with self._lock:
@@ -86,14 +92,14 @@ class Proxy:
         with self._lock:
             self.seen[(request.method, path)] += 1
         if self.down:
-            self.log.append((request.method, path, 503))
+            self._note(request.method, path, 503)
             return Response("down", status_code=503)
         fault = self._fault_for(request)
         if fault is not None:
             headers = {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
-            self.log.append((request.method, path, fault.status))
+            self._note(request.method, path, fault.status)
             return Response(
                 '{"error": "injected"}',
                 status_code=fault.status,
@@ -113,7 +119,7 @@ class Proxy:
             r = await client.request(request.method, url, content=body, headers=headers)
         if self.hold_after is not None and self.hold_after(request):
             await asyncio.sleep(3600)
-        self.log.append((request.method, path, r.status_code))
+        self._note(request.method, path, r.status_code)
         out_headers = {
             k: v
             for k, v in r.headers.items()
@@ -172,3 +178,37 @@ def front_server(root: Path, upstreams: dict[str, dict[str, Any]], **overrides: 
     values: dict[str, Any] = {"upstreams": upstreams, "upstream_tick_s": 0.1, "upstream_lease_s": 3}
     values.update(overrides)
     return LiveServer(make_settings(root / "front", **values)).start()
+
+
+BIG = {"ultimate": {"concurrent_jobs": 200, "generation_per_min": 10000, "status_per_min": 100000}}
+
+
+def scripted_upstream(root: Path, **overrides: Any) -> LiveServer:
+    """A genq playing the upstreams whose faces run the scripted engine (see
+    `gateway_engines`): the front's prompt says what the upstream job does."""
+    from tests.conftest import SCENARIOS
+    from tests.integration.gateway_engines import ROUTES, SCRIPTED
+
+    values: dict[str, Any] = {
+        "webhook_allow_private": True,
+        "engines": [SCENARIOS, SCRIPTED],
+        "compat_engines": ROUTES,
+        "worker_slots": 64,
+        "plans": BIG,
+    }
+    values.update(overrides)
+    return LiveServer(make_settings(root / "scripted", **values)).start()
+
+
+def scripted_input(provider: str, prompt: str) -> tuple[str, dict[str, Any]]:
+    engine, data, _ = CASES[provider]
+    return engine, {**data, "prompt": prompt}
+
+
+def upstream_jobs(up: LiveServer, key: str) -> list[dict[str, Any]]:
+    """The upstream account's jobs, as the upstream genq has them."""
+    with up.client(key) as c:
+        r = c.get("/v1/jobs", params={"limit": 100})
+        r.raise_for_status()
+        data: list[dict[str, Any]] = r.json()["data"]
+        return data

@@ -13,7 +13,8 @@ flight at once), `rate_per_min` (calls per minute, polls included), `idempotent`
 (true only when the service honours `Idempotency-Key`, as another genq does: then a
 create whose answer was lost is sent again with the same key instead of failing
 `upstream_unknown`), `callbacks` (false to poll even where the service can push),
-`breaker_failures` / `breaker_cooldown_s`, `max_failures` (failed polls in a row
+`safety_poll_s` (with callbacks: how often to read the status all the same, default
+max(60, 4 x poll_s)), `breaker_failures` / `breaker_cooldown_s`, `max_failures` (failed polls in a row
 before a job fails `upstream_unavailable`), `timeout_s` (one HTTP call), `job_timeout_s`;
 anything else is the provider module's own (e.g. useapi's `discord`, `channel`).
 """
@@ -74,6 +75,7 @@ class Upstream:
     max_failures: int
     timeout_s: float
     job_timeout_s: float
+    safety_poll_s: float | None = None  # with callbacks: the status read's cadence
     calls: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=2000))
     polls: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     window: deque[float] = field(default_factory=deque)  # call times within a minute
@@ -82,8 +84,17 @@ class Upstream:
     def name(self) -> str:
         return self.provider.name
 
-    def poll_every(self, spec: EngineSpec) -> float:
+    def cadence(self, spec: EngineSpec) -> float:
+        """The configured or documented polling cadence (and the base of backoffs)."""
         return self.poll_s if self.poll_s is not None else spec.poll_s
+
+    def poll_every(self, spec: EngineSpec) -> float:
+        """Seconds between status reads: the configured or documented cadence; where
+        the service pushes results, only a rare safety net."""
+        base = self.cadence(spec)
+        if self.callbacks:
+            return self.safety_poll_s if self.safety_poll_s is not None else max(60.0, 4 * base)
+        return base
 
     def record(self, good: bool) -> None:
         self.calls.append((time.monotonic(), good))
@@ -234,6 +245,9 @@ def parse(config: dict[str, Any]) -> dict[str, Upstream]:
                 max_failures=int(raw.get("max_failures", 10)),
                 timeout_s=float(raw.get("timeout_s", 60)),
                 job_timeout_s=float(raw.get("job_timeout_s", 6 * 3600)),
+                safety_poll_s=(
+                    float(raw["safety_poll_s"]) if raw.get("safety_poll_s") is not None else None
+                ),
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"GENQ_UPSTREAMS.{name}: {exc}") from exc

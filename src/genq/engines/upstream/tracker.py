@@ -85,10 +85,10 @@ def jitter(seconds: float, spread: float = 0.1) -> float:
 
 def backoff(poll_s: float, failures: int, retry_after: float | None) -> float:
     """Seconds to wait after the `failures`-th failure in a row."""
-    delay = min(MAX_BACKOFF_S, max(1.0, poll_s) * (2 ** min(failures, 10)))
+    delay = min(MAX_BACKOFF_S, max(0.25, poll_s) * (2 ** min(failures, 10)))
     if retry_after is not None:
         delay = max(delay if failures > 1 else 0.0, retry_after)
-    return jitter(max(delay, 0.5), 0.2)
+    return max(jitter(max(delay, 0.5), 0.2), retry_after or 0.0)  # never before Retry-After
 
 
 def _where(up: Upstream, snap: Snapshot) -> str:
@@ -386,7 +386,7 @@ class Tracker:
 
     async def _poll(self, t: Tracked, up: Upstream, engine: UpstreamEngine) -> None:
         job, what = t.job, engine.upstream.what
-        poll_s = up.poll_every(engine.spec)
+        poll_s = up.cadence(engine.spec)
         try:
             api_key, _ = await self.gateway.key_for(up, job.account_id)
             resolve_input, model = await self.resolver(job)
@@ -424,7 +424,7 @@ class Tracker:
             if snap.terminal:
                 await self._finish(t, up, engine, call, upstream_id, snap, counted)
                 return
-            await self._news(t, up, upstream_id, snap, poll_s, counted)
+            await self._news(t, up, upstream_id, snap, up.poll_every(engine.spec), counted)
         except UpstreamError as exc:
             if exc.transient:
                 await self._reschedule(

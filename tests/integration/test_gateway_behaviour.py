@@ -1,0 +1,297 @@
+"""The gateway's behaviour against a scripted upstream (each provider's face in front of
+an engine the prompt drives): progress, failures and refunds, cancel, retries and
+backoff behind a faulty proxy, the breaker, watchers, parked jobs, keys of one's own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import LiveServer, wait_for
+from tests.integration.gateway_harness import (
+    BIG,
+    PROVIDERS,
+    Fault,
+    Proxy,
+    front_server,
+    scripted_input,
+    scripted_upstream,
+    upstream_config,
+    upstream_jobs,
+)
+
+pytestmark = pytest.mark.timeout(240)
+# providers whose status reports progress (Masterpiece X `progress`, useapi `content`)
+REPORTS_PROGRESS = ("masterpiecex", "useapi")
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    srv = scripted_upstream(tmp_path_factory.mktemp("gwb"))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _front(root: Path, provider: str, base: str, key: str, **options: Any) -> LiveServer:
+    overrides = options.pop("front", {})
+    return front_server(root, upstream_config(provider, base, key, **options), **overrides)
+
+
+def _submit(api: Any, provider: str, prompt: str) -> str:
+    engine, data = scripted_input(provider, prompt)
+    r = api.post("/v1/jobs", json={"engine": engine, "input": data})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_progress_and_status_follow_the_upstream(
+    tmp_path: Path, scripted: LiveServer, provider: str
+) -> None:
+    up_key = scripted.new_key(f"buyer-progress-{provider}", plan="ultimate")
+    # (useapi pushes only the end: polled here, to see its progress)
+    front = _front(tmp_path, provider, scripted.url, up_key, callbacks=False)
+    try:
+        with front.client(front.new_key("alice")) as api:
+            job_id = _submit(api, provider, "sleep:4 steps:8")
+            seen: set[tuple[str, float]] = set()
+            messages: set[str] = set()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                job = api.get(f"/v1/jobs/{job_id}").json()
+                seen.add((job["status"], job["progress"]))
+                messages.add(job["message"] or "")
+                if job["status"] in ("succeeded", "failed"):
+                    break
+                time.sleep(0.1)
+            assert job["status"] == "succeeded", job
+            statuses = {s for s, _ in seen}
+            assert statuses & {"starting", "running"}, seen
+            assert any("at " in m for m in messages), messages  # "running at Vivix..."
+            if provider in REPORTS_PROGRESS:
+                assert any(0 < p < 100 for s, p in seen if s == "running"), seen
+            events = api.get(f"/v1/jobs/{job_id}/events", headers={"accept": "application/json"})
+            assert events.status_code in (200, 406)
+    finally:
+        front.stop()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_upstream_failure_fails_the_job_and_refunds_it(
+    tmp_path: Path, scripted: LiveServer, provider: str
+) -> None:
+    up_key = scripted.new_key(f"buyer-fail-{provider}", plan="ultimate")
+    front = _front(tmp_path, provider, scripted.url, up_key)
+    try:
+        with front.client(front.new_key("alice", credits=1000)) as api:
+            before = api.get("/v1/account").json()["balance"]
+            job = wait_for(api, _submit(api, provider, "sleep:0.5 fail"), timeout=60)
+            assert job["status"] == "failed", job
+            assert job["error"]["code"].startswith("upstream_"), job["error"]
+            assert job["credits"]["used"] == 0
+            assert job["credits"]["refunded"] == job["credits"]["estimate"] > 0
+            assert api.get("/v1/account").json()["balance"] == before
+    finally:
+        front.stop()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_cancel_stops_tracking_and_refunds(
+    tmp_path: Path, scripted: LiveServer, provider: str
+) -> None:
+    up_key = scripted.new_key(f"buyer-cancel-{provider}", plan="ultimate")
+    proxy = Proxy(scripted.url).start()
+    front = _front(tmp_path, provider, proxy.url, up_key)
+    try:
+        with front.client(front.new_key("alice", credits=1000)) as api:
+            before = api.get("/v1/account").json()["balance"]
+            job_id = _submit(api, provider, "sleep:20 steps:20")
+            wait_for(api, job_id, timeout=30, until=("starting", "running"))
+            time.sleep(0.5)
+            r = api.post(f"/v1/jobs/{job_id}/cancel")
+            assert r.status_code in (200, 202), r.text
+            job = wait_for(api, job_id, timeout=30)
+            assert job["status"] == "canceled", job
+            # none of the four can cancel upstream: the job says so
+            assert "cannot" in job["message"] or "no way" in job["message"], job["message"]
+            assert job["credits"]["refunded"] == job["credits"]["estimate"]
+            assert api.get("/v1/account").json()["balance"] == before
+            polls = len(proxy.log)
+            time.sleep(1.5)  # poll_s is 0.3: tracking would have polled again
+            assert len(proxy.log) == polls, proxy.log[polls:]
+    finally:
+        front.stop()
+        proxy.stop()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_429_and_500_are_retried_with_backoff(
+    tmp_path: Path, scripted: LiveServer, provider: str
+) -> None:
+    up_key = scripted.new_key(f"buyer-retry-{provider}", plan="ultimate")
+    proxy = Proxy(scripted.url).start()
+    # the create call: a 500, then a 429 with Retry-After: 1; then status reads: two
+    # 429s with Retry-After: 1 and two 500s
+    proxy.faults = [
+        Fault(500, 1, match=("POST", "")),
+        Fault(429, 1, retry_after=1, match=("POST", "")),
+        Fault(429, 2, retry_after=1, match=("GET", "")),
+        Fault(500, 2, match=("GET", "")),
+    ]
+    front = _front(tmp_path, provider, proxy.url, up_key, breaker_failures=50, callbacks=False)
+    try:
+        with front.client(front.new_key("alice")) as api:
+            job = wait_for(api, _submit(api, provider, "sleep:1"), timeout=90)
+            assert job["status"] == "succeeded", job
+        assert [f.times for f in proxy.faults] == [0, 0, 0, 0]
+        # exactly one upstream job was made, although the create call was tried thrice
+        assert len(upstream_jobs(scripted, up_key)) == 1
+        # Retry-After was honoured: after each 429 nothing was sent for a second
+        stamps = proxy.stamps
+        for i, (_, _, status, t) in enumerate(stamps[:-1]):
+            if status == 429:
+                assert stamps[i + 1][3] - t >= 0.9, stamps
+    finally:
+        front.stop()
+        proxy.stop()
+
+
+def _upstreams(front: LiveServer, admin_key: str) -> dict[str, Any]:
+    with front.client(admin_key) as c:
+        r = c.get("/v1/upstreams")
+        assert r.status_code == 200, r.text
+        return {u["provider"]: u for u in r.json()["data"]}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_breaker_opens_when_the_upstream_is_down_and_recovers(
+    tmp_path: Path, scripted: LiveServer, provider: str
+) -> None:
+    up_key = scripted.new_key(f"buyer-down-{provider}", plan="ultimate")
+    proxy = Proxy(scripted.url).start()
+    front = _front(
+        tmp_path,
+        provider,
+        proxy.url,
+        up_key,
+        breaker_failures=3,
+        breaker_cooldown_s=1.5,
+        max_failures=1000,
+        front={"admin_accounts": ["ops"]},
+    )
+    try:
+        admin = front.new_key("ops")
+        with front.client(front.new_key("alice")) as api:
+            with front.client(admin) as c:
+                assert c.get("/v1/upstreams").status_code == 200
+            with front.client(front.new_key("mallory")) as c:
+                assert c.get("/v1/upstreams").status_code == 403
+            job_id = _submit(api, provider, "sleep:3")
+            wait_for(api, job_id, timeout=30, until=("starting", "running"))
+            proxy.down = True
+            deadline = time.monotonic() + 30
+            while _upstreams(front, admin)[provider]["state"] == "closed":
+                assert time.monotonic() < deadline, "the breaker never opened"
+                time.sleep(0.1)
+            state = _upstreams(front, admin)[provider]
+            assert state["breaker"]["opened"] >= 1
+            assert state["recent_error_rate"] > 0
+            # while it is open a new job fails fast, refunded
+            fast = wait_for(api, _submit(api, provider, "sleep:1"), timeout=30)
+            assert fast["status"] == "failed" and fast["error"]["code"] == "upstream_unavailable"
+            assert fast["credits"]["refunded"] == fast["credits"]["estimate"]
+            proxy.down = False
+            job = wait_for(api, job_id, timeout=60)
+            assert job["status"] == "succeeded", job
+            assert _upstreams(front, admin)[provider]["state"] == "closed"
+    finally:
+        front.stop()
+        proxy.stop()
+
+
+def _watch(front: LiveServer, key: str, job_id: str, stop: threading.Event) -> None:
+    with front.client(key) as c:
+        while not stop.is_set():
+            job = c.get(f"/v1/jobs/{job_id}", params={"wait": 1}).json()
+            if job["status"] in ("succeeded", "failed", "canceled"):
+                return
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_watchers_cause_no_upstream_polls(
+    tmp_path: Path, scripted: LiveServer, provider: str
+) -> None:
+    up_key = scripted.new_key(f"buyer-watch-{provider}", plan="ultimate")
+    proxy = Proxy(scripted.url).start()
+    front = _front(tmp_path, provider, proxy.url, up_key, poll_s=0.5)
+    try:
+        key = front.new_key("alice", plan="ultimate")
+        counts = {}
+        with front.client(key) as api:
+            for watchers in (1, 20):
+                before = len(proxy.log)
+                job_id = _submit(api, provider, "sleep:3")
+                stop = threading.Event()
+                threads = [
+                    threading.Thread(target=_watch, args=(front, key, job_id, stop))
+                    for _ in range(watchers)
+                ]
+                for t in threads:
+                    t.start()
+                job = wait_for(api, job_id, timeout=60)
+                stop.set()
+                for t in threads:
+                    t.join(timeout=10)
+                assert job["status"] == "succeeded"
+                counts[watchers] = sum(
+                    1 for m, _, _ in proxy.log[before:] if m == "GET"
+                )
+        # ~3 s at one poll per 0.5 s (+-10% jitter), plus output downloads: the same
+        # whether 1 or 20 clients watch
+        assert counts[20] <= counts[1] + 2, counts
+        assert counts[20] <= 3 / 0.45 + 6, counts
+    finally:
+        front.stop()
+        proxy.stop()
+
+
+def test_fifty_jobs_in_flight_on_two_worker_slots(tmp_path: Path, scripted: LiveServer) -> None:
+    provider = "vivix"
+    up_key = scripted.new_key("buyer-fifty", plan="ultimate")
+    front = _front(
+        tmp_path,
+        provider,
+        scripted.url,
+        up_key,
+        poll_s=1.0,
+        rate_per_min=100000,
+        front={"worker_slots": 2, "plans": BIG},
+    )
+    try:
+        with front.client(front.new_key("alice", plan="ultimate")) as api:
+            ids = [_submit(api, provider, "sleep:8") for _ in range(50)]
+            peak, most_slots = 0, 0
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                jobs = [api.get(f"/v1/jobs/{i}").json() for i in ids]
+                active = sum(1 for j in jobs if j["status"] in ("starting", "running"))
+                peak = max(peak, active)
+                assert front.genq.worker is not None
+                most_slots = max(most_slots, len(front.genq.worker.runs))
+                if peak >= 45 or all(j["status"] == "succeeded" for j in jobs):
+                    break
+                time.sleep(0.2)
+            assert peak >= 45, peak  # in flight at once, on 2 slots
+            assert most_slots <= 2
+            for i in ids:
+                assert wait_for(api, i, timeout=90)["status"] == "succeeded"
+        assert len(upstream_jobs(scripted, up_key)) == 50
+    finally:
+        front.stop()
