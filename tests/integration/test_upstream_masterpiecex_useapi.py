@@ -648,3 +648,106 @@ def test_useapi_job_models_as_snapshots() -> None:
     assert empty is not None and empty.state == "failed"
     expired = prov.error_of(httpx.Response(410, json={"error": "Job has expired", "code": 410}))
     assert expired.code == NOT_FOUND
+
+
+async def test_wire_requests_as_the_real_services_take_them(tmp_path: Path) -> None:
+    """What goes on the wire, seen by a stand-in for the real hosts: Masterpiece X gets
+    the SDK's camelCase names beside the parameter-table ones, the presigned upload URL
+    gets the bytes and no credentials; useapi gets maxJobs, replyUrl/replyRef and the
+    Discord options."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        path = request.url.path
+        if path == "/v2/assets/create":
+            return httpx.Response(
+                200,
+                json={
+                    "requestId": "asset123",
+                    "assetUrl": "https://bucket.example/upload/asset123?sig=abc",
+                    "balance": 100,
+                },
+            )
+        if request.url.host == "bucket.example":
+            return httpx.Response(200)
+        if path.startswith("/v2/"):
+            return httpx.Response(200, json={"requestId": "req1", "status": "pending"})
+        return httpx.Response(200, json={"jobid": "job-u1", "status": "created", "code": 200})
+
+    image = png_file(tmp_path)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        mpx = MasterpieceX({})
+        call = HttpCall(
+            mpx,
+            client,
+            "https://api.mpx.example/v2",
+            "secret-mpx",
+            input_path=lambda ref: image,
+        )
+        created = await mpx.create(
+            call,
+            "image-to-3d",
+            ImageTo3DInput(image=FILE_REF, texture_size=512),
+            reference="job_wire",
+            callback_url=None,
+            idempotency_key="idem-1",
+        )
+        assert created.upstream_id == "req1"
+        asset, put, make = seen
+        assert json.loads(asset.content) == {
+            "name": "input.png",
+            "type": "image/png",
+            "description": "genq input of job_wire",
+        }
+        assert asset.headers["authorization"] == "Bearer secret-mpx"
+        assert put.method == "PUT" and put.url.host == "bucket.example"
+        assert "authorization" not in put.headers
+        assert put.headers["content-type"] == "image/png" and put.content == image.read_bytes()
+        assert make.url.path == "/v2/functions/imageto3d"
+        assert make.headers["idempotency-key"] == "idem-1"
+        assert json.loads(make.content) == {
+            "image_request_id": "asset123",
+            "imageRequestId": "asset123",
+            "texture_size": 512,
+            "textureSize": 512,
+        }
+
+        seen.clear()
+        await mpx.create(
+            call,
+            "text2image",
+            Text2ImageInput(prompt="a cat", num_images=2, output_format="webp"),
+            reference="job_wire2",
+            callback_url=None,
+            idempotency_key=None,
+        )
+        sent = json.loads(seen[0].content)
+        assert sent["numImages"] == sent["num_images"] == 2
+        assert sent["outputFormat"] == sent["output_format"] == "webp"
+        assert "idempotency-key" not in seen[0].headers
+
+        seen.clear()
+        prov = UseapiPixVerse({"max_jobs": 2, "discord": "tok", "server": "1", "channel": "2"})
+        ucall = HttpCall(prov, client, "https://api.useapi.example", "secret-u")
+        await prov.create(
+            ucall,
+            "pixverse-video",
+            PixVerseVideoInput(prompt="a kite", style="Anime", seed_value=9),
+            reference="job_wire3",
+            callback_url="https://genq.example/hooks/useapi/tok",
+            idempotency_key=None,
+        )
+        (req,) = seen
+        assert req.url.path == "/v1/pixverse/create_single"
+        assert json.loads(req.content) == {
+            "prompt": "a kite",
+            "style": "Anime",
+            "seed_value": 9,
+            "maxJobs": 2,
+            "discord": "tok",
+            "server": "1",
+            "channel": "2",
+            "replyUrl": "https://genq.example/hooks/useapi/tok",
+            "replyRef": "job_wire3",
+        }
