@@ -250,9 +250,7 @@ def test_watchers_cause_no_upstream_polls(
                 for t in threads:
                     t.join(timeout=10)
                 assert job["status"] == "succeeded"
-                counts[watchers] = sum(
-                    1 for m, _, _ in proxy.log[before:] if m == "GET"
-                )
+                counts[watchers] = sum(1 for m, _, _ in proxy.log[before:] if m == "GET")
         # ~3 s at one poll per 0.5 s (+-10% jitter), plus output downloads: the same
         # whether 1 or 20 clients watch
         assert counts[20] <= counts[1] + 2, counts

@@ -134,8 +134,11 @@ class Call(Protocol):
         headers: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         ok: tuple[int, ...] = (),
+        content: bytes | None = None,
+        auth: bool = True,
     ) -> httpx.Response:
-        """`path` is relative to the base URL (or absolute). An answer other than
+        """`path` is relative to the base URL (or absolute); `content` is a raw body;
+        `auth=False` sends no credentials (e.g. to a presigned upload URL). An answer other than
         2xx (and the `ok` statuses) raises `UpstreamError` from `Provider.error_of`;
         no answer raises `UpstreamError(upstream_unavailable)`."""
 

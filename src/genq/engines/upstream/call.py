@@ -66,6 +66,7 @@ class HttpCall:
         headers: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         ok: tuple[int, ...] = (),
+        content: bytes | None = None,
         auth: bool = True,
     ) -> httpx.Response:
         if self._gate is not None:
@@ -85,6 +86,7 @@ class HttpCall:
                 params=params,
                 data=data,
                 files=files,
+                content=content,
                 headers=sent,
                 timeout=self.timeout_s,
             )

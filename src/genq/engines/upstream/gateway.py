@@ -14,9 +14,10 @@ flight at once), `rate_per_min` (calls per minute, polls included), `idempotent`
 create whose answer was lost is sent again with the same key instead of failing
 `upstream_unknown`), `callbacks` (false to poll even where the service can push),
 `safety_poll_s` (with callbacks: how often to read the status all the same, default
-max(60, 4 x poll_s)), `breaker_failures` / `breaker_cooldown_s`, `max_failures` (failed polls in a row
-before a job fails `upstream_unavailable`), `timeout_s` (one HTTP call), `job_timeout_s`;
-anything else is the provider module's own (e.g. useapi's `discord`, `channel`).
+max(60, 4 x poll_s)), `breaker_failures` / `breaker_cooldown_s`, `max_failures`
+(failed polls in a row before a job fails `upstream_unavailable`), `timeout_s` (one
+HTTP call), `job_timeout_s`; anything else is the provider module's own (e.g.
+useapi's `discord`, `channel`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from genq.engines.upstream.call import HttpCall
 from genq.ids import utcnow
 
 log = logging.getLogger(__name__)
-
 
 
 class ConfigError(ValueError):

@@ -30,11 +30,10 @@ free. The status endpoint asks for polls 10 s apart or more.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import mimetypes
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final, Literal, cast
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -60,7 +59,6 @@ from genq.engines.upstream.base import (
     message_of,
     retry_after,
 )
-from genq.engines.upstream.call import HttpCall
 
 NAME: Final = "masterpiecex"
 TITLE: Final = "Masterpiece X"
@@ -341,36 +339,7 @@ class MasterpieceX(Provider):
 
     async def _put(self, call: Call, url: str, content: bytes, ctype: str) -> None:
         """PUT raw bytes to a presigned upload URL, without the API key."""
-        headers = {"Content-Type": ctype}
-        request = call.request
-        accepted = inspect.signature(request).parameters
-        if "content" in accepted and "auth" in accepted:  # a Call that takes raw bodies
-            send = cast(Any, request)
-            await send("PUT", url, content=content, headers=headers, auth=False)
-            return
-        if isinstance(call, HttpCall):
-            # HttpCall sends json/data/files only: the same client, no auth headers
-            call.requests += 1
-            try:
-                response = await call.client.put(
-                    url, content=content, headers=headers, timeout=call.timeout_s
-                )
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    UNAVAILABLE, f"{TITLE}'s upload URL did not answer: {type(exc).__name__}"
-                ) from exc
-            if not 200 <= response.status_code < 300:
-                raise self.error_of(response)
-            return
-        async with httpx.AsyncClient() as client:
-            try:
-                response = await client.put(url, content=content, headers=headers, timeout=60)
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    UNAVAILABLE, f"{TITLE}'s upload URL did not answer: {type(exc).__name__}"
-                ) from exc
-        if not 200 <= response.status_code < 300:
-            raise self.error_of(response)
+        await call.request("PUT", url, content=content, headers={"Content-Type": ctype}, auth=False)
 
     # -- status -------------------------------------------------------------------------
 
