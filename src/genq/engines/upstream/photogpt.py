@@ -64,6 +64,7 @@ from genq.engines.upstream.base import (
 )
 
 API_VERSION: Final = "1"
+CHECK_JOB: Final = "job_00000000000000000000000000"  # no such job: 404 to a good key
 MODEL_PREFIX: Final = "model:"  # upstream ids of training jobs
 JOB_STATES: Final[dict[str, State]] = {
     "created": "queued",
@@ -94,7 +95,7 @@ Seed = Annotated[
 ]
 Prompt = Annotated[str, Field(min_length=1, max_length=2000)]
 # an id PhotoGPT gave (an image, a public model): passed on as is
-UpstreamName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s/?#]+$")]
+UpstreamName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
 
 
 class _Input(BaseModel):
@@ -467,10 +468,12 @@ class PhotoGPT(Provider):
     # -- the rest ----------------------------------------------------------------------
 
     async def check(self, call: Call) -> str:
-        """`GET /models` (documented: the account's models); a face without that list
-        still tells a good key (404/405) from a bad one (401)."""
+        """`GET /models` (documented: the account's models). Where that list is not
+        served (genq's face answers 405 before looking at the key), reading a job that
+        does not exist tells a good key (404) from a bad one (401)."""
         response = await call.request("GET", "/models", ok=(404, 405))
         if response.status_code in (404, 405):
+            await call.request("GET", f"/jobs/{CHECK_JOB}", ok=(400, 404))
             return f"{self.title}: the key is accepted"
         try:
             models = response.json().get("result")
