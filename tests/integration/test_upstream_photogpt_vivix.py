@@ -47,6 +47,8 @@ TINY_PLAN = {
     "retention_days": 1,
     "monthly_credits": 1000,
 }
+# operator routes of the faces to engines that fail (tests/scenario_engines.py)
+FAILING = {"photogpt:videos/boom": "test/boom", "vivix:model:refused": "test/moderated"}
 UNKNOWN_JOB = "job_01ARZ3NDEKTSV4RRFFQ69G5FAV"  # well formed, never made
 UNKNOWN_MODEL = "model_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
@@ -54,7 +56,11 @@ UNKNOWN_MODEL = "model_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A genq server playing PhotoGPT and Vivix Atelier (its compat faces)."""
-    settings = make_settings(tmp_path_factory.mktemp("upstream") / "up", plans={"tiny": TINY_PLAN})
+    settings = make_settings(
+        tmp_path_factory.mktemp("upstream") / "up",
+        plans={"tiny": TINY_PLAN},
+        compat_engines=FAILING,
+    )
     srv = LiveServer(settings).start()
     try:
         yield srv
@@ -178,7 +184,9 @@ def test_photogpt_engines_and_input_models() -> None:
         assert name in props and props[name].get("description"), name
     assert props["num_images"]["maximum"] == 4
     assert image.model_json_schema()["required"] == ["prompt"]
-    assert image.model_validate({"prompt": "p", "model_id": UNKNOWN_MODEL}).model_id
+    valid = image.model_validate({"prompt": "p", "model_id": UNKNOWN_MODEL})
+    assert valid.model_dump()["model_id"] == UNKNOWN_MODEL
+    bad: dict[str, Any]
     for bad in (
         {},
         {"prompt": ""},
@@ -396,6 +404,31 @@ async def test_photogpt_errors(upstream: LiveServer, key: str, keys: dict[str, s
         )
         assert err.status == 429 and err.transient
         assert err.retry_after is not None and err.retry_after > 0
+
+
+async def test_failed_upstream_jobs(upstream: LiveServer, key: str) -> None:
+    """A job that fails upstream ends failed with the service's own words."""
+    async with httpx.AsyncClient() as client:
+        pg = photogpt()
+        call = call_of(pg, client, base(upstream, "photogpt"), key)
+        data = pg.engines()[2].input_model.model_validate({"model": "boom", "prompt": "p"})
+        created = await pg.create(
+            call, "video", data, reference="j", callback_url=None, idempotency_key=None
+        )
+        snap = await until_terminal(pg, call, "video", created.upstream_id, [])
+        assert snap.state == "failed" and snap.message == "failed" and not snap.outputs
+        assert snap.error_message and "exploded" in snap.error_message
+        assert snap.error_code is None  # the gateway's default: upstream_failed
+
+        vx = vivix(models=[{"name": "refused", "kind": "image"}])
+        call = call_of(vx, client, base(upstream, "vivix"), key)
+        data = spec_input(vx, "refused").model_validate({"prompt": "p"})
+        created = await vx.create(
+            call, "refused", data, reference="j", callback_url=None, idempotency_key=None
+        )
+        snap = await until_terminal(vx, call, "refused", created.upstream_id, [])
+        assert snap.state == "failed" and snap.message == "failed" and not snap.outputs
+        assert snap.error_message == ("CONTENT_MODERATED: prompt refused by the moderation filter")
 
 
 def test_photogpt_error_bodies_of_the_real_service() -> None:
