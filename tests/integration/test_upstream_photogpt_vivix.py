@@ -304,9 +304,20 @@ async def test_photogpt_train_then_generate_with_the_model(
         url = base(upstream, "photogpt")
         call = call_of(provider, client, url, key, files=files)
         created = await provider.create(
-            call, "train", data, reference="job_train", callback_url=None, idempotency_key=None
+            call, "train", data, reference="job_train", callback_url=None, idempotency_key="t-1"
         )
         assert created.upstream_id.startswith("model:model_")
+        # the model, its status (the answer might have been a replay), /images/upload
+        # (404 here: tried once), 3 pictures to the face's route, train
+        assert call.requests == 7
+        # the create retried with its key (its answer lost): the same model, which is
+        # training already, is neither fed nor started again
+        sent = call.requests
+        again = await provider.create(
+            call, "train", data, reference="job_train", callback_url=None, idempotency_key="t-1"
+        )
+        assert again.upstream_id == created.upstream_id and again.snapshot is None
+        assert call.requests - sent == 2
         assert provider._upload == FACE_UPLOAD  # the face has no /images/upload
         model_id = created.upstream_id.removeprefix("model:")
         headers = {"Authorization": f"Bearer {key}", "API-Version": "1"}
