@@ -34,7 +34,11 @@ The documented polling cadence is 5 s for jobs and 5 min for training.
 Errors: PhotoGPT answers `{"err", "message", "result": null, "status": "NOK"}` (genq's
 face `{"error": {"code", "message"}}`); both are read. No cancel endpoint is
 documented, and no way to find a job by a client reference: a create whose answer is
-lost cannot be looked up (the gateway's Idempotency-Key is sent when it gives one).
+lost cannot be looked up. PhotoGPT documents no Idempotency-Key; the gateway's key is
+sent when it gives one (genq's face honours it). With a key, a training create reads the
+model back first, so a replayed `POST /models` whose model already trains or is ready is
+neither fed nor started again; `/train` answering 409 (already training) is accepted.
+A training model's name defaults to `genq <job id>`, so it can be found by hand.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from genq.engines.upstream.base import (
 )
 
 API_VERSION: Final = "1"
+CHECK_JOB: Final = "job_00000000000000000000000000"  # no such job: 404 to a good key
 MODEL_PREFIX: Final = "model:"  # upstream ids of training jobs
 JOB_STATES: Final[dict[str, State]] = {
     "created": "queued",
@@ -94,7 +99,7 @@ Seed = Annotated[
 ]
 Prompt = Annotated[str, Field(min_length=1, max_length=2000)]
 # an id PhotoGPT gave (an image, a public model): passed on as is
-UpstreamName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s/?#]+$")]
+UpstreamName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
 
 
 class _Input(BaseModel):
@@ -380,10 +385,19 @@ class PhotoGPT(Provider):
                 body[key] = value
         response = await call.request("POST", "/models", json=body, idempotency_key=idempotency_key)
         model_id = _field(_result(response), "id")
+        upstream_id = f"{MODEL_PREFIX}{model_id}"
+        if idempotency_key is not None:
+            # the answer may be a replay (a create retried after its answer was lost):
+            # a model already training or trained is not fed nor started again
+            model = _result(await call.request("GET", f"/models/{model_id}"))
+            word = str(model.get("status") or "").lower() if isinstance(model, dict) else ""
+            if word in ("training", "ready"):
+                return Created(upstream_id)
         for i, ref in enumerate(data.images, start=1):
             await self._upload_image(call, model_id, ref, i)
-        await call.request("GET", f"/models/{model_id}/train")
-        return Created(f"{MODEL_PREFIX}{model_id}", Snapshot(state="queued", message="training"))
+        # 409: training already started (a retried create that got this far)
+        await call.request("GET", f"/models/{model_id}/train", ok=(409,))
+        return Created(upstream_id, Snapshot(state="queued", message="training"))
 
     async def _upload_image(self, call: Call, model_id: str, ref: str, index: int) -> None:
         blob = call.input_path(ref).read_bytes()
@@ -467,10 +481,12 @@ class PhotoGPT(Provider):
     # -- the rest ----------------------------------------------------------------------
 
     async def check(self, call: Call) -> str:
-        """`GET /models` (documented: the account's models); a face without that list
-        still tells a good key (404/405) from a bad one (401)."""
+        """`GET /models` (documented: the account's models). Where that list is not
+        served (genq's face answers 405 before looking at the key), reading a job that
+        does not exist tells a good key (404) from a bad one (401)."""
         response = await call.request("GET", "/models", ok=(404, 405))
         if response.status_code in (404, 405):
+            await call.request("GET", f"/jobs/{CHECK_JOB}", ok=(400, 404))
             return f"{self.title}: the key is accepted"
         try:
             models = response.json().get("result")
