@@ -44,6 +44,17 @@ def _front(root: Path, provider: str, base: str, key: str, **options: Any) -> Li
     return front_server(root, upstream_config(provider, base, key, **options), **overrides)
 
 
+def wait_parked(api: Any, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Wait until the job was handed over (its message says where it waits or runs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
+        if " at " in (job["message"] or ""):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
 def _submit(api: Any, provider: str, prompt: str) -> str:
     engine, data = scripted_input(provider, prompt)
     r = api.post("/v1/jobs", json={"engine": engine, "input": data})
@@ -113,8 +124,7 @@ def test_cancel_stops_tracking_and_refunds(
         with front.client(front.new_key("alice", credits=1000)) as api:
             before = api.get("/v1/account").json()["balance"]
             job_id = _submit(api, provider, "sleep:20 steps:20")
-            wait_for(api, job_id, timeout=30, until=("starting", "running"))
-            time.sleep(0.5)
+            wait_parked(api, job_id)
             r = api.post(f"/v1/jobs/{job_id}/cancel")
             assert r.status_code in (200, 202), r.text
             job = wait_for(api, job_id, timeout=30)
@@ -184,6 +194,7 @@ def test_breaker_opens_when_the_upstream_is_down_and_recovers(
         breaker_failures=3,
         breaker_cooldown_s=1.5,
         max_failures=1000,
+        callbacks=False,  # (useapi: polled, so that its failures are seen)
         front={"admin_accounts": ["ops"]},
     )
     try:
@@ -194,7 +205,7 @@ def test_breaker_opens_when_the_upstream_is_down_and_recovers(
             with front.client(front.new_key("mallory")) as c:
                 assert c.get("/v1/upstreams").status_code == 403
             job_id = _submit(api, provider, "sleep:3")
-            wait_for(api, job_id, timeout=30, until=("starting", "running"))
+            wait_parked(api, job_id)
             proxy.down = True
             deadline = time.monotonic() + 30
             while _upstreams(front, admin)[provider]["state"] == "closed":
@@ -209,7 +220,7 @@ def test_breaker_opens_when_the_upstream_is_down_and_recovers(
             assert fast["credits"]["refunded"] == fast["credits"]["estimate"]
             proxy.down = False
             job = wait_for(api, job_id, timeout=60)
-            assert job["status"] == "succeeded", job
+            assert job["status"] == "succeeded", (job["error"], job["message"])
             assert _upstreams(front, admin)[provider]["state"] == "closed"
     finally:
         front.stop()
