@@ -233,6 +233,12 @@ class Board:
     def queued(self, engine: str) -> int:
         return len(self._queues.get(engine, ()))
 
+    def active(self, engine: str) -> int:
+        """The engine's jobs starting or running (upstream: in flight there)."""
+        return self._counts.get((Status.STARTING, engine), 0) + self._counts.get(
+            (Status.RUNNING, engine), 0
+        )
+
     def running(self, account_id: str) -> int:
         return self._running.get(account_id, 0)
 

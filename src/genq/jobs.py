@@ -430,15 +430,29 @@ class JobService:
         }
 
     def _throttled(self, job: Job) -> str | None:
-        """Why a queued job waits, when it is the account's concurrency limit (like
-        Runway's THROTTLED): such jobs stay queued rather than being refused."""
+        """Why a queued job waits, when it is a concurrency limit (like Runway's
+        THROTTLED): the account's plan, or the engine's (for an upstream engine, the
+        jobs in flight its provider allows, `max_jobs`). Such jobs stay queued rather
+        than being refused."""
         running = self.board.running(job.account_id)
-        if running < job.account_limit:
+        if running >= job.account_limit:
+            return (
+                f"throttled: this account's plan runs {job.account_limit} jobs at once"
+                f" and {running} are running"
+            )
+        engine = self.engines.get(job.engine)
+        if engine is None:
             return None
-        return (
-            f"throttled: this account's plan runs {job.account_limit} jobs at once"
-            f" and {running} are running"
-        )
+        active = self.board.active(job.engine)
+        if active < engine.concurrency:
+            return None
+        upstream = getattr(engine, "upstream", None)
+        if upstream is not None:
+            return (
+                f"waiting: {upstream.provider} allows {engine.concurrency} jobs in flight"
+                f" at once (max_jobs) and {active} are"
+            )
+        return f"waiting: {job.engine} runs {engine.concurrency} jobs at once"
 
     def _typical(self, engine_name: str) -> float:
         seen = self.board.typical(engine_name)

@@ -281,6 +281,7 @@ def test_fifty_jobs_in_flight_on_two_worker_slots(tmp_path: Path, scripted: Live
         up_key,
         poll_s=1.0,
         rate_per_min=100000,
+        max_jobs=100,
         front={"worker_slots": 2, "plans": BIG},
     )
     try:
@@ -302,5 +303,30 @@ def test_fifty_jobs_in_flight_on_two_worker_slots(tmp_path: Path, scripted: Live
             for i in ids:
                 assert wait_for(api, i, timeout=90)["status"] == "succeeded"
         assert len(upstream_jobs(scripted, up_key)) == 50
+    finally:
+        front.stop()
+
+
+def test_jobs_over_the_providers_max_jobs_wait_queued_and_say_why(
+    tmp_path: Path, scripted: LiveServer
+) -> None:
+    up_key = scripted.new_key("buyer-max-jobs", plan="ultimate")
+    front = _front(tmp_path, "vivix", scripted.url, up_key, max_jobs=2)
+    try:
+        with front.client(front.new_key("alice", plan="ultimate")) as api:
+            ids = [_submit(api, "vivix", "sleep:2") for _ in range(4)]
+            waiting = None
+            deadline = time.monotonic() + 30
+            while waiting is None and time.monotonic() < deadline:
+                jobs = [api.get(f"/v1/jobs/{i}").json() for i in ids]
+                active = [j for j in jobs if j["status"] in ("starting", "running")]
+                assert len(active) <= 2, active
+                queued = [j for j in jobs if j["status"] == "queued"]
+                if len(active) == 2 and queued:
+                    waiting = queued[0]["message"]
+                time.sleep(0.05)
+            assert waiting is not None and "allows 2 jobs in flight" in waiting, waiting
+            for i in ids:
+                assert wait_for(api, i, timeout=60)["status"] == "succeeded"
     finally:
         front.stop()
