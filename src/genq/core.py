@@ -139,6 +139,7 @@ class Genq:
                     publish=self.jobs.publish,
                     resolver=self.jobs.resolver,
                     owner=self.worker.owner,
+                    callback_url=self.callback_url,
                     lease_s=self.settings.upstream_lease_s,
                     tick_s=self.settings.upstream_tick_s,
                 )

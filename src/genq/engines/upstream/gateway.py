@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import time
 from collections import deque
@@ -274,6 +275,7 @@ class Gateway:
                 self.engines[engine.name] = engine
         self._client: httpx.AsyncClient | None = None
         self._fernet: Fernet | None = None
+        self._callbacks = b""
         self.account_key: KeyLookup | None = None  # set by Genq (decrypting stored keys)
 
     def __bool__(self) -> bool:
@@ -296,9 +298,19 @@ class Gateway:
     # -- keys -----------------------------------------------------------------------------
 
     def set_secret(self, secret: bytes) -> None:
-        """The server secret that encrypts accounts' keys at rest."""
+        """The server secret that encrypts accounts' keys at rest and makes the
+        callback tokens."""
         digest = hashlib.sha256(b"genq upstream keys\x00" + secret).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._callbacks = hashlib.sha256(b"genq upstream callbacks\x00" + secret).digest()
+
+    def callback_token(self, job_id: str) -> str:
+        """The job's callback token: unguessable without the server secret, and the
+        same in every process and after a restart (a create sent again after a crash
+        must be the same request, callback URL included)."""
+        assert self._callbacks, "set_secret first"
+        mac = hmac.new(self._callbacks, job_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def encrypt(self, api_key: str) -> str:
         assert self._fernet is not None, "set_secret first"

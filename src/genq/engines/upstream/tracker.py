@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import logging
 import random
-import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -179,7 +178,7 @@ class UpstreamRun:
             await self._fail(ErrorInfo(exc.code, exc.message))
             return
         call = self.gateway.call(up, api_key, input_path=resolve_input, model_artifact=model)
-        token = secrets.token_urlsafe(24)
+        token = self.gateway.callback_token(job.id)
         now = utcnow()
         if not await self.store.upstream.intent(self.claim, up.name, token_hash(token), byo, now):
             # an earlier attempt recorded the intent: the call may have gone out
@@ -263,6 +262,7 @@ class Tracker:
         publish: Publish,
         resolver: Resolver,
         owner: str,
+        callback_url: Callable[[str, str], str | None] = lambda job_id, token: None,
         lease_s: float = 60.0,
         tick_s: float = 1.0,
         concurrency: int = 32,
@@ -273,6 +273,7 @@ class Tracker:
         self.publish = publish
         self.resolver = resolver
         self.owner = owner
+        self.callback_url = callback_url
         self.lease_s = lease_s
         self.tick_s = tick_s
         self.concurrency = concurrency
@@ -461,12 +462,15 @@ class Tracker:
             )
             return None
         data = engine.input_model.model_validate(job.input)
+        callback = None
+        if up.callbacks:  # (the same URL: the same request as the first time)
+            callback = self.callback_url(job.id, self.gateway.callback_token(job.id))
         created = await up.provider.create(
             call,
             engine.upstream.what,
             data,
             reference=job.id,
-            callback_url=None,  # (the token is a hash here: callbacks are lost; it polls)
+            callback_url=callback,
             idempotency_key=idempotency_key(job.id),
         )
         log.info("upstream job %s: reconciled as %s", job.id, created.upstream_id)
