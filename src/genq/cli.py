@@ -75,6 +75,18 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=fmt)
 
 
+def _app_or_exit(make: Callable[[], T]) -> T:
+    """Build what serves (or works); a configuration it cannot use ends the command
+    with its message and status 2, not a traceback."""
+    from genq.engines.upstream.gateway import ConfigError
+
+    try:
+        return make()
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 @app.command(epilog=SERVE_EXAMPLES)
 def serve(
     host: Annotated[
@@ -118,7 +130,9 @@ def serve(
         data_dir, host=host, port=port, worker_slots=workers or None, access_log=access_log
     )
     _logging(settings.log_level)
-    application = create_app(settings, workers=not no_workers and workers != 0, freeze_gc=True)
+    application = _app_or_exit(
+        lambda: create_app(settings, workers=not no_workers and workers != 0, freeze_gc=True)
+    )
     err.print(f"genq serving on [bold]{settings.base_url}[/] (data in {settings.data_dir})")
     config = uvicorn.Config(
         application,
@@ -164,7 +178,7 @@ def worker(
     names = [e.strip() for e in engines.split(",")] if engines else None
 
     async def main() -> None:
-        core = Genq(settings)
+        core = _app_or_exit(lambda: Genq(settings))
         core.serves_reads = False
         unknown = [n for n in names or () if n not in core.engines]
         if unknown:
@@ -439,6 +453,63 @@ def db_upgrade(data_dir: DataDir = None) -> None:
     settings = settings_for(data_dir)
     upgrade(settings.db_url)
     err.print(f"database at {masked(settings.db_url)} is up to date", markup=False)
+
+
+upstreams_app = App(help="Upstream providers genq drives (GENQ_UPSTREAMS).")
+app.add_typer(upstreams_app, name="upstreams")
+
+
+@upstreams_app.command("check")
+def upstreams_check(
+    provider: Annotated[
+        list[str] | None,
+        typer.Argument(help="providers to check (default: every configured one)"),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Try each configured provider's server key with a cheap call; exit 1 if one fails."""
+    from genq.engines.upstream.base import UpstreamError
+    from genq.engines.upstream.gateway import ConfigError, Gateway
+
+    try:
+        gateway = Gateway(Settings().upstreams)
+    except ConfigError as exc:
+        err.print(str(exc), markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not gateway:
+        err.print("no upstream providers configured (set GENQ_UPSTREAMS)")
+        raise typer.Exit(2)
+    names = provider or sorted(gateway.upstreams)
+    unknown = [n for n in names if n not in gateway.upstreams]
+    if unknown:
+        raise typer.BadParameter(f"not configured: {', '.join(unknown)}")
+
+    async def check(name: str) -> dict[str, Any]:
+        up = gateway.upstreams[name]
+        row: dict[str, Any] = {"provider": name, "base_url": up.base_url}
+        if not up.api_key:
+            return {**row, "ok": False, "error": "no server api_key (accounts' own keys only)"}
+        try:
+            summary = await up.provider.check(gateway.call(up, up.api_key))
+        except UpstreamError as exc:
+            return {**row, "ok": False, "error": f"{exc.code}: {exc.message}"}
+        return {**row, "ok": True, "summary": summary}
+
+    async def main() -> list[dict[str, Any]]:
+        try:
+            return [await check(n) for n in names]
+        finally:
+            await gateway.close()
+
+    rows = asyncio.run(main())
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        for row in rows:
+            said = row.get("summary") if row["ok"] else row.get("error")
+            typer.echo(f"{row['provider']:<13} {'ok' if row['ok'] else 'FAILED':<7} {said}")
+    if not all(r["ok"] for r in rows):
+        raise typer.Exit(1)
 
 
 def _register_client_commands() -> None:
