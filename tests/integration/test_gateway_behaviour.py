@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import LiveServer, wait_for
@@ -330,3 +331,92 @@ def test_jobs_over_the_providers_max_jobs_wait_queued_and_say_why(
                 assert wait_for(api, i, timeout=60)["status"] == "succeeded"
     finally:
         front.stop()
+
+
+def _raw_database_text(front: LiveServer) -> bytes:
+    """Everything the front's database holds, as bytes: the SQLite files, or on
+    PostgreSQL every row of every table as text."""
+    settings = front.settings
+    if settings.db_url.startswith("sqlite"):
+        return b"".join(p.read_bytes() for p in settings.data_dir.glob("genq.db*"))
+    import psycopg
+
+    url = settings.db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        ]
+        return b"".join(
+            str(conn.execute(f'SELECT * FROM "{t}"').fetchall()).encode() for t in tables
+        )
+
+
+def test_an_account_brings_its_own_key_encrypted_at_rest(
+    tmp_path: Path, scripted: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    server_key = scripted.new_key("buyer-server-key", plan="ultimate")
+    own_key = scripted.new_key("buyer-own-key", plan="ultimate")
+    front = _front(tmp_path, "vivix", scripted.url, server_key)
+    try:
+        with front.client(front.new_key("alice")) as api:
+            assert api.get("/v1/account/upstreams/vivix").status_code == 404
+            assert api.get("/v1/account/upstreams/nope").status_code == 404
+            bad = api.put("/v1/account/upstreams/vivix", json={"api_key": "a b c d"})
+            assert bad.status_code == 422
+            r = api.put("/v1/account/upstreams/vivix", json={"api_key": own_key})
+            assert r.status_code == 200, r.text
+            assert r.json()["last4"] == own_key[-4:]
+            shown = api.get("/v1/account/upstreams/vivix")
+            assert shown.json()["last4"] == own_key[-4:]
+            assert own_key not in shown.text
+            # the account's jobs use its own key: the job is the own key's account's
+            job = wait_for(api, _submit(api, "vivix", "sleep:0.2"), timeout=60)
+            assert job["status"] == "succeeded", job
+            assert len(upstream_jobs(scripted, own_key)) == 1
+            assert len(upstream_jobs(scripted, server_key)) == 0
+            # another account on the front uses the server's
+            with front.client(front.new_key("bob")) as other:
+                assert other.get("/v1/account/upstreams/vivix").status_code == 404
+                done = wait_for(other, _submit(other, "vivix", "sleep:0.2"), timeout=60)
+                assert done["status"] == "succeeded"
+            assert len(upstream_jobs(scripted, server_key)) == 1
+            # never in the database, never in the logs
+            raw = _raw_database_text(front)
+            assert own_key.encode() not in raw
+            assert own_key[4:-4].encode() not in raw
+            assert own_key not in caplog.text
+            # forgotten: the server's key again
+            assert api.delete("/v1/account/upstreams/vivix").status_code == 204
+            assert api.delete("/v1/account/upstreams/vivix").status_code == 404
+            job = wait_for(api, _submit(api, "vivix", "sleep:0.2"), timeout=60)
+            assert job["status"] == "succeeded"
+            assert len(upstream_jobs(scripted, server_key)) == 2
+    finally:
+        front.stop()
+
+
+def test_a_pushed_callback_ends_the_job_without_polls(
+    tmp_path: Path, scripted: LiveServer
+) -> None:
+    up_key = scripted.new_key("buyer-callback", plan="ultimate")
+    proxy = Proxy(scripted.url).start()
+    front = _front(tmp_path, "useapi", proxy.url, up_key, poll_s=0.3)
+    try:
+        with front.client(front.new_key("alice")) as api:
+            job = wait_for(api, _submit(api, "useapi", "sleep:2"), timeout=60)
+            assert job["status"] == "succeeded", job
+            assert job["outputs"]
+        status_reads = [p for m, p, _ in proxy.log if m == "GET" and "/jobs" in p]
+        assert status_reads == [], proxy.log  # the result came by replyUrl
+        # the callback URL checks its token: a wrong one is refused and changes nothing
+        with httpx.Client(base_url=front.url) as anon:
+            r = anon.post(f"/v1/upstreams/callbacks/{job['id']}/not-the-token", json={})
+            assert r.status_code == 404
+            assert r.headers["content-type"].startswith("application/problem+json")
+    finally:
+        front.stop()
+        proxy.stop()
