@@ -232,7 +232,7 @@ def _polled(
     row = cx.one(
         "UPDATE upstream_jobs SET owner = NULL, leased_until = NULL, next_poll_at = %(next)s,"
         " failures = %(f)s, polls = polls + %(c)s, pushed = NULL,"
-        " state = CASE WHEN %(u)s IS NULL THEN state ELSE 'tracking' END,"
+        " state = CASE WHEN CAST(%(u)s AS TEXT) IS NULL THEN state ELSE 'tracking' END,"
         " upstream_id = coalesce(%(u)s, upstream_id),"
         " upstream_status = coalesce(%(us)s, upstream_status), updated_at = %(now)s"
         " WHERE job_id = %(j)s AND owner = %(owner)s AND state <> 'done' RETURNING 1",

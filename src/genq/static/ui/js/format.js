@@ -68,4 +68,12 @@ export const ERROR_TEXT = {
   worker_lost: 'The worker running this job stopped answering, and no retries were left.',
   canceled: 'The job was canceled.',
   invalid_input: 'The input was not accepted by the engine.',
+  upstream_unauthorized: 'The upstream provider did not accept the API key in use.',
+  upstream_insufficient_credits: 'The account at the upstream provider has too few credits.',
+  upstream_rate_limited: 'The upstream provider kept asking genq to slow down.',
+  upstream_rejected: 'The upstream provider refused the request.',
+  upstream_unavailable: 'The upstream provider did not answer, even after retries.',
+  upstream_unknown: 'genq could not tell whether the provider made this job; it was not sent again.',
+  upstream_failed: 'The job failed at the upstream provider.',
+  upstream_not_found: 'The upstream provider no longer knows this job.',
 };

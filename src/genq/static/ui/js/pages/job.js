@@ -16,6 +16,7 @@ export function render(main, id) {
   let stream = null;
   let outputsKey = null;
   let lastTimeline = null;
+  let provider; // undefined: not looked up yet; null: a local engine
 
   const title = h('h1', { tabindex: -1 }, 'Job');
   const sub = h('p', { class: 'sub' }, h('span', { class: 'mono' }, id));
@@ -87,8 +88,18 @@ export function render(main, id) {
   }
 
   function showDetails() {
+    if (provider === undefined) {
+      provider = null;
+      // an upstream engine's provider (GET /v1/engines/{name} names it, never its key)
+      api(`v1/engines/${encodeURIComponent(job.engine)}`).then((engine) => {
+        provider = engine.upstream || null;
+        if (provider) showDetails();
+      }).catch(() => {});
+    }
     const rows = [
-      ['Engine', job.engine], ['Task', job.task], ['Created', dateTime(job.created_at)],
+      ['Engine', job.engine],
+      ['Runs at', provider && `${provider.provider} (${provider.base_url})`],
+      ['Task', job.task], ['Created', dateTime(job.created_at)],
       ['Started', dateTime(job.started_at)], ['Completed', dateTime(job.completed_at)],
       ['Took', duration(job.processing_time_s)], ['Credits', credits(job)],
       ['Expires', dateTime(job.expires_at)],
