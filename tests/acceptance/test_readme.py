@@ -37,6 +37,8 @@ SKIP = re.compile(r"\s*skip \((?P<reason>[^()]+)\)\s*")
 SKIPPED = {  # the only blocks that are not run, by the reason their marker gives
     "starts the server or the whole suite",
     "a layout of several hosts and a PostgreSQL server",
+    # (tests/integration/test_gateway*.py run it against genq's own faces instead)
+    "needs an account at an upstream service",
 }
 RUN = ("sh", "python")
 DIAGRAM = "text"
@@ -236,7 +238,9 @@ def test_blocks_carry_their_skip_reasons() -> None:
         "<!-- readme-test: skip (starts the server or the whole suite) -->\n"
         "```sh\nmake run\n```\n\n"
         "<!-- readme-test: skip (a layout of several hosts and a PostgreSQL server) -->\n"
-        "```sh\ngenq serve\n```\n\n```text\na -> b\n```\n\n```python\nx = 1\n```\n"
+        "```sh\ngenq serve\n```\n\n```text\na -> b\n```\n\n```python\nx = 1\n```\n\n"
+        "<!-- readme-test: skip (needs an account at an upstream service) -->\n"
+        "```sh\ngenq upstreams check\n```\n"
     )
     blocks = readme_blocks(text)
     assert [(b.lang, b.line) for b in runnable(blocks)] == [("python", 15)]
