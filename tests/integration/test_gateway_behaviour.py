@@ -399,9 +399,7 @@ def test_an_account_brings_its_own_key_encrypted_at_rest(
         front.stop()
 
 
-def test_a_pushed_callback_ends_the_job_without_polls(
-    tmp_path: Path, scripted: LiveServer
-) -> None:
+def test_a_pushed_callback_ends_the_job_without_polls(tmp_path: Path, scripted: LiveServer) -> None:
     up_key = scripted.new_key("buyer-callback", plan="ultimate")
     proxy = Proxy(scripted.url).start()
     front = _front(tmp_path, "useapi", proxy.url, up_key, poll_s=0.3)

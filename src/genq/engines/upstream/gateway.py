@@ -232,7 +232,9 @@ def parse(config: dict[str, Any]) -> dict[str, Upstream]:
                 poll_s=float(raw["poll_s"]) if raw.get("poll_s") is not None else None,
                 markup=float(raw.get("markup", 1.0)),
                 prices=prices,
-                max_jobs=int(raw.get("max_jobs") or cls.default_max_jobs),
+                max_jobs=int(
+                    raw["max_jobs"] if raw.get("max_jobs") is not None else cls.default_max_jobs
+                ),
                 rate_per_min=(
                     int(raw["rate_per_min"])
                     if raw.get("rate_per_min") is not None

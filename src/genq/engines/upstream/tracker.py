@@ -428,10 +428,12 @@ class Tracker:
             await self._news(t, up, upstream_id, snap, up.poll_every(engine.spec), counted)
         except UpstreamError as exc:
             if exc.transient:
+                # over our own count of the provider's rate limit: nothing failed
+                local = exc.code == RATE_LIMITED and exc.status is None
                 await self._reschedule(
                     t,
                     up,
-                    t.failures + 1,
+                    t.failures if local else t.failures + 1,
                     ErrorInfo(exc.code, exc.message, True),
                     retry_after=exc.retry_after,
                     poll_s=poll_s,
