@@ -269,6 +269,7 @@ async def _with_store(
         ("queue", lambda: _queue(report, store, engines, now)),
         ("webhooks", lambda: _webhooks(report, store, now)),
         ("ledger", lambda: _ledger(report, store)),
+        ("upstreams", lambda: _upstreams(report, store, settings, now)),
     ]
     if store.db.is_postgres:
         checks.append(("transactions", lambda: _transactions(report, store, long_txn_s)))
@@ -340,6 +341,42 @@ async def _workers(report: Report, store: Store, settings: Settings, now: dateti
             f"no job running (an idle worker leaves no trace, so whether one is up cannot"
             f" be told from the database); {seen}",
         )
+
+
+def _upstream_state(cx: Cx, overdue_before: datetime) -> tuple[dict[str, int], int]:
+    rows = cx.all(
+        "SELECT provider, count(*) FROM upstream_jobs WHERE state IN ('intent', 'tracking')"
+        " GROUP BY provider"
+    )
+    overdue = cx.scalar(
+        "SELECT count(*) FROM upstream_jobs WHERE state IN ('intent', 'tracking')"
+        " AND next_poll_at < %(t)s AND (leased_until IS NULL OR leased_until < %(t)s)",
+        {"t": cx.ts(overdue_before)},
+    )
+    return {p: int(n) for p, n in rows}, int(overdue)
+
+
+async def _upstreams(report: Report, store: Store, settings: Settings, now: datetime) -> None:
+    """Jobs parked at upstream services, and whether a tracker follows them (a read due
+    long ago means no process with GENQ_UPSTREAMS runs on this database)."""
+    late_s = max(300.0, 3 * settings.upstream_lease_s)
+    in_flight, overdue = await store.db.read(_upstream_state, now - timedelta(seconds=late_s))
+    configured = sorted(settings.upstreams)
+    unconfigured = sorted(set(in_flight) - set(configured))
+    shown = ", ".join(f"{p} {n}" for p, n in sorted(in_flight.items())) or "none"
+    if overdue or unconfigured:
+        why = []
+        if overdue:
+            why.append(
+                f"{n_of(overdue, 'upstream job')} not read for over {duration(late_s)}: is a"
+                " genq serve or genq worker with GENQ_UPSTREAMS running on this database?"
+            )
+        if unconfigured:
+            why.append(f"jobs in flight at {', '.join(unconfigured)}, not in GENQ_UPSTREAMS")
+        report.add("upstreams", Status.WARN, f"in flight: {shown}; " + "; ".join(why))
+        return
+    where = ", ".join(configured) if configured else "no providers configured"
+    report.add("upstreams", Status.OK, f"{where}; in flight: {shown}")
 
 
 def _queued(cx: Cx) -> tuple[int, Any]:

@@ -28,7 +28,7 @@ from genq.store.db import Cx
 from tests.conftest import TEST_DB, job_record, make_settings, pg
 
 T = TypeVar("T")
-STORE_CHECKS = ["workers", "queue", "webhooks", "ledger"]
+STORE_CHECKS = ["workers", "queue", "webhooks", "ledger", "upstreams"]
 
 
 class Opaque:
@@ -298,3 +298,27 @@ def test_db_upgrade_and_doctor_never_print_a_password(tmp_path: Path) -> None:
     doctor = CliRunner().invoke(app, ["doctor", "--data-dir", str(tmp_path)], env=env)
     assert doctor.exit_code == 0, doctor.output
     assert "s3cret" not in doctor.output and "postgres:***@" in doctor.output
+
+
+def _parked_long_ago(cx: Cx, job_id: str, at: datetime) -> None:
+    cx.execute(
+        "INSERT INTO upstream_jobs (job_id, provider, state, upstream_id, token_hash,"
+        " next_poll_at, created_at, updated_at) VALUES (%(j)s, 'vivix', 'tracking', 'g-1',"
+        " 'h', %(at)s, %(at)s, %(at)s)",
+        {"j": job_id, "at": cx.ts(at)},
+    )
+
+
+def test_upstream_jobs_nobody_tracks_warn(tmp_path: Path) -> None:
+    settings = fresh(tmp_path)
+
+    async def parked(store: Store, account: str) -> None:
+        job_id = await add_job(store, account, engine="vivix/grok-imagine-image")
+        await store.db.write(_parked_long_ago, job_id, utcnow() - timedelta(hours=1))
+
+    on_store(settings, parked)
+    check = only(diagnose(settings), "upstreams")
+    assert check.status is Status.WARN
+    assert check.detail.startswith("in flight: vivix 1")
+    assert "1 upstream job not read for over 5m" in check.detail
+    assert "jobs in flight at vivix, not in GENQ_UPSTREAMS" in check.detail
