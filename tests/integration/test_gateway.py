@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+import genq
 from tests.conftest import LiveServer, wait_for
 from tests.integration.gateway_harness import (
     CASES,
@@ -30,14 +30,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSer
         yield srv, key
     finally:
         srv.stop()
-
-
-def _upstream_job(up: LiveServer, key: str, provider: str, upstream_id: str) -> dict[str, Any]:
-    """The upstream's own record of a job (its canonical API, by the face's id)."""
-    with up.client(key) as c:
-        r = c.get("/v1/jobs", params={"limit": 100})
-        r.raise_for_status()
-        return {"count": len(r.json()["data"])}
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -71,6 +63,12 @@ def test_a_job_runs_upstream_and_its_outputs_are_served_by_genq(
                 assert len(got.content) == out["bytes"] > 0
             # the job paid its price; nothing was refunded
             assert job["credits"]["used"] == job["credits"]["estimate"] > 0
+        # the SDK sees it like any other job, its engine naming the provider
+        with genq.Client(front.url, key) as sdk:
+            [listed] = [e for e in sdk.engines.list() if e.name == engine]
+            assert listed.upstream is not None and listed.upstream.provider == provider
+            assert sdk.engines.retrieve(engine).upstream == listed.upstream
+            assert sdk.jobs.retrieve(job_id).status == "succeeded"
     finally:
         front.stop()
 

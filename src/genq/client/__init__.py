@@ -45,6 +45,7 @@ from genq.client._types import (
     JobOutput,
     JobPage,
     Model,
+    Upstream,
 )
 from genq.client._version import __version__
 
@@ -82,6 +83,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "UnsupportedMediaTypeError",
+    "Upstream",
     "WaitTimeout",
     "__version__",
 ]

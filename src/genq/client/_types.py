@@ -176,6 +176,13 @@ class Listing(Record, Generic[T]):
     data: list[T] = Field(default_factory=list)
 
 
+class Upstream(Record):
+    """Where an upstream engine's jobs run (genq as a gateway)."""
+
+    provider: str
+    base_url: str | None = None
+
+
 class Engine(Record):
     """An engine: what it makes, its input JSON Schema and its price in credits."""
 
@@ -188,6 +195,8 @@ class Engine(Record):
     media: list[str] = Field(default_factory=list)
     typical_duration_s: float | None = None
     concurrency: int | None = None
+    timeout_s: float | None = None
+    upstream: Upstream | None = None  # set when the engine runs at an upstream service
 
 
 class File(Record):

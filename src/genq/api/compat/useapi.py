@@ -71,6 +71,7 @@ from genq.api.deps import App, Caller, Creator
 from genq.api.front import FastRead
 from genq.api.schemas import IDEMPOTENCY_KEY, request_body
 from genq.core import Genq
+from genq.engines.upstream.useapi import Aspect, Character, Style  # the service's words
 from genq.errors import (
     Busy,
     EngineNotFound,
@@ -245,21 +246,6 @@ def WEBHOOK_FORMAT(job: Job) -> dict[str, Any]:
 # -- requests -------------------------------------------------------------------------
 
 Seed = Annotated[int | None, Field(default=None, ge=0, le=2**32 - 1)]
-Style = Literal["Realistic", "Anime", "3D Animation"]
-Aspect = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
-Character = Literal[
-    "eula",
-    "ganyu",
-    "hutao",
-    "kamisatoayaka",
-    "keqing",
-    "klee",
-    "nahida",
-    "ningguang",
-    "raidenshogun",
-    "xiangling",
-    "yaemiko",
-]
 ButtonName = Literal["U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "ReDo", "🔄", "🔀", "⏫"]
 Prompt = Annotated[str, Field(min_length=1, max_length=512)]
 
