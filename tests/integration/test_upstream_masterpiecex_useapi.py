@@ -228,7 +228,7 @@ async def test_masterpiecex_text_to_3d_lifecycle(up: LiveServer) -> None:
         assert all(isinstance(o, Remote) for o in final.outputs)
         assert outputs["glb"].content_type == "model/gltf-binary"
         assert outputs["usdz"].content_type == "model/vnd.usdz+zip"
-        assert outputs["fbx"].content_type == "application/octet-stream"
+        assert outputs["fbx"].content_type == "application/vnd.autodesk.fbx"
         assert outputs["thumbnail"].content_type == "image/png"
         assert [outputs[n].kind for n in ("glb", "usdz", "fbx", "thumbnail")] == [
             "model",

@@ -81,7 +81,7 @@ PATHS: Final[dict[str, str]] = {
 MODEL_FILES: Final[tuple[tuple[str, str | None, OutputKind], ...]] = (
     ("glb", "model/gltf-binary", "model"),
     ("usdz", "model/vnd.usdz+zip", "model"),
-    ("fbx", "application/octet-stream", "model"),
+    ("fbx", "application/vnd.autodesk.fbx", "model"),  # genq's FBX type: .fbx
     ("thumbnail", None, "thumbnail"),  # an image; its type comes from its name
 )
 IMAGE_TYPES: Final[dict[str, str]] = {
