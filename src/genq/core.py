@@ -38,7 +38,7 @@ class Genq:
         self._secrets: dict[str, bytes] = {}
         self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
         # upstream providers (GENQ_UPSTREAMS) add their engines
-        self.gateway = Gateway(settings.upstreams)
+        self.gateway = Gateway(settings.upstreams, redis_url=settings.redis_url)
         self.gateway.account_key = self._account_key
         self.engines.update(self.gateway.engines)
         self.tracker: Tracker | None = None

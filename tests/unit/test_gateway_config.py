@@ -108,10 +108,13 @@ def test_backoff_grows_and_never_comes_before_retry_after() -> None:
         assert backoff(0.3, 1, 7.0) >= 7.0
 
 
-def test_rate_limit_is_counted_per_minute() -> None:
-    up = Gateway({"vivix": {**BASE, "rate_per_min": 3}}).upstreams["vivix"]
-    assert [up.rate_wait() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert 59 < up.rate_wait() <= 60
+async def test_rate_limit_is_counted_per_minute() -> None:
+    gw = Gateway({"vivix": {**BASE, "rate_per_min": 3}, "photogpt": dict(BASE)})
+    up = gw.upstreams["vivix"]
+    assert [await gw.rates.wait_s(up) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert 59 < await gw.rates.wait_s(up) <= 60
+    # a provider without a documented limit is not counted
+    assert {await gw.rates.wait_s(gw.upstreams["photogpt"]) for _ in range(500)} == {0.0}
 
 
 def test_callback_tokens_are_per_job_stable_and_secret_bound() -> None:

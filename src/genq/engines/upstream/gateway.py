@@ -33,8 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import coredis
 import httpx
 from cryptography.fernet import Fernet, InvalidToken
+from limits import RateLimitItem, RateLimitItemPerMinute, strategies
+from limits.aio import strategies as aio_strategies
+from limits.aio.storage import Storage as AsyncStorage
+from limits.storage import MemoryStorage, storage_from_string
 from pydantic import BaseModel
 
 from genq.engines.contract import EngineBase
@@ -79,7 +84,6 @@ class Upstream:
     safety_poll_s: float | None = None  # with callbacks: the status read's cadence
     calls: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=2000))
     polls: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
-    window: deque[float] = field(default_factory=deque)  # call times within a minute
 
     @property
     def name(self) -> str:
@@ -112,17 +116,47 @@ class Upstream:
         since = time.monotonic() - span_s
         return round(sum(1 for t in self.polls if t >= since) / span_s, 4)
 
-    def rate_wait(self) -> float:
-        """Seconds until a call fits the provider's rate limit (0: now; counted)."""
-        if self.rate_per_min is None:
+
+class Rates:
+    """Each provider's calls per minute (`rate_per_min`), counted with `limits`' moving
+    window: in this process, or in Redis when `GENQ_REDIS_URL` is set, so that every
+    genq process on it shares the provider's one budget."""
+
+    def __init__(self, redis_url: str = "") -> None:
+        self._pool = coredis.ConnectionPool.from_url(redis_url) if redis_url else None
+        self._items: dict[int, RateLimitItem] = {}
+        self._shared: aio_strategies.MovingWindowRateLimiter | None = None
+        self._local: strategies.MovingWindowRateLimiter | None = None
+        if redis_url:
+            options: dict[str, Any] = {"key_prefix": "genq", "connection_pool": self._pool}
+            storage = storage_from_string("async+" + redis_url, **options)
+            assert isinstance(storage, AsyncStorage)
+            self._shared = aio_strategies.MovingWindowRateLimiter(storage)
+        else:
+            self._local = strategies.MovingWindowRateLimiter(MemoryStorage())
+
+    async def wait_s(self, up: Upstream) -> float:
+        """Count one call to `up`: 0 when it fits its rate, else seconds until one
+        would (not counted)."""
+        if up.rate_per_min is None:
             return 0.0
-        now = time.monotonic()
-        while self.window and self.window[0] <= now - 60:
-            self.window.popleft()
-        if len(self.window) >= self.rate_per_min:
-            return max(0.01, self.window[0] + 60 - now)
-        self.window.append(now)
-        return 0.0
+        item = self._items.get(up.rate_per_min)
+        if item is None:
+            item = self._items[up.rate_per_min] = RateLimitItemPerMinute(up.rate_per_min)
+        if self._local is not None:
+            if self._local.hit(item, "upstream", up.name):
+                return 0.0
+            stats = self._local.get_window_stats(item, "upstream", up.name)
+        else:
+            assert self._shared is not None
+            if await self._shared.hit(item, "upstream", up.name):
+                return 0.0
+            stats = await self._shared.get_window_stats(item, "upstream", up.name)
+        return max(0.05, stats.reset_time - time.time())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.disconnect()
 
 
 class Breaker:
@@ -268,8 +302,9 @@ KeyLookup = Callable[[str, str], Awaitable[str | None]]  # (account id, provider
 class Gateway:
     """The configured upstreams, their engines, and how a job's calls are made."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], *, redis_url: str = "") -> None:
         self.upstreams = parse(config)
+        self.rates = Rates(redis_url if self.upstreams else "")
         self.engines: dict[str, UpstreamEngine] = {}
         for up in self.upstreams.values():
             for spec in up.provider.engines():
@@ -296,6 +331,7 @@ class Gateway:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        self.rates.close()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -363,7 +399,7 @@ class Gateway:
                     f" {up.breaker.retry_in():.0f} s (circuit open)",
                     retry_after=up.breaker.retry_in(),
                 )
-            wait = up.rate_wait()
+            wait = await self.rates.wait_s(up)
             if wait > 0:
                 raise UpstreamError(
                     RATE_LIMITED,
