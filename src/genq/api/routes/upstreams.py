@@ -29,6 +29,12 @@ class UpstreamKeyIn(BaseModel):
     api_key: str = Field(min_length=4, max_length=4096, description="the account's own key")
 
 
+class UpstreamPush(BaseModel):
+    """What the upstream service posts: its own job document (useapi: the job model)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class UpstreamKeyOut(BaseModel):
     object: str = "upstream_key"
     provider: str
@@ -115,6 +121,7 @@ async def delete_key(provider: str, genq: App, caller: Caller) -> Response:
     "/v1/upstreams/callbacks/{job_id}/{token}",
     status_code=204,
     responses=problems(*BODY, 404),
+    openapi_extra=request_body(UpstreamPush, required=False),
     summary="Where an upstream service pushes a job's result (no API key: the token)",
 )
 async def callback(job_id: str, token: str, request: Request, genq: App) -> Response:
