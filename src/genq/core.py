@@ -142,6 +142,7 @@ class Genq:
                     callback_url=self.callback_url,
                     lease_s=self.settings.upstream_lease_s,
                     tick_s=self.settings.upstream_tick_s,
+                    concurrency=self.settings.upstream_concurrency,
                 )
                 await self.tracker.start()
 

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     upstream_tick_s: float = Field(
         1.0, gt=0, description="how often the tracker looks for upstream jobs due a poll"
     )
+    upstream_concurrency: int = Field(
+        64, ge=1, description="upstream status reads (and output copies) one process runs at once"
+    )
     admin_accounts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="names of accounts whose keys are admin keys (GET /v1/upstreams)",

@@ -58,6 +58,7 @@ def test_a_job_runs_upstream_and_its_outputs_are_served_by_genq(
             assert {o["kind"] for o in job["outputs"]} & kinds
             for out in job["outputs"]:
                 assert out["url"].startswith(front.url), out
+                assert out["upstream_url"].startswith(up.url), out  # where it came from
                 got = api.get(out["url"])
                 assert got.status_code == 200
                 assert len(got.content) == out["bytes"] > 0

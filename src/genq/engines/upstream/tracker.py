@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import heapq
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -265,7 +267,7 @@ class Tracker:
         callback_url: Callable[[str, str], str | None] = lambda job_id, token: None,
         lease_s: float = 60.0,
         tick_s: float = 1.0,
-        concurrency: int = 32,
+        concurrency: int = 64,
     ) -> None:
         self.gateway = gateway
         self.store = store
@@ -281,6 +283,8 @@ class Tracker:
         self.active: dict[str, asyncio.Task[None]] = {}
         self.polls = 0  # upstream status reads made here (for tests and benchmarks)
         self._wake = asyncio.Event()
+        self._more = False  # the last claim filled every free place
+        self._scheduled: list[float] = []  # (a heap) when polls scheduled here fall due
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -317,18 +321,33 @@ class Tracker:
                 await self.once()
             except Exception:
                 log.exception("upstream tracker: claim failed")
-            await wait_event(self._wake, self.tick_s)
+            # the next look: at the tick (polls other processes scheduled, pushes), or
+            # sooner when a poll scheduled here falls due first
+            wait, now = self.tick_s, time.monotonic()
+            while self._scheduled and self._scheduled[0] <= now:
+                heapq.heappop(self._scheduled)
+            if self._scheduled:
+                wait = min(wait, self._scheduled[0] - now + 0.01)
+            await wait_event(self._wake, wait)
+
+    def _due_at(self, seconds: float) -> None:
+        """A poll this process scheduled falls due in `seconds`."""
+        heapq.heappush(self._scheduled, time.monotonic() + seconds)
 
     async def once(self) -> int:
         """Claim and start what is due (as many as there is room for)."""
         free = self.concurrency - len(self.active)
         if free <= 0 or not self.providers:
+            self._more = free <= 0
             return 0
         now = utcnow()
         if not await self.store.upstream.due(now, self.providers):
+            self._more = False
             return 0
         until = now + timedelta(seconds=self.lease_s)
         claimed = await self.store.upstream.claim(self.owner, self.providers, free, now, until)
+        # all it asked for: more may be due, taken as soon as a poll here ends
+        self._more = len(claimed) >= free
         for tracked in claimed:
             task = asyncio.create_task(self._track(tracked), name=f"track-{tracked.job.id}")
             self.active[tracked.job.id] = task
@@ -336,8 +355,8 @@ class Tracker:
             def forget(done: asyncio.Task[None], job_id: str = tracked.job.id) -> None:
                 if self.active.get(job_id) is done:
                     del self.active[job_id]
-                    if len(self.active) == self.concurrency - 1:
-                        self._wake.set()  # room again: there may be more due
+                    if self._more:
+                        self._wake.set()
 
             task.add_done_callback(forget)
         return len(claimed)
@@ -530,18 +549,19 @@ class Tracker:
                 message,
                 status_changed=False,
             )
-        now = utcnow()
+        now, delay = utcnow(), jitter(poll_s)
         made = await self.store.upstream.polled(
             self.owner,
             job.id,
             step=step,
             upstream_id=upstream_id if t.state == INTENT else None,
             upstream_status=snap.message,
-            next_poll_at=now + timedelta(seconds=jitter(poll_s)),
+            next_poll_at=now + timedelta(seconds=delay),
             failures=0,
             counted=counted,
             now=now,
         )
+        self._due_at(delay)
         if made is not None and step is not None:
             self.publish(made, hook=step.hook)
 
@@ -588,6 +608,7 @@ class Tracker:
             counted=False,
             now=now,
         )
+        self._due_at(delay)
         if made is not None and step is not None:
             self.publish(made, hook=step.hook)
 
