@@ -86,6 +86,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -703,6 +704,11 @@ def main() -> int:
         "params": {k: v for k, v in vars(args).items()},
     }
     bench = Bench(args)
+
+    def _term(signum: int, frame: Any) -> None:  # SIGTERM (e.g. timeout): clean up too
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         bench.start_upstream()
         t0 = time.monotonic()
