@@ -658,6 +658,198 @@ def remaining_section(e: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def gateway_section(g: dict[str, Any]) -> list[str]:
+    """Section 10: bench/gateway.py (out/gateway.json)."""
+    out = ["## 10. Gateway: upstream status reads, added latency, upstream jobs per process",
+           "",
+           f"{_gw_command(g['command'])} ({g['date']}, {g['db']}); the script's docstring "
+           "says exactly what is measured. Two genq servers on 127.0.0.1: the *upstream* "
+           "(`genq serve` in a process of its own, its `/compat/<provider>` faces in front of "
+           "the tests' scripted engine, `sleep:S` in the prompt) and the *front* under test "
+           "(in the benchmark's process, `GENQ_UPSTREAMS` pointing at the upstream's face; "
+           "genq's default settings unless a row says otherwise, in particular "
+           "`upstream_tick_s` 1.0 s).", ""]
+    w = g.get("watchers")
+    if w:
+        p = w["params"]
+        out += [f"**Upstream status reads per job vs clients watching it.** Front: "
+                f"{p['provider']}, `poll_s` {p['poll_s']:g}, through a counting loopback proxy; "
+                f"{p['jobs_per_n']} jobs per row, one after another, each a "
+                f"{p['job_s']:g} s upstream job; while it runs N clients watch it on the front "
+                "(half long-poll `?wait=10` with If-None-Match, half hold its SSE stream). "
+                "Counted at the proxy: status reads of that job (the create call and nothing "
+                "else besides; outputs are fetched from the upstream directly).", "",
+                "| clients watching | jobs | upstream status reads per job, mean / max | "
+                "succeeded | watcher errors | long-poll answers per long-poller |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        by = w["by_watchers"]
+        for n, r in by.items():
+            lp = max(1, (int(n) + 1) // 2)
+            out.append(f"| {n} | {r['jobs']} | {r['mean']:.2f} / {r['max']} | "
+                       f"{r['succeeded']}/{r['jobs']} | {r['watch_errors']} | "
+                       f"{r['long_poll_requests_per_job'] / lp:.1f} |")
+        means = [r["mean"] for r in by.values()]
+        maxes = [r["max"] for r in by.values()]
+        ns = list(by)
+        out += ["", f"**Reading.** {ns[0]} to {ns[-1]} watchers: {min(means):.2f} to "
+                f"{max(means):.2f} status reads per job on average (at most {max(maxes)}); the "
+                "count does not grow with the watchers, who are answered from the front's "
+                "own copy of the job. "
+                f"A {p['job_s']:g} s job at `poll_s` {p['poll_s']:g} would get "
+                f"{p['job_s'] / p['poll_s']:.0f} reads at that cadence; it got fewer because "
+                "the tracker only looks for due polls once per `upstream_tick_s` (1 s), so a "
+                "job's poll that falls due just after a tick waits for the next one: the "
+                "interval between two reads is `poll_s` rounded up to the tick, here 1-2 s "
+                "(see the latency rows below).", ""]
+    lat = g.get("latency")
+    if lat:
+        p = lat["params"]
+        out += [f"**Completion latency added by genq.** Per configuration {p['jobs']} jobs, "
+                f"each `sleep:S` with S uniform in [{p['job_s']:g}, "
+                f"{p['job_s'] + p.get('spread_s', 0):g}] s (so the upstream's end falls at a "
+                "random phase of the front's polls), submitted about "
+                f"{p['gap_s']:g} s apart, one client long-polling each on the front. Added = "
+                "the front job's `completed_at` − the upstream job's own `completed_at` (the "
+                "upstream genq's, from its canonical API; one machine, one clock; "
+                "millisecond timestamps); client = when the client held the front's terminal "
+                "answer, from the same upstream `completed_at`.", "",
+                "| configuration | jobs ok | added p50 / p95 / max ms | client-seen p50 / "
+                "p95 / max ms | upstream status reads per job |",
+                "| --- | ---: | ---: | ---: | ---: |"]
+        for c in lat["configs"]:
+            a, cl = c["added_ms"], c["client_ms"]
+            out.append(f"| {c['name']} | {c['succeeded']}/{c['jobs']} | "
+                       f"{a.get('p50', '-'):.0f} / {a.get('p95', '-'):.0f} / "
+                       f"{a.get('max', '-'):.0f} | {cl.get('p50', '-'):.0f} / "
+                       f"{cl.get('p95', '-'):.0f} / {cl.get('max', '-'):.0f} | "
+                       f"{c['status_reads_per_job']:.1f} |")
+        out += ["", "**Reading.** " + latency_reading(lat), ""]
+    cap = g.get("capacity")
+    if cap and cap.get("runs"):
+        runs = cap["runs"]
+        p = runs[0]["params"]
+        out += [f"**Upstream jobs tracked by one process.** One front process with "
+                f"{p['worker_slots']} worker slots, {p['provider']} with `poll_s` "
+                f"{p['poll_s']:g} (`max_jobs` and `rate_per_min` far above the run; the "
+                f"tracker polls at most {p['tracker_concurrency']} jobs at once), "
+                f"{p['jobs']} jobs of {p['job_s']:g} s submitted by 4 client threads; once "
+                "with genq's default `upstream_tick_s` and once with a shorter one. The "
+                "plateau is every sample with all jobs in flight (handed over, none "
+                "finished); the front's CPU is the benchmark process's minus its sampling "
+                "thread's; a tracked job-minute is one job in flight for one minute; added "
+                "latency as above (front `completed_at` − upstream `completed_at`).", ""]
+        head = "| |"
+        rule = "| --- |"
+        for r in runs:
+            t = r["params"]["tick_s"]
+            head += f" tick {t:g} s: plateau | tick {t:g} s: whole run |"
+            rule += " ---: | ---: |"
+        out += [head, rule]
+
+        def row(label: str, key: str) -> str:
+            cells = ""
+            for r in runs:
+                pl = r.get("plateau") or {}
+                cells += f" {pl.get(key, '-')} | {r['whole_run'].get(key, '-')} |"
+            return f"| {label} |{cells}"
+
+        out += [row("wall s", "wall_s"), row("tracked job-minutes", "tracked_job_minutes"),
+                row("upstream status reads / s", "polls_per_s"),
+                row(f"seconds between two reads of a job (`poll_s` {p['poll_s']:g})",
+                    "poll_interval_s"),
+                row("front CPU, % of one core", "front_cpu_pct"),
+                row("front CPU s per tracked job-minute", "front_cpu_s_per_job_minute"),
+                row("front CPU ms per status read", "front_cpu_ms_per_poll"),
+                row("upstream process CPU, % of one core", "upstream_cpu_pct")]
+        cells = ""
+        for r in runs:
+            a = r.get("added_ms") or {}
+            cells += (f" | {a.get('p50', 0) / 1000:.2f} / {a.get('p95', 0) / 1000:.2f} / "
+                      f"{a.get('max', 0) / 1000:.2f} |") if a.get("n") else " | - |"
+        out += [f"| added latency p50 / p95 / max s (all jobs) |{cells}"]
+        done = []
+        for r in runs:
+            q = r["params"]
+            done.append(
+                f"tick {q['tick_s']:g} s: {r['peak_in_flight']} of {q['jobs']} jobs in flight "
+                f"at once, all {r['all_in_flight_after_s']:.0f} s after the first submit, "
+                f"at most {max(r['peak_worker_runs'], r.get('peak_worker_runs_fine', 0))} "
+                "worker slots busy at any time, "
+                f"{r['front_final'].get('succeeded', 0)}/{q['jobs']} succeeded on the front "
+                f"and {r['upstream_succeeded']}/{r['upstream_jobs']} upstream")
+        out += ["", "**Reading.** " + "; ".join(done) + ". Parked jobs hold no worker slot: "
+                "the slots only carry the create calls. " + capacity_reading(runs)]
+    return out
+
+
+def _gw_command(cmd: str) -> str:
+    if "bench/gateway.py" in cmd:  # run from the repository's root
+        return f"`PYTHONPATH=$PWD/src:$PWD {cmd}` (from the repository's root)"
+    return f"`cd bench && {cmd}`"
+
+
+def latency_reading(lat: dict[str, Any]) -> str:
+    cfg = lat["configs"]
+    parts = []
+    for c in cfg:
+        a = c["added_ms"]
+        if a.get("n"):
+            parts.append(f"{c['name']}: p50 {a['p50'] / 1000:.2f} s, mean "
+                         f"{a['mean'] / 1000:.2f} s")
+    text = "; ".join(parts) + "."
+    cb = [c for c in cfg if c["options"].get("callbacks")]
+    if cb and cb[0]["added_ms"].get("n"):
+        a = cb[0]["added_ms"]
+        text += (f" With the callback genq adds {a['p50']:.0f} ms at the median "
+                 f"({a['max']:.0f} ms at most) and reads no status: the upstream's webhook "
+                 "sender posts the end, the front's tracker is woken, reads the pushed body, "
+                 "copies the output and settles the job; a polled job pays the same after "
+                 "the read that sees the end, plus the wait for that read.")
+    polled = [c for c in cfg if not c["options"].get("callbacks")]
+    same = [c for c in polled if c["options"].get("poll_s") == 0.5]
+    if len(same) == 2:
+        a, b = same  # default tick, then a short tick
+        text += (f" At `poll_s` 0.5 the tick decides how often a job is read: "
+                 f"{a['status_reads_per_job']:.1f} reads per job on the {a['tick_s']:g} s "
+                 f"tick, {b['status_reads_per_job']:.1f} on the {b['tick_s']:g} s tick (the "
+                 "tracker looks for due polls once per `upstream_tick_s`, so a read "
+                 "interval shorter than the tick is not kept); mean added "
+                 f"{a['added_ms']['mean'] / 1000:.2f} s vs {b['added_ms']['mean'] / 1000:.2f} s"
+                 f", p95 {a['added_ms']['p95'] / 1000:.2f} s vs "
+                 f"{b['added_ms']['p95'] / 1000:.2f} s ({a['jobs']} jobs each: the "
+                 "percentiles are rough).")
+    return text
+
+
+def capacity_reading(runs: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in runs:
+        pl = r.get("plateau") or r["whole_run"]
+        q = r["params"]
+        want = r["peak_in_flight"] / q["poll_s"]
+        parts.append(
+            f"With `upstream_tick_s` {q['tick_s']:g} s the front read {pl['polls_per_s']} "
+            f"statuses a second on the plateau ({want:.0f}/s would be every job at `poll_s` "
+            f"{q['poll_s']:g}; it read each job every {pl['poll_interval_s']} s) using "
+            f"{pl['front_cpu_pct']}% of a core: {pl['front_cpu_ms_per_poll']} ms of the "
+            "front's CPU per read (all its CPU over the reads: the reads' writes and "
+            f"events included), {pl['front_cpu_s_per_job_minute']} CPU s per tracked "
+            "job-minute.")
+        cap = q["tracker_concurrency"] / q["tick_s"]
+        if pl["polls_per_s"] <= 1.25 * cap and pl["front_cpu_pct"] < 50:
+            parts.append(
+                f"Here the reads stop near {q['tracker_concurrency']} (the tracker's "
+                f"concurrency) per {q['tick_s']:g} s tick while the process is mostly idle: "
+                "the limit is the tracker's claim loop, not the CPU; a job's "
+                "completion then waits for a read that comes far later than `poll_s`.")
+        elif pl["front_cpu_pct"] >= 70:
+            parts.append(
+                "Here the process is near one core (one Python process, which also serves "
+                "the API and the create calls): the reads fall short of `poll_s` by "
+                f"{pl['poll_interval_s'] - q['poll_s']:.2f} s per job.")
+    return " ".join(parts)
+
+
 def targets_section(h: dict[str, Any] | None, s: dict[str, Any] | None,
                     peers: dict[str, dict[str, Any]], n: dict[str, Any] | None,
                     ss: dict[str, Any] | None, c: dict[str, Any] | None) -> list[str]:
@@ -719,6 +911,7 @@ def main() -> int:
     h, pr, e = load("hot_path.json"), load("profile_hot_path.json"), load("e2e.json")
     s, n, ss = load("scale_out.json"), load("notify.json"), load("status_scale.json")
     c, ch = load("costs.json"), load("chaos.json")
+    g = load("gateway.json")
     peers = {name: d for name in ("celery", "procrastinate", "pgqueuer")
              if (d := load(f"peer_{name}.json"))}
     if not (h or e):
@@ -762,6 +955,8 @@ def main() -> int:
     if ch:
         lines += chaos_section(ch) + [""]
     lines += remaining_section(e)
+    if g:
+        lines += [""] + gateway_section(g)
     RESULTS.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {RESULTS}")
     return 0
