@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,115 +65,165 @@ def _submit(api: Any, provider: str, prompt: str) -> str:
     return str(r.json()["id"])
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_progress_and_status_follow_the_upstream(
-    tmp_path: Path, scripted: LiveServer, provider: str
-) -> None:
-    up_key = scripted.new_key(f"buyer-progress-{provider}", plan="ultimate")
+@dataclass
+class Gateway:
+    """One front driving all four providers of the scripted upstream at once, each
+    through a proxy of its own, with an upstream key and a front key per provider."""
+
+    front: LiveServer
+    proxies: dict[str, Proxy]
+    up_keys: dict[str, str]
+    keys: dict[str, str]
+
+    def api(self, provider: str) -> httpx.Client:
+        return self.front.client(self.keys[provider])
+
+
+@contextmanager
+def gateway(
+    root: Path,
+    scripted: LiveServer,
+    name: str,
+    *,
+    front: dict[str, Any] | None = None,
+    **options: Any,
+) -> Iterator[Gateway]:
+    proxies: dict[str, Proxy] = {}
+    server = None
+    try:
+        config: dict[str, dict[str, Any]] = {}
+        up_keys = {}
+        for p in PROVIDERS:
+            proxies[p] = Proxy(scripted.url).start()
+            up_keys[p] = scripted.new_key(f"buyer-{name}-{p}", plan="ultimate")
+            config.update(upstream_config(p, proxies[p].url, up_keys[p], **options))
+        server = front_server(root, config, **(front or {}))
+        keys = {p: server.new_key(f"{name}-{p}", plan="pro", credits=1000) for p in PROVIDERS}
+        yield Gateway(server, proxies, up_keys, keys)
+    finally:
+        if server is not None:
+            server.stop()
+        for proxy in proxies.values():
+            proxy.stop()
+
+
+def each_provider(check: Callable[[str], None]) -> None:
+    """`check(provider)` for the four providers at once (a thread each); a failure is
+    re-raised naming its provider."""
+    failures: dict[str, BaseException] = {}
+
+    def run(provider: str) -> None:
+        try:
+            check(provider)
+        except BaseException as exc:
+            failures[provider] = exc
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in PROVIDERS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        provider, exc = sorted(failures.items())[0]
+        raise AssertionError(f"{provider}: {exc!r} (failed: {sorted(failures)})") from exc
+
+
+def test_progress_and_status_follow_the_upstream(tmp_path: Path, scripted: LiveServer) -> None:
     # (useapi pushes only the end: polled here, to see its progress)
-    front = _front(tmp_path, provider, scripted.url, up_key, callbacks=False)
-    try:
-        with front.client(front.new_key("alice")) as api:
-            job_id = _submit(api, provider, "sleep:4 steps:8")
-            seen: set[tuple[str, float]] = set()
-            messages: set[str] = set()
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                job = api.get(f"/v1/jobs/{job_id}").json()
-                seen.add((job["status"], job["progress"]))
-                messages.add(job["message"] or "")
-                if job["status"] in ("succeeded", "failed"):
-                    break
-                time.sleep(0.1)
-            assert job["status"] == "succeeded", job
-            statuses = {s for s, _ in seen}
-            assert statuses & {"starting", "running"}, seen
-            assert any("at " in m for m in messages), messages  # "running at Vivix..."
-            if provider in REPORTS_PROGRESS:
-                assert any(0 < p < 100 for s, p in seen if s == "running"), seen
-            events = api.get(f"/v1/jobs/{job_id}/events", headers={"accept": "application/json"})
-            assert events.status_code in (200, 406)
-    finally:
-        front.stop()
+    with gateway(tmp_path, scripted, "progress", callbacks=False) as gw:
+
+        def check(provider: str) -> None:
+            with gw.api(provider) as api:
+                job_id = _submit(api, provider, "sleep:4 steps:8")
+                seen: set[tuple[str, float]] = set()
+                messages: set[str] = set()
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    job = api.get(f"/v1/jobs/{job_id}").json()
+                    seen.add((job["status"], job["progress"]))
+                    messages.add(job["message"] or "")
+                    if job["status"] in ("succeeded", "failed"):
+                        break
+                    time.sleep(0.1)
+                assert job["status"] == "succeeded", job
+                assert {s for s, _ in seen} & {"starting", "running"}, seen
+                assert any(" at " in m for m in messages), messages  # "running at Vivix..."
+                if provider in REPORTS_PROGRESS:
+                    assert any(0 < p < 100 for s, p in seen if s == "running"), seen
+
+        each_provider(check)
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
 def test_an_upstream_failure_fails_the_job_and_refunds_it(
-    tmp_path: Path, scripted: LiveServer, provider: str
+    tmp_path: Path, scripted: LiveServer
 ) -> None:
-    up_key = scripted.new_key(f"buyer-fail-{provider}", plan="ultimate")
-    front = _front(tmp_path, provider, scripted.url, up_key)
-    try:
-        with front.client(front.new_key("alice", credits=1000)) as api:
-            before = api.get("/v1/account").json()["balance"]
-            job = wait_for(api, _submit(api, provider, "sleep:0.5 fail"), timeout=60)
-            assert job["status"] == "failed", job
-            assert job["error"]["code"].startswith("upstream_"), job["error"]
-            assert job["credits"]["used"] == 0
-            assert job["credits"]["refunded"] == job["credits"]["estimate"] > 0
-            assert api.get("/v1/account").json()["balance"] == before
-    finally:
-        front.stop()
+    with gateway(tmp_path, scripted, "fail") as gw:
+
+        def check(provider: str) -> None:
+            with gw.api(provider) as api:
+                before = api.get("/v1/account").json()["balance"]
+                job = wait_for(api, _submit(api, provider, "sleep:0.5 fail"), timeout=60)
+                assert job["status"] == "failed", job
+                assert job["error"]["code"].startswith("upstream_"), job["error"]
+                assert job["credits"]["used"] == 0
+                assert job["credits"]["refunded"] == job["credits"]["estimate"] > 0
+                assert api.get("/v1/account").json()["balance"] == before
+
+        each_provider(check)
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_cancel_stops_tracking_and_refunds(
-    tmp_path: Path, scripted: LiveServer, provider: str
-) -> None:
-    up_key = scripted.new_key(f"buyer-cancel-{provider}", plan="ultimate")
-    proxy = Proxy(scripted.url).start()
-    front = _front(tmp_path, provider, proxy.url, up_key)
-    try:
-        with front.client(front.new_key("alice", credits=1000)) as api:
-            before = api.get("/v1/account").json()["balance"]
-            job_id = _submit(api, provider, "sleep:20 steps:20")
-            wait_parked(api, job_id)
-            r = api.post(f"/v1/jobs/{job_id}/cancel")
-            assert r.status_code in (200, 202), r.text
-            job = wait_for(api, job_id, timeout=30)
-            assert job["status"] == "canceled", job
-            # none of the four can cancel upstream: the job says so
-            assert "cannot" in job["message"] or "no way" in job["message"], job["message"]
-            assert job["credits"]["refunded"] == job["credits"]["estimate"]
-            assert api.get("/v1/account").json()["balance"] == before
-            polls = len(proxy.log)
-            time.sleep(1.5)  # poll_s is 0.3: tracking would have polled again
-            assert len(proxy.log) == polls, proxy.log[polls:]
-    finally:
-        front.stop()
-        proxy.stop()
+def test_cancel_stops_tracking_and_refunds(tmp_path: Path, scripted: LiveServer) -> None:
+    with gateway(tmp_path, scripted, "cancel") as gw:
+
+        def check(provider: str) -> None:
+            proxy = gw.proxies[provider]
+            with gw.api(provider) as api:
+                before = api.get("/v1/account").json()["balance"]
+                job_id = _submit(api, provider, "sleep:20 steps:20")
+                wait_parked(api, job_id)
+                r = api.post(f"/v1/jobs/{job_id}/cancel")
+                assert r.status_code in (200, 202), r.text
+                job = wait_for(api, job_id, timeout=30)
+                assert job["status"] == "canceled", job
+                # none of the four can cancel upstream: the job says so
+                message = job["message"]
+                assert "cannot" in message or "no way" in message, message
+                assert job["credits"]["refunded"] == job["credits"]["estimate"]
+                assert api.get("/v1/account").json()["balance"] == before
+                polls = len(proxy.log)
+                time.sleep(1.5)  # poll_s is 0.3: tracking would have polled again
+                assert len(proxy.log) == polls, proxy.log[polls:]
+
+        each_provider(check)
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_429_and_500_are_retried_with_backoff(
-    tmp_path: Path, scripted: LiveServer, provider: str
-) -> None:
-    up_key = scripted.new_key(f"buyer-retry-{provider}", plan="ultimate")
-    proxy = Proxy(scripted.url).start()
-    # the create call: a 500, then a 429 with Retry-After: 1; then status reads: two
-    # 429s with Retry-After: 1 and two 500s
-    proxy.faults = [
-        Fault(500, 1, match=("POST", "")),
-        Fault(429, 1, retry_after=1, match=("POST", "")),
-        Fault(429, 2, retry_after=1, match=("GET", "")),
-        Fault(500, 2, match=("GET", "")),
-    ]
-    front = _front(tmp_path, provider, proxy.url, up_key, breaker_failures=50, callbacks=False)
-    try:
-        with front.client(front.new_key("alice")) as api:
-            job = wait_for(api, _submit(api, provider, "sleep:1"), timeout=90)
-            assert job["status"] == "succeeded", job
-        assert [f.times for f in proxy.faults] == [0, 0, 0, 0]
-        # exactly one upstream job was made, although the create call was tried thrice
-        assert len(upstream_jobs(scripted, up_key)) == 1
-        # Retry-After was honoured: after each 429 nothing was sent for a second
-        stamps = proxy.stamps
-        for i, (_, _, status, t) in enumerate(stamps[:-1]):
-            if status == 429:
-                assert stamps[i + 1][3] - t >= 0.9, stamps
-    finally:
-        front.stop()
-        proxy.stop()
+def test_429_and_500_are_retried_with_backoff(tmp_path: Path, scripted: LiveServer) -> None:
+    with gateway(tmp_path, scripted, "retry", breaker_failures=50, callbacks=False) as gw:
+        for proxy in gw.proxies.values():
+            # the create call: a 500, then a 429 with Retry-After: 1; then status reads:
+            # two 429s with Retry-After: 1 and two 500s
+            proxy.faults = [
+                Fault(500, 1, match=("POST", "")),
+                Fault(429, 1, retry_after=1, match=("POST", "")),
+                Fault(429, 2, retry_after=1, match=("GET", "")),
+                Fault(500, 2, match=("GET", "")),
+            ]
+
+        def check(provider: str) -> None:
+            proxy = gw.proxies[provider]
+            with gw.api(provider) as api:
+                job = wait_for(api, _submit(api, provider, "sleep:1"), timeout=90)
+                assert job["status"] == "succeeded", job
+            assert [f.times for f in proxy.faults] == [0, 0, 0, 0]
+            # exactly one upstream job was made, although the create call was tried thrice
+            assert len(upstream_jobs(scripted, gw.up_keys[provider])) == 1
+            # Retry-After was honoured: after each 429 nothing was sent for a second
+            stamps = proxy.stamps
+            for i, (_, _, status, t) in enumerate(stamps[:-1]):
+                if status == 429:
+                    assert stamps[i + 1][3] - t >= 0.9, stamps
+
+        each_provider(check)
 
 
 def _upstreams(front: LiveServer, admin_key: str) -> dict[str, Any]:
@@ -181,51 +233,49 @@ def _upstreams(front: LiveServer, admin_key: str) -> dict[str, Any]:
         return {u["provider"]: u for u in r.json()["data"]}
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
 def test_breaker_opens_when_the_upstream_is_down_and_recovers(
-    tmp_path: Path, scripted: LiveServer, provider: str
+    tmp_path: Path, scripted: LiveServer
 ) -> None:
-    up_key = scripted.new_key(f"buyer-down-{provider}", plan="ultimate")
-    proxy = Proxy(scripted.url).start()
-    front = _front(
+    with gateway(
         tmp_path,
-        provider,
-        proxy.url,
-        up_key,
+        scripted,
+        "down",
         breaker_failures=3,
         breaker_cooldown_s=1.5,
         max_failures=1000,
         callbacks=False,  # (useapi: polled, so that its failures are seen)
         front={"admin_accounts": ["ops"]},
-    )
-    try:
-        admin = front.new_key("ops")
-        with front.client(front.new_key("alice")) as api:
-            with front.client(admin) as c:
-                assert c.get("/v1/upstreams").status_code == 200
-            with front.client(front.new_key("mallory")) as c:
-                assert c.get("/v1/upstreams").status_code == 403
-            job_id = _submit(api, provider, "sleep:3")
-            wait_parked(api, job_id)
-            proxy.down = True
-            deadline = time.monotonic() + 30
-            while _upstreams(front, admin)[provider]["state"] == "closed":
-                assert time.monotonic() < deadline, "the breaker never opened"
-                time.sleep(0.1)
-            state = _upstreams(front, admin)[provider]
-            assert state["breaker"]["opened"] >= 1
-            assert state["recent_error_rate"] > 0
-            # while it is open a new job fails fast, refunded
-            fast = wait_for(api, _submit(api, provider, "sleep:1"), timeout=30)
-            assert fast["status"] == "failed" and fast["error"]["code"] == "upstream_unavailable"
-            assert fast["credits"]["refunded"] == fast["credits"]["estimate"]
-            proxy.down = False
-            job = wait_for(api, job_id, timeout=60)
-            assert job["status"] == "succeeded", (job["error"], job["message"])
-            assert _upstreams(front, admin)[provider]["state"] == "closed"
-    finally:
-        front.stop()
-        proxy.stop()
+    ) as gw:
+        admin = gw.front.new_key("ops")
+        with gw.front.client(admin) as c:
+            assert c.get("/v1/upstreams").status_code == 200
+        with gw.front.client(gw.front.new_key("mallory")) as c:
+            assert c.get("/v1/upstreams").status_code == 403
+
+        def check(provider: str) -> None:
+            proxy = gw.proxies[provider]
+            with gw.api(provider) as api:
+                job_id = _submit(api, provider, "sleep:3")
+                wait_parked(api, job_id)
+                proxy.down = True
+                deadline = time.monotonic() + 30
+                while _upstreams(gw.front, admin)[provider]["state"] == "closed":
+                    assert time.monotonic() < deadline, "the breaker never opened"
+                    time.sleep(0.1)
+                state = _upstreams(gw.front, admin)[provider]
+                assert state["breaker"]["opened"] >= 1
+                assert state["recent_error_rate"] > 0
+                # while it is open a new job fails fast, refunded
+                fast = wait_for(api, _submit(api, provider, "sleep:1"), timeout=30)
+                assert fast["status"] == "failed", fast
+                assert fast["error"]["code"] == "upstream_unavailable", fast["error"]
+                assert fast["credits"]["refunded"] == fast["credits"]["estimate"]
+                proxy.down = False
+                job = wait_for(api, job_id, timeout=60)
+                assert job["status"] == "succeeded", (job["error"], job["message"])
+                assert _upstreams(gw.front, admin)[provider]["state"] == "closed"
+
+        each_provider(check)
 
 
 def _watch(front: LiveServer, key: str, job_id: str, stop: threading.Event) -> None:
@@ -236,40 +286,35 @@ def _watch(front: LiveServer, key: str, job_id: str, stop: threading.Event) -> N
                 return
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_watchers_cause_no_upstream_polls(
-    tmp_path: Path, scripted: LiveServer, provider: str
-) -> None:
-    up_key = scripted.new_key(f"buyer-watch-{provider}", plan="ultimate")
-    proxy = Proxy(scripted.url).start()
-    front = _front(tmp_path, provider, proxy.url, up_key, poll_s=0.5)
-    try:
-        key = front.new_key("alice", plan="ultimate")
-        counts = {}
-        with front.client(key) as api:
-            for watchers in (1, 20):
-                before = len(proxy.log)
-                job_id = _submit(api, provider, "sleep:3")
-                stop = threading.Event()
-                threads = [
-                    threading.Thread(target=_watch, args=(front, key, job_id, stop))
-                    for _ in range(watchers)
-                ]
-                for t in threads:
-                    t.start()
-                job = wait_for(api, job_id, timeout=60)
-                stop.set()
-                for t in threads:
-                    t.join(timeout=10)
-                assert job["status"] == "succeeded"
-                counts[watchers] = sum(1 for m, _, _ in proxy.log[before:] if m == "GET")
-        # ~3 s at one poll per 0.5 s (+-10% jitter), plus output downloads: the same
-        # whether 1 or 20 clients watch
-        assert counts[20] <= counts[1] + 2, counts
-        assert counts[20] <= 3 / 0.45 + 6, counts
-    finally:
-        front.stop()
-        proxy.stop()
+def test_watchers_cause_no_upstream_polls(tmp_path: Path, scripted: LiveServer) -> None:
+    with gateway(tmp_path, scripted, "watch", poll_s=0.5) as gw:
+
+        def check(provider: str) -> None:
+            proxy, key = gw.proxies[provider], gw.keys[provider]
+            counts = {}
+            with gw.api(provider) as api:
+                for watchers in (1, 20):
+                    before = len(proxy.log)
+                    job_id = _submit(api, provider, "sleep:3")
+                    stop = threading.Event()
+                    threads = [
+                        threading.Thread(target=_watch, args=(gw.front, key, job_id, stop))
+                        for _ in range(watchers)
+                    ]
+                    for t in threads:
+                        t.start()
+                    job = wait_for(api, job_id, timeout=60)
+                    stop.set()
+                    for t in threads:
+                        t.join(timeout=10)
+                    assert job["status"] == "succeeded"
+                    counts[watchers] = sum(1 for m, _, _ in proxy.log[before:] if m == "GET")
+            # ~3 s at one poll per 0.5 s (+-10% jitter): the same whether 1 or 20
+            # clients watch (useapi: none, its result is pushed)
+            assert counts[20] <= counts[1] + 2, counts
+            assert counts[20] <= 3 / 0.45 + 6, counts
+
+        each_provider(check)
 
 
 def test_fifty_jobs_in_flight_on_two_worker_slots(tmp_path: Path, scripted: LiveServer) -> None:
