@@ -467,7 +467,7 @@ def upstreams_check(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Try each configured provider's server key with a cheap call; exit 1 if one fails."""
+    """Try each configured provider's server key with a cheap call."""
     from genq.engines.upstream.base import UpstreamError
     from genq.engines.upstream.gateway import ConfigError, Gateway
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, wait_for
+from tests.conftest import LiveServer, make_settings, wait_for
 from tests.integration.gateway_harness import (
     BIG,
     PROVIDERS,
@@ -462,4 +463,42 @@ def test_a_pushed_callback_ends_the_job_without_polls(tmp_path: Path, scripted: 
             assert r.headers["content-type"].startswith("application/problem+json")
     finally:
         front.stop()
+        proxy.stop()
+
+
+def test_two_processes_share_the_tracking_and_read_each_job_once(
+    tmp_path: Path, scripted: LiveServer
+) -> None:
+    """Two genq processes on one database both track: each status read of a job is
+    made by one of them (at the cadence), never by both."""
+    up_key = scripted.new_key("buyer-two-fronts", plan="ultimate")
+    proxy = Proxy(scripted.url).start()
+    config = upstream_config("vivix", proxy.url, up_key, poll_s=0.5)
+    first = front_server(tmp_path, config, plans=BIG)
+    second = LiveServer(
+        make_settings(
+            tmp_path / "front",
+            upstreams=config,
+            upstream_tick_s=0.1,
+            upstream_lease_s=3,
+            plans=BIG,
+            database_url=first.settings.database_url,
+        )
+    ).start()
+    try:
+        with first.client(first.new_key("alice", plan="ultimate")) as api:
+            ids = [_submit(api, "vivix", "sleep:3") for _ in range(12)]
+            for job_id in ids:
+                assert wait_for(api, job_id, timeout=60)["status"] == "succeeded"
+        trackers = [s.genq.tracker for s in (first, second)]
+        assert all(t is not None and t.polls > 0 for t in trackers), "one process did all"
+        reads = Counter(
+            p.rsplit("/", 1)[-1] for m, p, _ in proxy.log if m == "GET" and "/generations/" in p
+        )
+        assert len(reads) == 12
+        # ~3 s at one read per 0.5 s (+-10%): twice that if both processes read each job
+        assert max(reads.values()) <= 3 / 0.45 + 3, reads
+    finally:
+        second.stop()
+        first.stop()
         proxy.stop()

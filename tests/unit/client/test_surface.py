@@ -20,6 +20,7 @@ EXPECTED = {
     "JobPage",
     "AsyncJobPage",
     "Engine",
+    "Upstream",
     "File",
     "Model",
     "Account",
