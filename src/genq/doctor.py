@@ -344,13 +344,14 @@ async def _workers(report: Report, store: Store, settings: Settings, now: dateti
 
 
 def _upstream_state(cx: Cx, overdue_before: datetime) -> tuple[dict[str, int], int]:
-    rows = cx.all(
-        "SELECT provider, count(*) FROM upstream_jobs WHERE state IN ('intent', 'tracking')"
-        " GROUP BY provider"
+    parked = (
+        "FROM upstream_jobs u JOIN jobs j ON j.id = u.job_id WHERE u.state IN"
+        " ('intent', 'tracking') AND j.status IN ('starting', 'running')"
     )
+    rows = cx.all(f"SELECT u.provider, count(*) {parked} GROUP BY u.provider")
     overdue = cx.scalar(
-        "SELECT count(*) FROM upstream_jobs WHERE state IN ('intent', 'tracking')"
-        " AND next_poll_at < %(t)s AND (leased_until IS NULL OR leased_until < %(t)s)",
+        f"SELECT count(*) {parked} AND u.next_poll_at < %(t)s"
+        " AND (u.leased_until IS NULL OR u.leased_until < %(t)s)",
         {"t": cx.ts(overdue_before)},
     )
     return {p: int(n) for p, n in rows}, int(overdue)

@@ -313,7 +313,7 @@ def test_upstream_jobs_nobody_tracks_warn(tmp_path: Path) -> None:
     settings = fresh(tmp_path)
 
     async def parked(store: Store, account: str) -> None:
-        job_id = await add_job(store, account, engine="vivix/grok-imagine-image")
+        job_id = await add_job(store, account, engine="vivix/grok-imagine-image", status="running")
         await store.db.write(_parked_long_ago, job_id, utcnow() - timedelta(hours=1))
 
     on_store(settings, parked)

@@ -16,7 +16,7 @@ from typing import Any
 
 from genq.errors import LeaseLost
 from genq.lifecycle import Step
-from genq.store.db import Cx, Database, autocommit, dt_of, json_of
+from genq.store.db import Cx, Database, autocommit, json_of
 from genq.store.records import Claim, Job, JobEvent
 from genq.store.steps import JOB_COLS, apply, value
 
@@ -124,6 +124,9 @@ def _drop_intent(cx: Cx, claim: Claim) -> None:
 
 _DUE = (
     "u.state IN ('intent', 'tracking')"
+    # (a job handed back to the queue by a stopping worker mid-create waits for its
+    # next claim, which parks it for reconciling)
+    f" AND j.status IN {_ACTIVE}"
     " AND (u.leased_until IS NULL OR u.leased_until <= %(now)s)"
     " AND (u.next_poll_at <= %(now)s OR u.pushed IS NOT NULL)"
     # an intent is the worker's while the worker holds the job
@@ -138,16 +141,6 @@ def _due(cx: Cx, now: datetime, providers: Sequence[str]) -> bool:
         {"now": cx.ts(now), "pr": cx.array(providers)},
     )
     return row is not None
-
-
-def _next_due(cx: Cx, providers: Sequence[str]) -> datetime | None:
-    row = cx.one(
-        "SELECT min(CASE WHEN leased_until IS NOT NULL AND leased_until > next_poll_at"
-        " THEN leased_until ELSE next_poll_at END) FROM upstream_jobs"
-        f" WHERE state IN ('intent', 'tracking') AND provider {cx.in_list('pr')}",
-        {"pr": cx.array(providers)},
-    )
-    return dt_of(row[0]) if row else None
 
 
 @autocommit
@@ -318,9 +311,12 @@ def _row(cx: Cx, job_id: str) -> dict[str, Any] | None:
 
 
 def _counts(cx: Cx) -> dict[str, dict[str, int]]:
+    # (an intent or tracking row of a job that ended otherwise, e.g. canceled while
+    # handed back to the queue, counts as done)
     rows = cx.all(
-        "SELECT provider, state, count(*), coalesce(sum(polls), 0) FROM upstream_jobs"
-        " GROUP BY provider, state"
+        "SELECT u.provider, CASE WHEN u.state <> 'done' AND j.status NOT IN"
+        f" {_ACTIVE} THEN 'done' ELSE u.state END, count(*), coalesce(sum(u.polls), 0)"
+        " FROM upstream_jobs u JOIN jobs j ON j.id = u.job_id GROUP BY 1, 2"
     )
     out: dict[str, dict[str, int]] = {}
     for provider, state, n, polls in rows:
@@ -390,9 +386,6 @@ class UpstreamStore:
 
     async def due(self, now: datetime, providers: Sequence[str]) -> bool:
         return await self.db.read(_due, now, list(providers))
-
-    async def next_due(self, providers: Sequence[str]) -> datetime | None:
-        return await self.db.read(_next_due, list(providers))
 
     async def claim(
         self, owner: str, providers: Sequence[str], limit: int, now: datetime, until: datetime
