@@ -695,12 +695,9 @@ def gateway_section(g: dict[str, Any]) -> list[str]:
                 f"{max(means):.2f} status reads per job on average (at most {max(maxes)}); the "
                 "count does not grow with the watchers, who are answered from the front's "
                 "own copy of the job. "
-                f"A {p['job_s']:g} s job at `poll_s` {p['poll_s']:g} would get "
-                f"{p['job_s'] / p['poll_s']:.0f} reads at that cadence; it got fewer because "
-                "the tracker only looks for due polls once per `upstream_tick_s` (1 s), so a "
-                "job's poll that falls due just after a tick waits for the next one: the "
-                "interval between two reads is `poll_s` rounded up to the tick, here 1-2 s "
-                "(see the latency rows below).", ""]
+                f"A {p['job_s']:g} s job at `poll_s` {p['poll_s']:g} gets about "
+                f"{p['job_s'] / p['poll_s']:.0f} reads at that cadence (the first one "
+                f"`poll_s` after the hand-over, each +-10% jittered).", ""]
     lat = g.get("latency")
     if lat:
         p = lat["params"]
@@ -809,11 +806,10 @@ def latency_reading(lat: dict[str, Any]) -> str:
     same = [c for c in polled if c["options"].get("poll_s") == 0.5]
     if len(same) == 2:
         a, b = same  # default tick, then a short tick
-        text += (f" At `poll_s` 0.5 the tick decides how often a job is read: "
-                 f"{a['status_reads_per_job']:.1f} reads per job on the {a['tick_s']:g} s "
-                 f"tick, {b['status_reads_per_job']:.1f} on the {b['tick_s']:g} s tick (the "
-                 "tracker looks for due polls once per `upstream_tick_s`, so a read "
-                 "interval shorter than the tick is not kept); mean added "
+        text += (f" At `poll_s` 0.5: {a['status_reads_per_job']:.1f} reads per job on the "
+                 f"{a['tick_s']:g} s tick, {b['status_reads_per_job']:.1f} on the "
+                 f"{b['tick_s']:g} s tick (a process reads the polls it scheduled itself "
+                 "when they fall due; the tick is how soon it finds the others'); mean added "
                  f"{a['added_ms']['mean'] / 1000:.2f} s vs {b['added_ms']['mean'] / 1000:.2f} s"
                  f", p95 {a['added_ms']['p95'] / 1000:.2f} s vs "
                  f"{b['added_ms']['p95'] / 1000:.2f} s ({a['jobs']} jobs each: the "
@@ -836,13 +832,14 @@ def capacity_reading(runs: list[dict[str, Any]]) -> str:
             f"events included), {pl['front_cpu_s_per_job_minute']} CPU s per tracked "
             "job-minute.")
         cap = q["tracker_concurrency"] / q["tick_s"]
-        if pl["polls_per_s"] <= 1.25 * cap and pl["front_cpu_pct"] < 50:
+        behind = pl["poll_interval_s"] > 1.2 * q["poll_s"]  # the cadence was not kept
+        if behind and pl["polls_per_s"] <= 1.25 * cap and pl["front_cpu_pct"] < 50:
             parts.append(
                 f"Here the reads stop near {q['tracker_concurrency']} (the tracker's "
                 f"concurrency) per {q['tick_s']:g} s tick while the process is mostly idle: "
                 "the limit is the tracker's claim loop, not the CPU; a job's "
                 "completion then waits for a read that comes far later than `poll_s`.")
-        elif pl["front_cpu_pct"] >= 70:
+        elif behind and pl["front_cpu_pct"] >= 70:
             parts.append(
                 "Here the process is near one core (one Python process, which also serves "
                 "the API and the create calls): the reads fall short of `poll_s` by "

@@ -285,6 +285,8 @@ class Tracker:
         self._wake = asyncio.Event()
         self._more = False  # the last claim filled every free place
         self._scheduled: list[float] = []  # (a heap) when polls scheduled here fall due
+        self._deadline = 0.0  # when the loop's current wait ends
+        self._reschedule_only = False
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -310,6 +312,8 @@ class Tracker:
                 await task
 
     def wake(self) -> None:
+        """Look for due work now (a pushed result, room freed)."""
+        self._reschedule_only = False
         self._wake.set()
 
     # -- loops ------------------------------------------------------------------------------
@@ -317,10 +321,13 @@ class Tracker:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            try:
-                await self.once()
-            except Exception:
-                log.exception("upstream tracker: claim failed")
+            if self._reschedule_only:  # woken only to wait for a sooner poll of ours
+                self._reschedule_only = False
+            else:
+                try:
+                    await self.once()
+                except Exception:
+                    log.exception("upstream tracker: claim failed")
             # the next look: at the tick (polls other processes scheduled, pushes), or
             # sooner when a poll scheduled here falls due first
             wait, now = self.tick_s, time.monotonic()
@@ -328,11 +335,17 @@ class Tracker:
                 heapq.heappop(self._scheduled)
             if self._scheduled:
                 wait = min(wait, self._scheduled[0] - now + 0.01)
+            self._deadline = now + wait
             await wait_event(self._wake, wait)
 
     def _due_at(self, seconds: float) -> None:
-        """A poll this process scheduled falls due in `seconds`."""
-        heapq.heappush(self._scheduled, time.monotonic() + seconds)
+        """A poll this process scheduled falls due in `seconds` (the loop, waiting for
+        later, is woken to wait for this one instead)."""
+        at = time.monotonic() + seconds
+        heapq.heappush(self._scheduled, at)
+        if at < self._deadline and not self._wake.is_set():
+            self._reschedule_only = True
+            self._wake.set()
 
     async def once(self) -> int:
         """Claim and start what is due (as many as there is room for)."""
@@ -356,7 +369,7 @@ class Tracker:
                 if self.active.get(job_id) is done:
                     del self.active[job_id]
                     if self._more:
-                        self._wake.set()
+                        self.wake()
 
             task.add_done_callback(forget)
         return len(claimed)
