@@ -428,9 +428,22 @@ class Tracker:
             )
             upstream_id = t.upstream_id
             if t.state == INTENT:
-                upstream_id = await self._reconcile(t, up, engine, call)
-                if upstream_id is None:
-                    return
+                found = await self._reconcile(t, up, engine, call)
+                if found is not None:  # kept at once; its status is read next
+                    now = utcnow()
+                    await self.store.upstream.polled(
+                        self.owner,
+                        job.id,
+                        step=None,
+                        upstream_id=found,
+                        upstream_status=None,
+                        next_poll_at=now,
+                        failures=t.failures,
+                        counted=False,
+                        now=now,
+                    )
+                    self.wake()
+                return
             assert upstream_id is not None
             if job.cancel_requested_at is not None:
                 await self._cancel(t, up, engine, call, upstream_id)
@@ -457,7 +470,7 @@ class Tracker:
             if snap.terminal:
                 await self._finish(t, up, engine, call, upstream_id, snap, counted)
                 return
-            await self._news(t, up, upstream_id, snap, up.poll_every(engine.spec), counted)
+            await self._news(t, up, snap, up.poll_every(engine.spec), counted)
         except UpstreamError as exc:
             if exc.transient:
                 # over our own count of the provider's rate limit: nothing failed
@@ -541,7 +554,6 @@ class Tracker:
         self,
         t: Tracked,
         up: Upstream,
-        upstream_id: str,
         snap: Snapshot,
         poll_s: float,
         counted: bool,
@@ -567,7 +579,7 @@ class Tracker:
             self.owner,
             job.id,
             step=step,
-            upstream_id=upstream_id if t.state == INTENT else None,
+            upstream_id=None,
             upstream_status=snap.message,
             next_poll_at=now + timedelta(seconds=delay),
             failures=0,
