@@ -124,7 +124,12 @@ def _wait(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
 
 
 def _crash(
-    tmp_path: Path, scripted: LiveServer, provider: str, point: str, idempotent: bool
+    tmp_path: Path,
+    scripted: LiveServer,
+    provider: str,
+    point: str,
+    idempotent: bool,
+    **extra: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int, int, str]:
     """Run one job through a front killed at `point`; (the job, the upstream's jobs,
     balance before, balance after, the front's logs)."""
@@ -139,6 +144,7 @@ def _crash(
         "api_key": up_key,
         "poll_s": 0.3,
         "idempotent": idempotent,
+        **extra,
     }
     front = Front(tmp_path, {provider: options})
     settings = make_settings(front.dir, port=front.port)
@@ -201,3 +207,17 @@ def test_kill_9_with_the_answer_lost_every_provider(
     job, made, _, _, logs = _crash(tmp_path, scripted, provider, "during", True)
     assert job["status"] == "succeeded", (job["error"], logs[-3000:])
     assert len(made) == 1, made
+
+
+def test_kill_9_with_the_answer_lost_useapi_adopts_the_job_its_push_reports(
+    tmp_path: Path, scripted: LiveServer
+) -> None:
+    """useapi honours no Idempotency-Key, but it pushes every job's result to the
+    replyUrl of the create call: the restarted front waits for that push (`adopt_s`)
+    and adopts the one job instead of failing `upstream_unknown`."""
+    job, made, before, after, logs = _crash(
+        tmp_path, scripted, "useapi", "during", False, adopt_s=60
+    )
+    assert job["status"] == "succeeded", (job["error"], logs[-3000:])
+    assert len(made) == 1, made
+    assert after == before - job["credits"]["used"]

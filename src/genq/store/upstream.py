@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from genq.errors import LeaseLost
+from genq.ids import utcnow
 from genq.lifecycle import Step
-from genq.store.db import Cx, Database, autocommit, json_of
+from genq.store.db import Cx, Database, autocommit, dt_of, json_of
 from genq.store.records import Claim, Job, JobEvent
 from genq.store.steps import JOB_COLS, apply, value
 
@@ -32,7 +33,8 @@ TRACKED = (
     " WHERE u.job_id = jobs.id AND u.owner = %(owner)s AND u.state <> 'done')"
 )
 _U_COLS = (
-    "job_id, provider, state, upstream_id, byo, owner, polls, failures, pushed, upstream_status"
+    "job_id, provider, state, upstream_id, byo, owner, polls, failures, pushed, upstream_status,"
+    " created_at"
 )
 OUTPUT_FIELDS = ("name", "kind", "content_type", "bytes", "sha256", "path", "meta", "position")
 
@@ -50,6 +52,7 @@ class Tracked:
     failures: int
     pushed: Any
     upstream_status: str | None
+    intent_at: datetime  # when the create call was about to go out
 
 
 def _fence(claim: Claim) -> dict[str, Any]:
@@ -176,7 +179,7 @@ def _claim(
         )
     }
     out = []
-    for job_id, provider, state, uid, byo, _o, polls, failures, pushed, us in rows:
+    for job_id, provider, state, uid, byo, _o, polls, failures, pushed, us, at in rows:
         if job_id in jobs:
             out.append(
                 Tracked(
@@ -189,6 +192,7 @@ def _claim(
                     int(failures),
                     json_of(pushed),
                     us,
+                    dt_of(at) or utcnow(),
                 )
             )
     return out

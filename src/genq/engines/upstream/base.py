@@ -205,6 +205,11 @@ class Provider:
         snapshot; None when it says nothing usable (the gateway then polls)."""
         return None
 
+    def callback_id(self, what: str, body: Any) -> str | None:
+        """The upstream id a pushed body is about: how a job whose create answer was
+        lost is adopted when the service reports it (None: it cannot tell)."""
+        return None
+
     async def check(self, call: Call) -> str:
         """Try the credentials with a cheap call; a one-line summary (raise
         `UpstreamError` when they do not work)."""

@@ -14,7 +14,9 @@ flight at once), `rate_per_min` (calls per minute, polls included), `idempotent`
 create whose answer was lost is sent again with the same key instead of failing
 `upstream_unknown`), `callbacks` (false to poll even where the service can push),
 `safety_poll_s` (with callbacks: how often to read the status all the same, default
-max(60, 4 x poll_s)), `breaker_failures` / `breaker_cooldown_s`, `max_failures`
+max(60, 4 x poll_s)), `adopt_s` (with callbacks and not `idempotent`: how long a create
+whose answer was lost waits for the service's push to adopt the job it made, default
+900), `breaker_failures` / `breaker_cooldown_s`, `max_failures`
 (failed polls in a row before a job fails `upstream_unavailable`), `timeout_s` (one
 HTTP call), `job_timeout_s`; anything else is the provider module's own (e.g.
 useapi's `discord`, `channel`).
@@ -82,6 +84,7 @@ class Upstream:
     timeout_s: float
     job_timeout_s: float
     safety_poll_s: float | None = None  # with callbacks: the status read's cadence
+    adopt_s: float = 900.0  # with callbacks: how long an unconfirmed create waits for a push
     calls: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=2000))
     polls: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
 
@@ -282,6 +285,7 @@ def parse(config: dict[str, Any]) -> dict[str, Upstream]:
                 max_failures=int(raw.get("max_failures", 10)),
                 timeout_s=float(raw.get("timeout_s", 60)),
                 job_timeout_s=float(raw.get("job_timeout_s", 6 * 3600)),
+                adopt_s=float(raw.get("adopt_s", 900)),
                 safety_poll_s=(
                     float(raw["safety_poll_s"]) if raw.get("safety_poll_s") is not None else None
                 ),

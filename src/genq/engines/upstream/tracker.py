@@ -494,6 +494,41 @@ class Tracker:
         again with the same key (it answers with the job it made, or makes the one it
         never got); otherwise the job fails `upstream_unknown`, and nothing is sent."""
         job = t.job
+        if not up.idempotent and up.callbacks:
+            # the service pushes each job's result to the URL in the create call: a job
+            # it made is adopted when its push arrives (matched by the token); until
+            # `adopt_s` has passed, wait for it
+            if t.pushed is not None:
+                found = up.provider.callback_id(engine.upstream.what, t.pushed)
+                if found:
+                    log.info("upstream job %s: adopted %s from its push", job.id, found)
+                    return found
+            left = up.adopt_s - (utcnow() - t.intent_at).total_seconds()
+            if left > 0:
+                note = (
+                    f"genq could not confirm the hand-over to {up.provider.title}; waiting"
+                    f" up to {left:.0f} s for it to report the job (reference {job.id})"
+                )
+                step = None
+                if not (job.message or "").startswith("genq could not confirm"):  # once
+                    step = lifecycle.upstream_moved(
+                        Status(job.status), job.progress, note, status_changed=False
+                    )
+                now = utcnow()
+                made = await self.store.upstream.polled(
+                    self.owner,
+                    job.id,
+                    step=step,
+                    upstream_id=None,
+                    upstream_status=None,
+                    next_poll_at=now + timedelta(seconds=left),
+                    failures=t.failures,
+                    counted=False,
+                    now=now,
+                )
+                if made is not None and step is not None:
+                    self.publish(made, hook=step.hook)
+                return None
         if not up.idempotent:
             await self._end(
                 t,

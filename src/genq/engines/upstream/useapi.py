@@ -225,6 +225,13 @@ class UseapiPixVerse(Provider):
             return None
         return self.snapshot(body)
 
+    def callback_id(self, what: str, body: Any) -> str | None:
+        """A pushed job model's `jobid` (the genq job is matched by the callback's own
+        token; its `replyRef` is the genq job id too)."""
+        if isinstance(body, dict) and isinstance(body.get("jobid"), str):
+            return str(body["jobid"])
+        return None
+
     def snapshot(self, body: dict[str, Any]) -> Snapshot | None:
         """A job model (seed 001) as a Snapshot; None when its status is not one of the
         documented words."""
