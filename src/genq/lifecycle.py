@@ -246,10 +246,10 @@ CANCELED_LOST = ErrorInfo("canceled", "canceled while its worker was lost")
 
 def canceled_queued(job: Job, now: datetime) -> Step:
     """A queued job was canceled: it never ran, everything held goes back."""
-    return _ended_unrun(job, Status.CANCELED, CANCELED_QUEUED, now)
+    return ended_unrun(job, Status.CANCELED, CANCELED_QUEUED, now)
 
 
-def _ended_unrun(job: Job, status: Status, error: ErrorInfo, now: datetime) -> Step:
+def ended_unrun(job: Job, status: Status, error: ErrorInfo, now: datetime) -> Step:
     """Ended without output: nothing is charged, everything held goes back."""
     return _ended(
         status,
@@ -321,11 +321,11 @@ def reaped(job: Job, *, max_attempts: int, now: datetime) -> Step:
     """A job whose lease lapsed: canceled if a cancel was pending, re-queued while it has
     attempts left, else failed `worker_lost`."""
     if job.cancel_requested_at is not None:
-        return _ended_unrun(job, Status.CANCELED, CANCELED_LOST, now)
+        return ended_unrun(job, Status.CANCELED, CANCELED_LOST, now)
     if job.attempt < max_attempts:
         return requeued(LOST)
     lost = ErrorInfo("worker_lost", f"worker lost {max_attempts} times", True)
-    return _ended_unrun(job, Status.FAILED, lost, now)
+    return ended_unrun(job, Status.FAILED, lost, now)
 
 
 def expired() -> Step:

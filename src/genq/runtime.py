@@ -174,20 +174,7 @@ class JobRun:
             "meta": item.meta,
             "position": position,
         }
-        self.outputs.append(
-            JobOutput(
-                job_id=self.job_id,
-                name=item.name,
-                kind=item.kind,
-                content_type=item.content_type,
-                bytes=item.bytes,
-                sha256=item.sha256,
-                path=path,
-                meta=item.meta,
-                position=position,
-                created_at=utcnow(),
-            )
-        )
+        self.outputs.append(JobOutput.of_row(self.job_id, row, utcnow()))
         step = lifecycle.output_added(row)
         return step, step.hook, row
 

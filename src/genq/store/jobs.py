@@ -54,7 +54,6 @@ FENCE = (
     f" AND status IN {_ACTIVE_SQL}"
 )
 EVENT_COLS = JobEvent.select()
-OUTPUT_FIELDS = ("name", "kind", "content_type", "bytes", "sha256", "path", "meta", "position")
 # PostgreSQL: ids of events whose transaction ended (see `events_since`)
 _WATERMARK = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {EVENT_ID_SHIFT})"
 SUBMIT_LOCK = 7405314  # PostgreSQL: capped submits of one account, one at a time
@@ -485,20 +484,28 @@ def _record(
     ts = cx.ts(now)
     for step, output in items:
         if output is not None:  # first (the step's notification lists it), fenced too
-            p = {f: value(cx, output[f]) for f in OUTPUT_FIELDS}
-            p.update(_fence(claim), created_at=ts)
-            cx.execute(
-                "INSERT INTO job_outputs (job_id, name, kind, content_type, bytes, sha256, path,"
-                " meta, position, created_at) SELECT id, %(name)s, %(kind)s,"
-                " %(content_type)s, %(bytes)s, %(sha256)s, %(path)s, %(meta)s, %(position)s,"
-                f" %(created_at)s FROM jobs WHERE {FENCE}",
-                p,
-            )
+            insert_output(cx, output, FENCE, _fence(claim), ts)
         rows = apply(cx, step, FENCE, _fence(claim), now)
         if not rows:  # (the output goes with the rolled-back transaction)
             raise LeaseLost(f"lease on {claim.job.id} attempt {claim.attempt} is gone")
         out.append(rows[0])
     return out
+
+
+def insert_output(
+    cx: Cx, output: Mapping[str, Any], where: str, params: Mapping[str, Any], ts: Any
+) -> None:
+    """One output row (`JobOutput.ROW_FIELDS`) of the job that `where` selects (a
+    writer's fence: no row is written when the fence does not hold)."""
+    p = {f: value(cx, output[f]) for f in JobOutput.ROW_FIELDS}
+    p.update(params, created_at=ts)
+    cx.execute(
+        "INSERT INTO job_outputs (job_id, name, kind, content_type, bytes, sha256, path,"
+        " meta, position, created_at) SELECT id, %(name)s, %(kind)s, %(content_type)s,"
+        " %(bytes)s, %(sha256)s, %(path)s, %(meta)s, %(position)s, %(created_at)s"
+        f" FROM jobs WHERE {where}",
+        p,
+    )
 
 
 @autocommit

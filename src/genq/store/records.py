@@ -3,6 +3,7 @@ a row whose columns are in its `COLUMNS` order (`of(row)`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, ClassVar, Self
@@ -146,6 +147,22 @@ class JobOutput(_Record):
 
     _DATES = frozenset({"created_at"})
     _JSON = frozenset({"meta"})
+    # the fields of an output row as its writers hand it to the store
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "kind",
+        "content_type",
+        "bytes",
+        "sha256",
+        "path",
+        "meta",
+        "position",
+    )
+
+    @classmethod
+    def of_row(cls, job_id: str, row: Mapping[str, Any], created_at: datetime) -> JobOutput:
+        """The record of an output row just written (see `ROW_FIELDS`)."""
+        return cls(job_id=job_id, created_at=created_at, **{f: row[f] for f in cls.ROW_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)

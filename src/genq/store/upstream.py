@@ -18,8 +18,9 @@ from genq.errors import LeaseLost
 from genq.ids import utcnow
 from genq.lifecycle import Step
 from genq.store.db import Cx, Database, autocommit, dt_of, json_of
+from genq.store.jobs import insert_output
 from genq.store.records import Claim, Job, JobEvent
-from genq.store.steps import JOB_COLS, apply, value
+from genq.store.steps import JOB_COLS, apply
 
 Transitioned = tuple[Job, JobEvent]
 
@@ -36,7 +37,6 @@ _U_COLS = (
     "job_id, provider, state, upstream_id, byo, owner, polls, failures, pushed, upstream_status,"
     " created_at"
 )
-OUTPUT_FIELDS = ("name", "kind", "content_type", "bytes", "sha256", "path", "meta", "position")
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,15 +264,7 @@ def _ended(
     ts = cx.ts(now)
     fence = {"job_id": job_id, "owner": owner}
     for out in outputs:
-        p = {f: value(cx, out[f]) for f in OUTPUT_FIELDS}
-        p.update(fence, created_at=ts)
-        cx.execute(
-            "INSERT INTO job_outputs (job_id, name, kind, content_type, bytes, sha256, path,"
-            " meta, position, created_at) SELECT id, %(name)s, %(kind)s, %(content_type)s,"
-            " %(bytes)s, %(sha256)s, %(path)s, %(meta)s, %(position)s, %(created_at)s"
-            f" FROM jobs WHERE {TRACKED}",
-            p,
-        )
+        insert_output(cx, out, TRACKED, fence, ts)
     rows = apply(cx, step, TRACKED, fence, now)
     if not rows:
         raise LeaseLost(f"tracking lease on {job_id} is gone")
@@ -300,18 +292,6 @@ def _push(cx: Cx, job_id: str, token_hash: str, body: Any, now: datetime) -> boo
 def _token_of(cx: Cx, job_id: str) -> tuple[str, str] | None:
     row = cx.one("SELECT token_hash, state FROM upstream_jobs WHERE job_id = %(j)s", {"j": job_id})
     return (row[0], row[1]) if row else None
-
-
-def _row(cx: Cx, job_id: str) -> dict[str, Any] | None:
-    row = cx.one(
-        "SELECT provider, state, upstream_id, polls, failures, upstream_status, byo"
-        " FROM upstream_jobs WHERE job_id = %(j)s",
-        {"j": job_id},
-    )
-    if row is None:
-        return None
-    keys = ("provider", "state", "upstream_id", "polls", "failures", "upstream_status", "byo")
-    return dict(zip(keys, row, strict=True))
 
 
 def _counts(cx: Cx) -> dict[str, dict[str, int]]:
@@ -445,9 +425,6 @@ class UpstreamStore:
 
     async def token_of(self, job_id: str) -> tuple[str, str] | None:
         return await self.db.read(_token_of, job_id)
-
-    async def row(self, job_id: str) -> dict[str, Any] | None:
-        return await self.db.read(_row, job_id)
 
     async def counts(self) -> dict[str, dict[str, int]]:
         return await self.db.read(_counts)

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import coredis
 import httpx
@@ -221,7 +221,6 @@ class UpstreamEngine(EngineBase):
 
     upstream: UpstreamInfo
     spec: EngineSpec
-    parked: ClassVar[bool] = True
 
     def __init__(self, up: Upstream, spec: EngineSpec) -> None:
         self.name = f"{up.name}/{spec.what}"  # type: ignore[misc]

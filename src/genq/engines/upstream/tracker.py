@@ -30,7 +30,7 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -154,16 +154,7 @@ class UpstreamRun:
                 await self._fail(ErrorInfo("engine_error", clean_text(f"{exc!r}"[:2000])))
 
     async def _fail(self, error: ErrorInfo, status: Status = Status.FAILED) -> None:
-        job = self.claim.job
-        step = lifecycle.finished(
-            status,
-            estimate=job.credits_estimate,
-            used=0,
-            now=utcnow(),
-            error=error,
-            message=error.message,
-            model=lifecycle.model_end(job.task, job.model_id, status, [], error),
-        )
+        step = lifecycle.ended_unrun(self.claim.job, status, error, utcnow())
         made = await self.store.jobs.fenced(self.claim, step)
         self.publish(made, hook=step.hook, outputs=())
 
@@ -393,7 +384,6 @@ class Tracker:
             if engine is None or up is None:
                 await self._end(
                     t,
-                    None,
                     Status.FAILED,
                     ErrorInfo(
                         UNAVAILABLE,
@@ -430,18 +420,7 @@ class Tracker:
             if t.state == INTENT:
                 found = await self._reconcile(t, up, engine, call)
                 if found is not None:  # kept at once; its status is read next
-                    now = utcnow()
-                    await self.store.upstream.polled(
-                        self.owner,
-                        job.id,
-                        step=None,
-                        upstream_id=found,
-                        upstream_status=None,
-                        next_poll_at=now,
-                        failures=t.failures,
-                        counted=False,
-                        now=now,
-                    )
+                    await self._let_go(t, 0.0, failures=t.failures, upstream_id=found)
                     self.wake()
                 return
             assert upstream_id is not None
@@ -455,7 +434,6 @@ class Tracker:
                 note = "" if canceled else f"; it may still run at {up.provider.title}"
                 await self._end(
                     t,
-                    upstream_id,
                     Status.FAILED,
                     ErrorInfo("timeout", f"not done within {engine.timeout_s:g} s{note}", True),
                 )
@@ -468,7 +446,7 @@ class Tracker:
                 counted = True
                 self.polls += 1
             if snap.terminal:
-                await self._finish(t, up, engine, call, upstream_id, snap, counted)
+                await self._finish(t, up, call, snap, counted)
                 return
             await self._news(t, up, snap, up.poll_every(engine.spec), counted)
         except UpstreamError as exc:
@@ -484,7 +462,7 @@ class Tracker:
                     poll_s=poll_s,
                 )
             else:
-                await self._end(t, t.upstream_id, Status.FAILED, ErrorInfo(exc.code, exc.message))
+                await self._end(t, Status.FAILED, ErrorInfo(exc.code, exc.message))
 
     async def _reconcile(
         self, t: Tracked, up: Upstream, engine: UpstreamEngine, call: HttpCall
@@ -514,25 +492,11 @@ class Tracker:
                     step = lifecycle.upstream_moved(
                         Status(job.status), job.progress, note, status_changed=False
                     )
-                now = utcnow()
-                made = await self.store.upstream.polled(
-                    self.owner,
-                    job.id,
-                    step=step,
-                    upstream_id=None,
-                    upstream_status=None,
-                    next_poll_at=now + timedelta(seconds=left),
-                    failures=t.failures,
-                    counted=False,
-                    now=now,
-                )
-                if made is not None and step is not None:
-                    self.publish(made, hook=step.hook)
+                await self._let_go(t, left, failures=t.failures, step=step)
                 return None
         if not up.idempotent:
             await self._end(
                 t,
-                None,
                 Status.FAILED,
                 ErrorInfo(
                     UNKNOWN,
@@ -583,7 +547,7 @@ class Tracker:
                 f"canceled on genq; {title} has no way to cancel a job, so it may still run"
                 " (and be charged) there; genq stopped tracking it",
             )
-        await self._end(t, upstream_id, Status.CANCELED, error)
+        await self._end(t, Status.CANCELED, error)
 
     async def _news(
         self,
@@ -609,21 +573,9 @@ class Tracker:
                 message,
                 status_changed=False,
             )
-        now, delay = utcnow(), jitter(poll_s)
-        made = await self.store.upstream.polled(
-            self.owner,
-            job.id,
-            step=step,
-            upstream_id=None,
-            upstream_status=snap.message,
-            next_poll_at=now + timedelta(seconds=delay),
-            failures=0,
-            counted=counted,
-            now=now,
+        await self._let_go(
+            t, jitter(poll_s), failures=0, step=step, upstream_status=snap.message, counted=counted
         )
-        self._due_at(delay)
-        if made is not None and step is not None:
-            self.publish(made, hook=step.hook)
 
     async def _reschedule(
         self,
@@ -640,7 +592,6 @@ class Tracker:
             title = up.provider.title if up is not None else t.provider
             await self._end(
                 t,
-                t.upstream_id,
                 Status.FAILED,
                 ErrorInfo(
                     UNAVAILABLE,
@@ -650,50 +601,56 @@ class Tracker:
             )
             return
         delay = backoff(poll_s, failures, retry_after)
-        now = utcnow()
         step = None
         note = f"waiting: {error.message} (retry in {delay:.0f} s)"
         if error.code == RATE_LIMITED or failures > 1:
             step = lifecycle.upstream_moved(
                 Status(t.job.status), t.job.progress, note[:500], status_changed=False
             )
+        await self._let_go(t, delay, failures=failures, step=step)
+
+    async def _let_go(
+        self,
+        t: Tracked,
+        after_s: float,
+        *,
+        failures: int,
+        step: lifecycle.Step | None = None,
+        upstream_id: str | None = None,
+        upstream_status: str | None = None,
+        counted: bool = False,
+    ) -> None:
+        """A read that did not end the job: its news (`step`) written, the next read
+        due in `after_s`, and the row's lease let go."""
+        now = utcnow()
         made = await self.store.upstream.polled(
             self.owner,
             t.job.id,
             step=step,
-            upstream_id=None,
-            upstream_status=None,
-            next_poll_at=now + timedelta(seconds=delay),
+            upstream_id=upstream_id,
+            upstream_status=upstream_status,
+            next_poll_at=now + timedelta(seconds=after_s),
             failures=failures,
-            counted=False,
+            counted=counted,
             now=now,
         )
-        self._due_at(delay)
+        self._due_at(after_s)
         if made is not None and step is not None:
             self.publish(made, hook=step.hook)
 
     async def _finish(
-        self,
-        t: Tracked,
-        up: Upstream,
-        engine: UpstreamEngine,
-        call: HttpCall,
-        upstream_id: str,
-        snap: Snapshot,
-        counted: bool,
+        self, t: Tracked, up: Upstream, call: HttpCall, snap: Snapshot, counted: bool
     ) -> None:
         if snap.state == "succeeded":
             rows = await self._copy_outputs(t.job, call, snap)
-            await self._end(
-                t, upstream_id, Status.SUCCEEDED, None, outputs=rows, counted=counted, snap=snap
-            )
+            await self._end(t, Status.SUCCEEDED, None, outputs=rows, counted=counted, snap=snap)
         elif snap.state == "canceled":
             error = ErrorInfo("canceled", f"canceled at {up.provider.title}")
-            await self._end(t, upstream_id, Status.CANCELED, error, counted=counted, snap=snap)
+            await self._end(t, Status.CANCELED, error, counted=counted, snap=snap)
         else:
             message = snap.error_message or f"the job failed at {up.provider.title}"
             error = ErrorInfo(snap.error_code or FAILED, clean_text(message[:2000]))
-            await self._end(t, upstream_id, Status.FAILED, error, counted=counted, snap=snap)
+            await self._end(t, Status.FAILED, error, counted=counted, snap=snap)
 
     async def _copy_outputs(self, job: Job, call: HttpCall, snap: Snapshot) -> list[dict[str, Any]]:
         """The upstream outputs, downloaded into genq's storage (their URLs expire)."""
@@ -708,7 +665,16 @@ class Tracker:
             path = out_dir / "weights.json"
             path.write_bytes(data)
             rows.append(
-                self._row(path, "weights", "application/json", "other", data, {}, len(rows))
+                self._row(
+                    path,
+                    "weights",
+                    "application/json",
+                    "other",
+                    {},
+                    len(rows),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                )
             )
         return rows
 
@@ -718,19 +684,19 @@ class Tracker:
         name: str,
         content_type: str,
         kind: str,
-        data: bytes | None,
         meta: dict[str, Any],
         position: int,
         *,
-        sha256: str | None = None,
-        size: int | None = None,
+        sha256: str,
+        size: int,
     ) -> dict[str, Any]:
+        """An output row (`JobOutput.ROW_FIELDS`) of a file stored under `path`."""
         return {
             "name": name,
             "kind": kind,
             "content_type": content_type,
-            "bytes": size if size is not None else len(data or b""),
-            "sha256": sha256 or hashlib.sha256(data or b"").hexdigest(),
+            "bytes": size,
+            "sha256": sha256,
             "path": self.storage.relative(path),
             "meta": meta,
             "position": position,
@@ -780,7 +746,6 @@ class Tracker:
             remote.name,
             content_type,
             remote.kind or kind_of(content_type),
-            None,
             meta,
             position,
             sha256=digest.hexdigest(),
@@ -790,7 +755,6 @@ class Tracker:
     async def _end(
         self,
         t: Tracked,
-        upstream_id: str | None,
         status: Status,
         error: ErrorInfo | None,
         *,
@@ -804,11 +768,12 @@ class Tracker:
             job.task, job.model_id, status, [(r["name"], r["path"]) for r in rows], error
         )
         message = error.message if error is not None else None
+        now = utcnow()
         step = lifecycle.finished(
             status,
             estimate=job.credits_estimate,
             used=job.credits_estimate if status == Status.SUCCEEDED else 0,
-            now=utcnow(),
+            now=now,
             error=error,
             message=message,
             model=model,
@@ -820,29 +785,10 @@ class Tracker:
             rows,
             snap.message if snap is not None else None,
             counted,
-            utcnow(),
+            now,
         )
-        outs = tuple(_as_outputs(job.id, rows))
+        outs = tuple(JobOutput.of_row(job.id, r, now) for r in rows)
         self.publish(made, hook=step.hook, outputs=outs)
-
-
-def _as_outputs(job_id: str, rows: Sequence[Mapping[str, Any]]) -> list[JobOutput]:
-    now = utcnow()
-    return [
-        JobOutput(
-            job_id=job_id,
-            name=r["name"],
-            kind=r["kind"],
-            content_type=r["content_type"],
-            bytes=r["bytes"],
-            sha256=r["sha256"],
-            path=r["path"],
-            meta=r["meta"],
-            position=r["position"],
-            created_at=now,
-        )
-        for r in rows
-    ]
 
 
 __all__ = ["Tracker", "UpstreamRun", "idempotency_key", "token_hash"]
