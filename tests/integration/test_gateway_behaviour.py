@@ -502,3 +502,26 @@ def test_two_processes_share_the_tracking_and_read_each_job_once(
         second.stop()
         first.stop()
         proxy.stop()
+
+
+def test_a_create_answered_2xx_without_an_id_is_never_sent_again(
+    tmp_path: Path, scripted: LiveServer
+) -> None:
+    """A 2xx answer to the create call means the service took the request, whatever
+    its body says: an answer genq cannot read is not retried (that could pay twice);
+    the job is reconciled (here: not idempotent, so `upstream_unknown`, refunded)."""
+    up_key = scripted.new_key("buyer-unreadable", plan="ultimate")
+    proxy = Proxy(scripted.url).start()
+    proxy.faults = [Fault(201, 1, match=("POST", ""))]  # 201 '{"error": "injected"}'
+    front = _front(tmp_path, "vivix", proxy.url, up_key)
+    try:
+        with front.client(front.new_key("alice", credits=1000)) as api:
+            before = api.get("/v1/account").json()["balance"]
+            job = wait_for(api, _submit(api, "vivix", "sleep:0.2"), timeout=60)
+            assert job["status"] == "failed", job
+            assert job["error"]["code"] == "upstream_unknown", job["error"]
+            assert api.get("/v1/account").json()["balance"] == before
+        assert proxy.count("POST", "") == 1, proxy.log
+    finally:
+        front.stop()
+        proxy.stop()

@@ -44,6 +44,8 @@ class HttpCall:
         self._outcome = outcome
         self.timeout_s = timeout_s
         self.requests = 0  # calls that went out (for stats and tests)
+        # the last request was answered 2xx (or an `ok` status): the service took it
+        self.last_ok = False
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -69,6 +71,7 @@ class HttpCall:
         content: bytes | None = None,
         auth: bool = True,
     ) -> httpx.Response:
+        self.last_ok = False
         if self._gate is not None:
             await self._gate()
         url = self.url(path)
@@ -104,6 +107,7 @@ class HttpCall:
         if status != 429:  # (being told to slow down is not a failure of the service)
             self._record(status < 500)
         if 200 <= status < 300 or status in ok:
+            self.last_ok = True
             return response
         raise self.provider.error_of(response)
 

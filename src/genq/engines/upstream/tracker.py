@@ -211,6 +211,10 @@ class UpstreamRun:
                 )
             except UpstreamError as exc:
                 failures += 1
+                if call.last_ok:
+                    # the create call was answered 2xx and its answer could not be
+                    # read: the service took it, whatever the provider module says
+                    exc.may_have_acted = True
                 # retried only when nothing can have been made (or the service
                 # de-duplicates by key), and while the job has not been canceled
                 again = exc.transient and (not exc.may_have_acted or key is not None)
