@@ -21,7 +21,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from genq.api.front import FastRead
 from genq.errors import GenqError
 
-FACES: tuple[str, ...] = ("masterpiecex", "useapi", "photogpt", "vivix")
+FACES: tuple[str, ...] = (
+    "masterpiecex",
+    "useapi",
+    "photogpt",
+    "vivix",
+    "replicate",
+    "fal",
+    "openai",
+    "runway",
+)
 Formatter = Callable[[dict[str, Any]], dict[str, Any]]
 
 

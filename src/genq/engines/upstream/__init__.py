@@ -1,6 +1,7 @@
 """genq as a gateway: engines that hand their jobs to upstream services.
 
-One module per provider (`masterpiecex`, `useapi`, `photogpt`, `vivix`), each exposing
+One module per provider (`masterpiecex`, `useapi`, `photogpt`, `vivix`, `replicate`,
+`fal`, `openai`, `runway`), each exposing
 `PROVIDER`, a `genq.engines.upstream.base.Provider` subclass; `PROVIDERS` maps the
 `GENQ_UPSTREAMS` keys to them (imported on first use).
 """
@@ -16,6 +17,10 @@ PROVIDERS: dict[str, str] = {
     "useapi": "genq.engines.upstream.useapi",
     "photogpt": "genq.engines.upstream.photogpt",
     "vivix": "genq.engines.upstream.vivix",
+    "replicate": "genq.engines.upstream.replicate",
+    "fal": "genq.engines.upstream.fal",
+    "openai": "genq.engines.upstream.openai",
+    "runway": "genq.engines.upstream.runway",
 }
 
 

@@ -1,0 +1,18 @@
+"""runway upstream engines: placeholder, filled in by issue 14."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from genq.engines.upstream.base import EngineSpec, Provider
+
+
+class Placeholder(Provider):
+    name: ClassVar[str] = "runway"
+    title: ClassVar[str] = "runway"
+
+    def engines(self) -> list[EngineSpec]:
+        return []
+
+
+PROVIDER = Placeholder
