@@ -101,3 +101,10 @@ BYTES: dict[str, Any] = {
     }
 }
 """A raw body (an upload to a signed URL)."""
+
+
+class ReplicateError(BaseModel):
+    title: str = Field(examples=["Input validation failed"])
+    detail: str
+    status: int
+    invalid_fields: list[dict[str, Any]] | None = None
