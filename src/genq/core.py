@@ -128,6 +128,7 @@ class Genq:
         await self.sweeper.start()
         if self.gateway:
             self.gateway.set_secret(await self.secret("upstream-keys"))
+            self.gateway.start_discovery()
         if workers:
             self.worker = self.make_worker(engine_names)
             await self.worker.start()

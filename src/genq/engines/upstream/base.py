@@ -210,6 +210,12 @@ class Provider:
         lost is adopted when the service reports it (None: it cannot tell)."""
         return None
 
+    async def discover(self, call: Call) -> int:
+        """Learn what the service publishes about the engines (e.g. their input schemas)
+        when the gateway starts; the number of engines still unknown (the gateway tries
+        again later while any are). Raise `UpstreamError` when the service cannot be read."""
+        return 0
+
     async def check(self, call: Call) -> str:
         """Try the credentials with a cheap call; a one-line summary (raise
         `UpstreamError` when they do not work)."""

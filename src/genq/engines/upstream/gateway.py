@@ -24,7 +24,9 @@ useapi's `discord`, `channel`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -59,6 +61,9 @@ from genq.engines.upstream.call import HttpCall
 from genq.ids import utcnow
 
 log = logging.getLogger(__name__)
+
+
+DISCOVER_RETRY_S = 30.0  # an upstream's discovery is tried again this often until it answers
 
 
 class ConfigError(ValueError):
@@ -317,6 +322,8 @@ class Gateway:
         self._fernet: Fernet | None = None
         self._callbacks = b""
         self.account_key: KeyLookup | None = None  # set by Genq (decrypting stored keys)
+        self._discovery: asyncio.Task[None] | None = None
+        self.discover_retry_s = DISCOVER_RETRY_S
 
     def __bool__(self) -> bool:
         return bool(self.upstreams)
@@ -330,7 +337,38 @@ class Gateway:
             )
         return self._client
 
+    def start_discovery(self) -> None:
+        """Let each provider learn what its service publishes about its engines
+        (`Provider.discover`, e.g. Replicate's input schemas), in the background: an
+        upstream that is down does not hold the server up, and is asked again every
+        `discover_retry_s` until it has answered for every engine."""
+        if self.upstreams and self._discovery is None:
+            self._discovery = asyncio.create_task(self._discover(), name="genq-upstream-discovery")
+
+    async def _discover(self) -> None:
+        pending = {n: up for n, up in self.upstreams.items() if up.api_key}
+        while pending:
+            for name, up in list(pending.items()):
+                try:
+                    missing = await up.provider.discover(self.call(up, up.api_key))
+                except UpstreamError as exc:
+                    log.warning("%s: discovery failed: %s", up.provider.title, exc.message)
+                    continue
+                except Exception:
+                    log.exception("%s: discovery crashed", up.provider.title)
+                    pending.pop(name)
+                    continue
+                if missing == 0:
+                    pending.pop(name)
+            if pending:
+                await asyncio.sleep(self.discover_retry_s)
+
     async def close(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery
+            self._discovery = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
