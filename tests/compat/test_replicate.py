@@ -24,7 +24,6 @@ from genq.api.compat import replicate as face
 from tests.compat.conftest import FAST, PNG_MAGIC, SLOW, new_key, poll
 from tests.conftest import LiveServer
 
-
 _OPEN: list[replicate.Client] = []
 
 
@@ -207,8 +206,20 @@ def test_webhooks_are_signed_filtered_and_verify(
     assert sent["output"] == made.output
     with pytest.raises(InvalidSignatureError):
         c.webhooks.validate(headers=headers, body=body.replace(made.id, "x"), secret=secret)
-    time.sleep(0.5)
-    assert len(rx.posts) == 1  # "completed" only
+    with server.client(key) as api:  # "completed" only: one delivery was ever made
+        made_for = api.get(f"/v1/jobs/{job_id(made.id)}/deliveries").json()["data"]
+        assert [d["event"] for d in made_for] == ["completed"]
+        # `start` and `completed`: genq's `started` and `completed` events
+        both = c.models.predictions.create(
+            model="demo/text2image",
+            input={"prompt": "a red fox", "width": 64},
+            webhook=rx.url,
+            webhook_events_filter=["start", "completed"],
+        )
+        both.wait()
+        rx.wait(3)
+        events = api.get(f"/v1/jobs/{job_id(both.id)}/deliveries").json()["data"]
+        assert sorted(d["event"] for d in events) == ["completed", "started"]
 
 
 def test_failed_prediction_raises_model_error(server: LiveServer, key: str) -> None:
