@@ -66,6 +66,7 @@ from genq.api.compat._common import (
     face_router,
     fit,
     idempotent,
+    json_response,
     parse,
     parse_time,
     read_body,
@@ -88,6 +89,7 @@ from genq.errors import (
     Unauthorized,
 )
 from genq.lifecycle import TERMINAL
+from genq.ratelimits import Hold
 
 NAME: Final = "replicate"
 STATUS: Final[dict[str, str]] = {  # genq -> Replicate; expired answers 404
@@ -133,6 +135,12 @@ _TITLES: Final[dict[int, str]] = {
 }
 
 
+class BadRequest(GenqError):
+    """The request cannot be served as it is."""
+
+    status, code, title = 400, "bad_request", "Bad request"
+
+
 def _problem(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"title": title, "detail": detail, "status": status, **extra}
 
@@ -165,12 +173,7 @@ def error_response(exc: GenqError) -> Response:
             detail = "\n".join(f"- {f['field']}: {f['description']}" for f in fields)
             extra["invalid_fields"] = fields
     title = _TITLES.get(status, exc.title)
-    return Response(
-        payloads.dumps(_problem(status, title, detail, **extra)),
-        status_code=status,
-        media_type="application/problem+json",
-        headers=retry_headers(exc),
-    )
+    return json_response(_problem(status, title, detail, **extra), status, retry_headers(exc))
 
 
 router = face_router(f"/compat/{NAME}", NAME, error_response)
@@ -237,18 +240,12 @@ def engine_of_version(genq: Genq, version: str) -> tuple[str, str]:
         owner, _, name = ref.partition("/")
         engine = engine_of_model(genq, owner, name)
         if vid and vid != version_of(genq, engine):
-            raise InvalidInput(
-                "Invalid version or not permitted",
-                errors=[{"field": "version", "message": "no such version", "type": "not_found"}],
-            )
+            raise NotFound(f"Version {vid} of {ref} not found")
         return ref, engine
     for model, engine in models(genq).items():
         if version_of(genq, engine) == version:
             return model, engine
-    raise InvalidInput(
-        "Invalid version or not permitted",
-        errors=[{"field": "version", "message": "no such version", "type": "not_found"}],
-    )
+    raise NotFound(f"Version {version} not found")
 
 
 def _output_schema(genq: Genq, engine_name: str) -> dict[str, Any]:
@@ -533,17 +530,14 @@ async def _predict(
             o, _, n = vbody.model.partition("/")
             model, engine = vbody.model, engine_of_model(genq, o, n)
         else:
-            raise InvalidInput(
-                "version is required",
-                errors=[{"field": "version", "message": "version is required", "type": "required"}],
-            )
+            raise BadRequest("version is required (or model, as owner/name)")
     return await _create(request, genq, caller, model, engine, body)
 
 
 @router.post(
     "/v1/predictions",
     status_code=201,
-    responses=_errors(401, 402, 404, 409, 413, 422, 429),
+    responses=_errors(400, 401, 402, 404, 409, 413, 422, 429),
     openapi_extra=request_body(VersionPrediction, parameters=[IDEMPOTENCY_KEY]),
     summary="Create a prediction",
 )
@@ -560,7 +554,7 @@ async def create_prediction(request: Request, genq: App, caller: Creator) -> Res
 @router.post(
     "/v1/models/{owner}/{name}/predictions",
     status_code=201,
-    responses=_errors(401, 402, 404, 409, 413, 422, 429),
+    responses=_errors(400, 401, 402, 404, 409, 413, 422, 429),
     openapi_extra=request_body(PredictionBody, parameters=[IDEMPOTENCY_KEY]),
     summary="Create a prediction of a model",
 )
@@ -596,17 +590,17 @@ async def get_prediction(prediction_id: str, genq: App, caller: Caller) -> Respo
     return await read_prediction(genq, caller, {"prediction_id": prediction_id}, {})
 
 
-@router.get("/v1/predictions", responses=_errors(401, 422, 429), summary="List predictions")
+@router.get("/v1/predictions", responses=_errors(400, 401, 429), summary="List predictions")
 async def list_predictions(genq: App, caller: Caller, cursor: str | None = None) -> Response:
     after = job_id_of(cursor) if cursor else None
     if cursor and after is None:
-        raise InvalidInput(
-            "invalid cursor",
-            errors=[{"field": "cursor", "message": "unknown cursor", "type": "cursor"}],
+        raise BadRequest(f"unknown cursor {cursor!r}")
+    try:
+        data, more = await genq.jobs.list(
+            caller.account.id, status=[], engine=None, limit=PAGE, after=after
         )
-    data, more = await genq.jobs.list(
-        caller.account.id, status=[], engine=None, limit=PAGE, after=after
-    )
+    except InvalidInput as exc:  # a well-formed id this account never had
+        raise BadRequest(f"unknown cursor {cursor!r}") from exc
     base = f"{genq.settings.base_url}/compat/{NAME}/v1/predictions"
     results = [render(job, None) for job in data]
     return Response(
@@ -624,6 +618,13 @@ async def list_predictions(genq: App, caller: Caller, cursor: str | None = None)
 @router.post(
     "/v1/predictions/{prediction_id}/cancel",
     responses=_errors(401, 404, 429),
+    openapi_extra={  # the SDK sends no body; one sent is ignored
+        "requestBody": {
+            "required": False,
+            "description": "None (ignored)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
     summary="Cancel a prediction",
 )
 async def cancel_prediction(prediction_id: str, genq: App, caller: Caller) -> Response:
@@ -644,9 +645,7 @@ def _sse(event: str, seq: int, data: str) -> bytes:
     return f"event: {event}\nid: {seq}\n{lines}\n".encode()
 
 
-async def _stream(genq: Genq, caller: Principal, job_id: str) -> AsyncIterator[bytes]:
-    account_id = caller.account.id
-    hold = genq.holds.take(caller.account.id, caller.account.plan)
+async def _stream(genq: Genq, account_id: str, job_id: str, hold: Hold) -> AsyncIterator[bytes]:
     with hold:
         seq, sent, n = 0, 0, 0
         yield b"retry: 2000\n\n"
@@ -688,8 +687,9 @@ async def stream_prediction(prediction_id: str, genq: App, caller: Caller) -> Re
         await genq.jobs.canonical(caller.account.id, job_id)
     except NotFound as exc:
         raise NotFound(f"Prediction {prediction_id} not found") from exc
+    hold = genq.holds.take(caller.account.id, caller.account.plan)  # 429 past the plan's
     return StreamingResponse(
-        _stream(genq, caller, job_id),
+        _stream(genq, caller.account.id, job_id, hold),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
