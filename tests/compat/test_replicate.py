@@ -21,7 +21,7 @@ from replicate.helpers import FileOutput
 from replicate.webhook import InvalidSignatureError
 
 from genq.api.compat import replicate as face
-from tests.compat.conftest import FAST, PNG_MAGIC, SLOW, new_key, poll
+from tests.compat.conftest import FAST, PNG_MAGIC, SLOW, expired_job, new_key, poll
 from tests.conftest import LiveServer
 
 _OPEN: list[replicate.Client] = []
@@ -263,3 +263,35 @@ def test_idempotency_key_replays_the_first_answer(server: LiveServer, key: str) 
     assert again.headers.get("idempotent-replayed") == "true"
     other = httpx.post(url, json={"input": {"prompt": "other"}}, headers=headers)
     assert other.status_code == 422 and other.json()["status"] == 422
+
+
+@pytest.mark.parametrize(
+    ("state", "word"),
+    [
+        ("queued", "starting"),
+        ("starting", "starting"),
+        ("running", "processing"),
+        ("succeeded", "succeeded"),
+        ("failed", "failed"),
+        ("canceled", "canceled"),
+    ],
+)
+def test_status_table(state: str, word: str) -> None:
+    job = {
+        "id": "job_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "status": state,
+        "engine": "demo/text2image",
+        "created_at": "2026-12-02T10:00:00.000Z",
+        "urls": {"self": "http://h/v1/jobs/job_01ARZ3NDEKTSV4RRFFQ69G5FAV"},
+    }
+    body = face.render(job)
+    assert body["status"] == word and body["id"] == "01arz3ndektsv4rrffq69g5fav"
+    assert body["urls"]["get"] == "http://h/compat/replicate/v1/predictions/" + body["id"]
+
+
+def test_an_expired_prediction_is_not_found(server: LiveServer, key: str) -> None:
+    expired = expired_job(server, key)
+    with pytest.raises(ReplicateError) as gone:
+        client(server, key).predictions.get(expired)
+    assert gone.value.status == 404
+    assert expired not in [job_id(p.id) for p in client(server, key).predictions.list().results]

@@ -500,10 +500,10 @@ async def _create(
                 )
         headers["Preference-Applied"] = f"wait={int(wait)}"
         body_out = await prediction(genq, account.id, job.id, inline=True)
-        if body_out["status"] == "processing":
-            body_out["status"] = "starting"  # not done in time: the SDK polls on
     else:
         body_out = await prediction(genq, account.id, job.id)
+    if wait is not None and body_out["status"] == "processing":
+        body_out["status"] = "starting"  # not done in time: `replicate.run` polls on
     return Response(
         payloads.dumps(body_out), status_code=201, media_type="application/json", headers=headers
     )
@@ -602,7 +602,7 @@ async def list_predictions(genq: App, caller: Caller, cursor: str | None = None)
     except InvalidInput as exc:  # a well-formed id this account never had
         raise BadRequest(f"unknown cursor {cursor!r}") from exc
     base = f"{genq.settings.base_url}/compat/{NAME}/v1/predictions"
-    results = [render(job, None) for job in data]
+    results = [render(job) for job in data if job["status"] in STATUS]  # (not expired ones)
     return Response(
         payloads.dumps(
             {
