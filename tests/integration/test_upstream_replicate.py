@@ -6,6 +6,7 @@ and a kill -9 of the tracking `genq serve` followed by `genq run` from the CLI."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,9 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from genq.engines.upstream.call import HttpCall
+from genq.engines.upstream.gateway import Gateway
+from genq.engines.upstream.replicate import Replicate
 from tests.compat.conftest import PNG_MAGIC
-from tests.conftest import GENQ, LiveServer, create_key, make_settings, wait_for
+from tests.conftest import GENQ, LiveServer, create_key, free_port, make_settings, wait_for
 from tests.integration.gateway_harness import (
     front_server,
     upstream_config,
@@ -188,3 +193,39 @@ def test_kill_9_while_tracking_then_genq_run(
         assert len(upstream_jobs(up, up_key)) == 2
     finally:
         front.stop()
+
+
+def test_discovery_when_the_service_is_down_then_up(upstream: tuple[LiveServer, str]) -> None:
+    """Down at startup: the engine exists and takes any object; once read, the
+    service's schema validates."""
+    up, up_key = upstream
+    gateway = Gateway(
+        {
+            "replicate": {
+                "base_url": f"http://127.0.0.1:{free_port()}",
+                "api_key": "k",
+                "models": MODELS,
+            }
+        }
+    )
+    engine = gateway.engines[ENGINE]
+    assert engine.input_model.model_json_schema()["additionalProperties"] is True
+    engine.input_model.model_validate({"prompt": 5, "anything": True})
+    provider = gateway.upstreams["replicate"].provider
+    assert isinstance(provider, Replicate)
+
+    async def main() -> tuple[int, int]:
+        async with httpx.AsyncClient() as http:
+            down = HttpCall(provider, http, gateway.upstreams["replicate"].base_url, "k")
+            missing_down = await provider.discover(down)
+            call = HttpCall(provider, http, f"{up.url}/compat/replicate", up_key)
+            return missing_down, await provider.discover(call)
+
+    assert asyncio.run(main()) == (2, 0)
+    assert engine.input_model.model_json_schema()["required"] == ["prompt"]
+    assert engine.input_model.model_validate({"prompt": "a fox"}).model_dump() == {
+        "prompt": "a fox"
+    }
+    with pytest.raises(ValidationError):
+        engine.input_model.model_validate({"prompt": 5})
+    assert provider.models["demo/text2image"].version is not None
