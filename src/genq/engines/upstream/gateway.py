@@ -19,7 +19,11 @@ whose answer was lost waits for the service's push to adopt the job it made, def
 900), `breaker_failures` / `breaker_cooldown_s`, `max_failures`
 (failed polls in a row before a job fails `upstream_unavailable`), `timeout_s` (one
 HTTP call), `job_timeout_s`; anything else is the provider module's own (e.g.
-useapi's `discord`, `channel`).
+useapi's `discord`, `channel`, replicate's `models`).
+
+When the server starts, each provider with a server key may learn what its service
+publishes about its engines (`Provider.discover`, e.g. Replicate's input schemas), in
+the background and again every `DISCOVER_RETRY_S` while the service does not answer.
 """
 
 from __future__ import annotations
