@@ -6,6 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   ?= .genq
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# TLS=1: `make run` serves HTTPS with a local CA made once under $(DATA)/tls (trustme);
+# clients trust $(DATA)/tls/client.pem (e.g. SSL_CERT_FILE=...). The fal SDK needs it.
+TLS    ?=
+SCHEME := $(if $(TLS),https,http)
+SERVE_TLS := $(if $(TLS),--ssl-certfile $(DATA)/tls/server.pem --ssl-keyfile $(DATA)/tls/server.key)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install system-deps test-deps run test lint bench clean
@@ -42,16 +47,19 @@ run: install system-deps
 	@mkdir -p $(DATA)
 	$(BIN)/genq db upgrade --data-dir $(DATA)
 	@test -s $(DATA)/demo.key || $(BIN)/genq keys create --data-dir $(DATA) --account demo --plan pro > $(DATA)/demo.key
+	@if [ -n "$(TLS)" ] && [ ! -s $(DATA)/tls/server.key ]; then \
+	  mkdir -p $(DATA)/tls && $(BIN)/python -m trustme -q -d $(DATA)/tls -i $(HOST) localhost 127.0.0.1 ::1; fi
 	@echo ""
-	@echo "  genq is starting on http://$(HOST):$(PORT)"
+	@echo "  genq is starting on $(SCHEME)://$(HOST):$(PORT)"
+	@if [ -n "$(TLS)" ]; then echo "  its CA (trust it in clients): export SSL_CERT_FILE=$$(cd $(DATA)/tls && pwd)/client.pem"; fi
 	@echo "  API key (account demo): $$(cat $(DATA)/demo.key)"
 	@echo ""
 	@echo "  try:"
-	@echo "    export GENQ_API_KEY=$$(cat $(DATA)/demo.key) GENQ_BASE_URL=http://$(HOST):$(PORT)"
-	@echo "    curl -s http://$(HOST):$(PORT)/v1/jobs -H \"Authorization: Bearer \$$GENQ_API_KEY\" -H 'content-type: application/json' -d '{\"engine\": \"demo/text2image\", \"input\": {\"prompt\": \"a red fox\"}}'"
+	@echo "    export GENQ_API_KEY=$$(cat $(DATA)/demo.key) GENQ_BASE_URL=$(SCHEME)://$(HOST):$(PORT)"
+	@echo "    curl -s $(SCHEME)://$(HOST):$(PORT)/v1/jobs -H \"Authorization: Bearer \$$GENQ_API_KEY\" -H 'content-type: application/json' -d '{\"engine\": \"demo/text2image\", \"input\": {\"prompt\": \"a red fox\"}}'"
 	@echo "    $(BIN)/genq run demo/text2image -i prompt='a red fox' --out ./out/fox"
 	@echo ""
-	$(BIN)/genq serve --data-dir $(DATA) --host $(HOST) --port $(PORT)
+	$(BIN)/genq serve --data-dir $(DATA) --host $(HOST) --port $(PORT) $(SERVE_TLS)
 
 # the whole suite on SQLite, then everything that touches a database again on
 # PostgreSQL (127.0.0.1:5432; GENQ_TEST_PG to change); tests/unit needs none and

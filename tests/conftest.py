@@ -15,6 +15,7 @@ import os
 import queue
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -204,6 +205,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A throwaway certificate authority (trustme) and a server certificate it signed
+    for 127.0.0.1, ::1 and localhost, as PEM files: `make_settings(..., **tls.serve)`
+    makes a server speak HTTPS; clients trust `ca_file` (`verify=`, `SSL_CERT_FILE`)."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+    @property
+    def serve(self) -> dict[str, str]:
+        return {"ssl_certfile": self.cert_file, "ssl_keyfile": self.key_file}
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "::1", "localhost")
+    where = tmp_path_factory.mktemp("tls")
+    ca_file, cert_file, key_file = where / "ca.pem", where / "cert.pem", where / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(cert_file), append=True)
+    return Tls(str(ca_file), str(cert_file), str(key_file))
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     port = overrides.pop("port", None) or free_port()
     if "database_url" not in overrides:
@@ -242,6 +274,7 @@ class LiveServer:
 
     settings: Settings
     workers: bool = True
+    ca_file: str | None = None  # the CA clients trust when the server speaks HTTPS
     genq: Genq = field(init=False)
     genq_app: Any = field(init=False)
     _server: uvicorn.Server = field(init=False)
@@ -255,7 +288,13 @@ class LiveServer:
         self.genq = Genq(self.settings)
         app = self.genq_app = create_app(genq=self.genq, workers=self.workers)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.settings.port,
+            log_level="warning",
+            lifespan="on",
+            ssl_certfile=self.settings.ssl_certfile or None,
+            ssl_keyfile=self.settings.ssl_keyfile or None,
         )
         self._server = Server(config, app)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -275,6 +314,8 @@ class LiveServer:
         return create_key(self.settings, account, plan, credits)
 
     def client(self, key: str, **kwargs: Any) -> httpx.Client:
+        if self.ca_file and "verify" not in kwargs:
+            kwargs["verify"] = ssl.create_default_context(cafile=self.ca_file)
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30, **kwargs
         )
@@ -357,13 +398,21 @@ def genq_env(data_dir: Path, **extra: str) -> dict[str, str]:
 GENQ = [sys.executable, "-m", "genq"]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+def wait_healthy(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 60,
+    ca_file: str | None = None,
+) -> None:
     """Wait until the `genq serve` subprocess `proc` answers `/healthz` at `url`; fail
-    (showing its `log`) if it exits or takes longer than `timeout`."""
+    (showing its `log`) if it exits or takes longer than `timeout`. `ca_file`: the CA
+    to trust when it serves HTTPS."""
     deadline = time.monotonic() + timeout
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=2, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -119,6 +119,28 @@ def serve(
         bool | None,
         typer.Option("--access-log", envvar="GENQ_ACCESS_LOG", help="log every request"),
     ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GENQ_SSL_CERTFILE",
+            metavar="PEM",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+            help="serve HTTPS with this certificate (chain); with --ssl-keyfile",
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GENQ_SSL_KEYFILE",
+            metavar="PEM",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+            help="the certificate's private key",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API, with workers in the same process."""
     import uvicorn
@@ -126,8 +148,16 @@ def serve(
     from genq.api import create_app
     from genq.api.server import Server
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")
     settings = settings_for(
-        data_dir, host=host, port=port, worker_slots=workers or None, access_log=access_log
+        data_dir,
+        host=host,
+        port=port,
+        worker_slots=workers or None,
+        access_log=access_log,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
     _logging(settings.log_level)
     application = _app_or_exit(
@@ -141,6 +171,8 @@ def serve(
         log_level=settings.log_level,
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        ssl_certfile=settings.ssl_certfile or None,
+        ssl_keyfile=settings.ssl_keyfile or None,
     )
     server = Server(config, application)
     server.run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genq.plans import Plan, merge
@@ -27,9 +27,13 @@ class Settings(BaseSettings):
     pg_event_poll_s: float = Field(
         2.0, gt=0, description="PostgreSQL: the event log's safety-net poll (LISTEN does the rest)"
     )
-    public_url: str = Field("", description="Base URL used in links; default http://HOST:PORT")
+    public_url: str = Field("", description="Base URL used in links; default http(s)://HOST:PORT")
     host: str = "127.0.0.1"
     port: int = 8000
+    ssl_certfile: str = Field(
+        "", description="Serve HTTPS with this PEM certificate (chain) file; with ssl_keyfile"
+    )
+    ssl_keyfile: str = Field("", description="The private key (PEM) of ssl_certfile")
     engines: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="extra engines: comma-separated `module:attr` import paths",
@@ -123,6 +127,12 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together: give both or neither")
+        return self
+
     @property
     def plan_table(self) -> dict[str, Plan]:
         return merge(self.plans)
@@ -133,7 +143,8 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.ssl_certfile else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
     @property
     def files_dir(self) -> Path:
