@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ from replicate.webhook import InvalidSignatureError
 
 from genq.api.compat import replicate as face
 from tests.compat.conftest import FAST, PNG_MAGIC, SLOW, expired_job, new_key, poll
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, Tls, make_settings
 
 _OPEN: list[replicate.Client] = []
 
@@ -295,3 +296,22 @@ def test_an_expired_prediction_is_not_found(server: LiveServer, key: str) -> Non
         client(server, key).predictions.get(expired)
     assert gone.value.status == 404
     assert expired not in [job_id(p.id) for p in client(server, key).predictions.list().results]
+
+
+def test_over_https_outputs_are_urls_the_sdk_reads(
+    tmp_path: Path, tls: Tls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Served over HTTPS, output URLs are https: `replicate.run` wraps them as files,
+    whether it waited (`Prefer: wait`) or polled."""
+    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
+    srv = LiveServer(make_settings(tmp_path / "data", **tls.serve), ca_file=tls.ca_file).start()
+    try:
+        c = client(srv, srv.new_key(), FAST)
+        for wait in (True, False):
+            (output,) = c.run("demo/text2image", input={"prompt": "tls", "width": 64}, wait=wait)
+            assert isinstance(output, FileOutput) and output.url.startswith(srv.url + "/files/")
+            assert output.read().startswith(PNG_MAGIC)
+    finally:
+        while _OPEN:  # (an open keep-alive connection would hold the server's stop)
+            _OPEN.pop()._client.close()
+        srv.stop()
