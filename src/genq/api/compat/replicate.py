@@ -357,7 +357,7 @@ def render(
             "get": base,
             "cancel": f"{base}/cancel",
             "stream": f"{base}/stream",
-            "web": f"{_base_of(job)}/ui/jobs/{job['id']}",
+            "web": f"{_base_of(job)}/ui/#/jobs/{job['id']}",  # the dashboard
         },
         "metrics": metrics,
     }

@@ -14,7 +14,8 @@ exists and takes any JSON object, which Replicate validates when the job is crea
   predictions {input, ...}` -> 201 + the prediction (`id`).
 - Status: `GET /v1/predictions/{id}`: `starting` -> queued, `processing` -> running
   (progress from the last tqdm line of `logs`), `succeeded` -> the URLs in `output`
-  (a URL, a list, or an object of them), `failed` -> failed (`error`), `canceled`.
+  (a URL, a list, or an object of them; outputs that are not file URLs, such as a
+  language model's text, are not kept), `failed` -> failed (`error`), `canceled`.
 - Webhooks: Replicate posts the prediction to the job's callback URL when it completes
   (`parse_callback` reads it; polls are the safety net).
 - Cancel: `POST /v1/predictions/{id}/cancel`.
