@@ -251,6 +251,13 @@ def test_errors_as_the_sdk_raises_them(server: LiveServer, key: str) -> None:
     # the first create took this minute's one generation: the second is throttled
     limited = status_of(tiny, input={"prompt": "x"})
     assert limited.status == 429 and limited.title == "Request was throttled."
+    raw = httpx.post(
+        f"{server.url}/compat/replicate/v1/models/demo/text2image/predictions",
+        json={"input": {"prompt": "x"}},
+        headers=tiny._client.headers,
+    )
+    assert raw.status_code == 429 and int(raw.headers["retry-after"]) > 0
+    assert raw.json()["detail"].startswith("Request was throttled. Expected available in")
 
 
 def test_idempotency_key_replays_the_first_answer(server: LiveServer, key: str) -> None:
