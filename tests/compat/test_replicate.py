@@ -322,3 +322,16 @@ def test_over_https_outputs_are_urls_the_sdk_reads(
         while _OPEN:  # (an open keep-alive connection would hold the server's stop)
             _OPEN.pop()._client.close()
         srv.stop()
+
+
+def test_predictions_by_model_name_and_without_either(server: LiveServer, key: str) -> None:
+    url = f"{server.url}/compat/replicate/v1/predictions"
+    headers = {"Authorization": f"Bearer {key}", **FAST}
+    made = httpx.post(
+        url, json={"model": "demo/text2image", "input": {"prompt": "x"}}, headers=headers
+    )
+    assert made.status_code == 201 and made.json()["model"] == "demo/text2image"
+    neither = httpx.post(url, json={"input": {"prompt": "x"}}, headers=headers)
+    assert neither.status_code == 400 and neither.json()["title"] == "Bad request"
+    unknown = httpx.post(url, json={"version": "f" * 64, "input": {}}, headers=headers)
+    assert unknown.status_code == 404 and unknown.json()["status"] == 404
