@@ -29,6 +29,7 @@ upstream_unavailable. Limits: 600 predictions a minute (`rate_per_min`).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -53,6 +54,7 @@ from genq.engines.upstream.base import (
     message_of,
 )
 
+log = logging.getLogger(__name__)
 STATES: Final[dict[str, State]] = {
     "starting": "queued",
     "processing": "running",
@@ -243,8 +245,14 @@ class Replicate(Provider):
             if not isinstance(schema, dict):
                 missing += 1
                 continue
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-            model.validator = jsonschema.validators.validator_for(schema)(schema)
+            kind = jsonschema.validators.validator_for(schema)
+            try:
+                kind.check_schema(schema)
+            except jsonschema.SchemaError:
+                # not a schema genq can check with: Replicate validates (as before discovery)
+                log.warning("Replicate model %s: its input schema is not valid", model.name)
+                continue
+            model.validator = kind(schema)
             model.schema = schema
             if model.version is None and isinstance(version.get("id"), str):
                 model.version = version["id"]
