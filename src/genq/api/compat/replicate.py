@@ -24,8 +24,11 @@ speaks them (`replicate.Client(api_token=KEY, base_url=BASE + "/compat/replicate
   `failed`, `canceled`; an expired job is 404 (Replicate removes old predictions).
 - A prediction id is the job's ULID in lower case (lossless: `job_` + it in upper case
   is the job on `/v1`); every read also takes the `job_...` id.
-- Errors are Replicate's problem bodies `{"title", "detail", "status"}` (422 adds
-  `invalid_fields`), with `Retry-After` on 429.
+- Errors are Replicate's problem bodies `{"title", "detail", "status"}`: 400 (neither
+  `version` nor `model`, a cursor this server did not issue), 401, 402 `Insufficient
+  credit`, 404 (unknown or another account's prediction, unknown model or version),
+  409, 413, 422 `Input validation failed` (with `invalid_fields`), 429 `Request was
+  throttled.` (with `Retry-After`).
 
 Inferred (Replicate does not document it, or genq has no exact counterpart):
 - `output` is always a list of file URLs (every output but thumbnails). In a
