@@ -13,6 +13,10 @@
   URLs, `cost`), `FAILED` (`failure`, `failureCode`, `cost`), `CANCELLED` (`cost`).
 - `DELETE /v1/tasks/{id}` -> 204: cancels a task that has not ended, deletes one that
   has (it then reads 404, as on Runway).
+- `GET /v1/organization` -> `{creditBalance, tier: {maxMonthlyCreditSpend, models:
+  {name: {maxConcurrentGenerations, maxDailyGenerations}}}, usage: {models: {}}}`: the
+  plan's limits (a day's generations as its per-minute limit times 1440; usage is not
+  counted, inferred).
 
 Routing: `runway:model:<name>` in `settings.compat_engines` serves (or adds) a model;
 the defaults are in `MODELS` (Runway's image models -> `demo/text2image`, its video
@@ -40,7 +44,8 @@ Inferred (Runway does not document it, or genq differs):
   `GENQ_MAX_JSON_BYTES`, 1 MiB by default, where Runway allows 5 MB); this server's own
   output URLs, genq file ids (`file_...`) and `job_.../<output>` references are used
   as they are; other URLs (and `runway://` upload URIs) are refused with 400, since
-  genq does not fetch remote inputs. They reach the engine only when it takes images.
+  genq does not fetch remote inputs. They reach the engine only when it takes images
+  (`image`, `images`); the job's metadata lists them (`images`) either way.
 - `Idempotency-Key` is honoured as on `/v1` (the SDK sends none by itself).
 """
 
@@ -378,6 +383,8 @@ async def _create(request: Request, genq: Genq, caller: Principal, endpoint: End
     md: dict[str, Any] = {"compat": NAME, "endpoint": endpoint, "model": body.model}
     if body.ratio:
         md["ratio"] = body.ratio
+    if images:  # kept whether or not the engine takes images
+        md["images"] = images
     candidate: dict[str, Any] = {
         "prompt": body.prompt_text or (MOTION_PROMPT if endpoint == "image_to_video" else None),
         "seed": body.seed,
@@ -457,6 +464,32 @@ async def delete_task(id: str, genq: App, caller: Caller) -> Response:
             pass  # it ended meanwhile: delete it
     await genq.jobs.delete(account_id, job_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/v1/organization",
+    dependencies=VERSIONED,
+    responses=_errors(400, 401, 429),
+    summary="Credit balance and tier",
+)
+async def organization(genq: App, caller: Caller) -> Response:
+    account = caller.account
+    plan = genq.accounts.plan(account.plan)
+    limits = {
+        "maxConcurrentGenerations": plan.concurrent_jobs,
+        "maxDailyGenerations": plan.generation_per_min * 24 * 60,
+    }
+    names = sorted({m for table in MODELS.values() for m in table})
+    return json_response(
+        {
+            "creditBalance": await genq.accounts.balance(account.id),
+            "tier": {
+                "maxMonthlyCreditSpend": plan.monthly_credits,
+                "models": {name: limits for name in names},
+            },
+            "usage": {"models": {}},
+        }
+    )
 
 
 FAST_READS = [FastRead(f"/compat/{NAME}/v1/tasks/{{id}}", read_task, error_response, check_version)]
