@@ -18,8 +18,10 @@ import runwayml
 from PIL import Image
 from runwayml import RunwayML
 from runwayml.lib import polling
+from runwayml.types.task_retrieve_response import Failed
 from ulid import ULID
 
+from genq.api.compat.runway import render
 from tests.compat.conftest import FAST, PNG_MAGIC, SLOW, new_key, png_bytes, poll
 from tests.conftest import LiveServer
 
@@ -35,7 +37,14 @@ def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def runway(server: LiveServer, key: str, **kwargs: Any) -> RunwayML:
-    return RunwayML(api_key=key, base_url=f"{server.url}/compat/runway", **kwargs)
+    """The SDK as a user makes it, plus strict validation of every answer against its
+    types (a field missing or of the wrong type fails the call)."""
+    return RunwayML(
+        api_key=key,
+        base_url=f"{server.url}/compat/runway",
+        _strict_response_validation=True,
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -78,6 +87,34 @@ def test_text_to_image_waits_for_a_picture_that_downloads_and_is_the_job_on_v1(
     assert job["outputs"][0]["url"] == done.output[0]
     # the same task by its genq id too
     assert client.tasks.retrieve(job["id"]).status == "SUCCEEDED"
+    org = client.organization.retrieve()
+    with server.client(key) as api:
+        assert org.credit_balance == api.get("/v1/account").json()["balance"]
+    assert org.tier.models["gen4_image"].max_concurrent_generations == 5  # the pro plan
+
+
+@pytest.mark.parametrize(
+    ("code", "failure_code"),
+    [("moderated", "SAFETY.OUTPUT"), ("engine_error", "INTERNAL.BAD_OUTPUT"), (None, "INTERNAL")],
+)
+def test_a_failed_job_reads_as_runways_failed_task(code: str | None, failure_code: str) -> None:
+    """The SDK's own type of a FAILED task accepts what the face renders (no failing
+    engine is routed on the shared server; the upstream tests run one end to end)."""
+    job_id = f"job_{ULID()}"
+    job = {
+        "id": job_id,
+        "status": "failed",
+        "created_at": "2026-12-02T10:00:00.000Z",
+        "credits": {"estimate": 2, "used": 0, "refunded": 2},
+        "error": {"code": code, "message": "it broke", "retryable": False} if code else None,
+        "outputs": [],
+    }
+    body = render(job)
+    task = Failed.model_validate(body)
+    assert task.status == "FAILED" and task.cost.credits == 0
+    assert task.failure_code == failure_code
+    assert task.failure == ("it broke" if code else "The task failed.")
+    assert job_of(task.id) == job_id
 
 
 def test_image_to_video_from_a_data_uri_and_from_an_output_url(
@@ -110,7 +147,7 @@ def test_image_to_video_from_a_data_uri_and_from_an_output_url(
         model="gen4_turbo",
         prompt_image=[{"uri": url, "position": "first"}],
         ratio="720:1280",
-        extra_headers=FAST,
+        extra_headers=SMALL,
     )
     assert second.wait_for_task_output(timeout=60).status == "SUCCEEDED"
 

@@ -6,8 +6,8 @@
 - `POST /v1/image_to_video` `{model, promptImage (URL, data URI, or
   [{uri, position: first|last}]), promptText?, ratio?, duration?, seed?}` and
   `POST /v1/text_to_image` `{model, promptText, ratio?, referenceImages?: [{uri, tag?}]
-  (<=3), seed?}` -> 200 `{"id"}` (camelCase bodies; unknown fields such as
-  `contentModeration` are accepted and ignored).
+  (<=3), seed?}` -> 200 `{"id", "estimatedCost": {"credits"}}` (camelCase bodies;
+  unknown fields such as `contentModeration` are accepted and ignored).
 - `GET /v1/tasks/{id}` -> `{id, status, createdAt, ...}`: `PENDING`/`THROTTLED`
   (`estimatedCost`), `RUNNING` (`progress` 0-1), `SUCCEEDED` (`output`: the output
   URLs, `cost`), `FAILED` (`failure`, `failureCode`, `cost`), `CANCELLED` (`cost`).
@@ -395,11 +395,16 @@ async def _create(request: Request, genq: Genq, caller: Principal, endpoint: End
         candidate["image"], candidate["images"] = images[0], images
     data = fit(genq, engine, candidate, extra_input(request))
     job = await genq.jobs.submit(account, engine, data, metadata=md)
-    return json_response({"id": task_id(job.id)})
+    return created(job.id, job.credits_estimate)
+
+
+def created(job_id: str, estimate: int) -> Response:
+    """A create's answer: the task id and what it may cost."""
+    return json_response({"id": task_id(job_id), "estimatedCost": {"credits": estimate}})
 
 
 async def _replay(job: Job) -> Response:
-    return json_response({"id": task_id(job["id"])})
+    return created(job["id"], int(job["credits"]["estimate"]))
 
 
 @router.post(

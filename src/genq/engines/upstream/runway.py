@@ -8,8 +8,8 @@ does not know is a video model unless its name says `image` (or `kind` says othe
 
 - `POST /v1/image_to_video` `{model, promptImage, promptText?, ratio, duration?,
   seed?}` (video models) and `POST /v1/text_to_image` `{model, promptText, ratio,
-  referenceImages?: [{uri}], seed?}` (image models) -> `{"id"}`. Every request sends
-  `X-Runway-Version: 2024-11-06`.
+  referenceImages?: [{uri}], seed?}` (image models) -> `{"id", "estimatedCost"}`.
+  Every request sends `X-Runway-Version: 2024-11-06`.
 - `GET /v1/tasks/{id}`: `PENDING` -> queued, `THROTTLED` -> queued (the message says
   so), `RUNNING` -> running (`progress` 0-1 as percent), `SUCCEEDED` -> succeeded
   (`output`: URLs, copied into genq's storage), `FAILED` -> failed (`failureCode`
