@@ -152,6 +152,43 @@ def test_image_to_video_from_a_data_uri_and_from_an_output_url(
     assert second.wait_for_task_output(timeout=60).status == "SUCCEEDED"
 
 
+def test_the_readme_quick_start_runs_unchanged(
+    server: LiveServer,
+    key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """runwayml's README usage, with only the base URL and key changed (through the
+    SDK's own environment variables). Its remote `promptImage` is not fetched: the
+    demo engine behind gen4_turbo takes no image, so it is kept as given."""
+    monkeypatch.setenv("RUNWAYML_API_SECRET", key)
+    monkeypatch.setenv("RUNWAYML_BASE_URL", f"{server.url}/compat/runway")
+    monkeypatch.setenv("RUNWAYML_CUSTOM_HEADERS", f"X-Genq-Input: {SMALL['X-Genq-Input']}")
+
+    import os
+
+    client = RunwayML(
+        api_key=os.environ.get("RUNWAYML_API_SECRET"),  # This is the default and can be omitted
+    )
+
+    image_to_video = client.image_to_video.create(
+        model="gen4_turbo",
+        prompt_image="https://example.com/assets/bunny.jpg",
+        ratio="1280:720",
+        prompt_text="The bunny is eating a carrot",
+    )
+    print(image_to_video.id)
+
+    assert capsys.readouterr().out.strip() == image_to_video.id
+    task = image_to_video.wait_for_task_output(timeout=60)
+    assert MP4_BOX in httpx.get(task.output[0]).content[:16]
+    with server.client(key) as api:
+        job = api.get(f"/v1/jobs/{job_of(task.id)}").json()
+    assert job["metadata"]["images"] == ["https://example.com/assets/bunny.jpg"]
+    assert job["input"]["prompt"] == "The bunny is eating a carrot"
+    client.close()
+
+
 def test_status_words_progress_throttled_and_delete(server: LiveServer) -> None:
     """A free account runs one job at a time: the second waits THROTTLED; a running task
     reads RUNNING with progress in 0-1; DELETE cancels (CANCELLED), and deleting an
@@ -210,11 +247,11 @@ def test_errors_as_the_sdk_raises_them(server: LiveServer, key: str, client: Run
     with pytest.raises(runwayml.BadRequestError) as unknown:
         client.text_to_image.create(model="gen4_turbo", prompt_text="a fox")  # a video model
     assert "gen4_image" in str(unknown.value.body)
-    with pytest.raises(runwayml.BadRequestError) as remote:
+    with pytest.raises(runwayml.BadRequestError) as upload_uri:
         client.image_to_video.create(
-            model="gen4_turbo", prompt_image="https://example.com/fox.png", ratio="1280:720"
+            model="gen4_turbo", prompt_image="runway://uploads/fox.png", ratio="1280:720"
         )
-    assert "not fetched" in str(remote.value.body)
+    assert "data URI" in str(upload_uri.value.body)
     with pytest.raises(runwayml.BadRequestError):
         client.image_to_video.create(
             model="gen4_turbo", prompt_image="data:image/png;base64,@@@", ratio="1280:720"

@@ -7,6 +7,7 @@ cancel reaching the upstream task, every error mapping, and one kill -9 of the t
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import time
 import uuid
@@ -16,8 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+import runwayml
 from PIL import Image
 from pydantic import ValidationError
+from runwayml import RunwayML
+from ulid import ULID
 
 from genq.engines.upstream.base import (
     INSUFFICIENT,
@@ -55,6 +59,7 @@ UP_ROUTES = {
     "runway:model:scripted": "gw/scripted",
     "runway:model:boom": "test/boom",
     "runway:model:refused": "test/moderated",
+    "runway:model:upscale": "demo/upscale",  # an engine that takes the image
 }
 MODELS: list[Any] = [
     "gen4_turbo",
@@ -168,6 +173,34 @@ def test_images_and_videos_end_to_end(front: LiveServer, upstream: LiveServer, u
             [sent] = made[model]["metadata"]["images"]
             record = up.get(f"/v1/files/{sent}").json()
             assert record["bytes"] == len(png()), record
+
+
+def test_the_face_gives_an_engine_that_takes_images_the_data_uri_it_got(
+    upstream: LiveServer, up_key: str
+) -> None:
+    """Through the runwayml SDK: a data URI reaches an engine that uses it (demo/upscale
+    doubles it), and a remote URL, which genq does not fetch, is refused for it."""
+    blob = png()
+    uri = f"data:image/png;base64,{base64.b64encode(blob).decode()}"
+    fast = {"X-Genq-Input": '{"delay_s": 0}'}
+    with RunwayML(api_key=up_key, base_url=f"{upstream.url}/compat/runway") as client:
+        task = client.image_to_video.create(
+            model="upscale", prompt_image=uri, ratio="1280:720", extra_headers=fast
+        )
+        with pytest.raises(runwayml.BadRequestError) as remote:
+            client.image_to_video.create(
+                model="upscale", prompt_image="https://example.com/fox.png", ratio="1280:720"
+            )
+        assert "not fetched" in str(remote.value.body)
+    job_id = f"job_{ULID.from_bytes(uuid.UUID(task.id).bytes)}"
+    with upstream.client(up_key) as up:
+        job = wait_for(up, job_id, timeout=60)
+        assert job["status"] == "succeeded", job["error"]
+        [sent] = job["metadata"]["images"]
+        assert job["input"]["image"] == sent
+        assert up.get(f"/v1/files/{sent}").json()["bytes"] == len(blob)
+    out = httpx.get(job["outputs"][0]["url"]).content
+    assert Image.open(io.BytesIO(out)).size == (128, 80)
 
 
 def test_cancel_reaches_the_upstream_task(

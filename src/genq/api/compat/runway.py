@@ -43,9 +43,11 @@ Inferred (Runway does not document it, or genq differs):
 - Images: a data URI becomes a genq input file (its size bounded by
   `GENQ_MAX_JSON_BYTES`, 1 MiB by default, where Runway allows 5 MB); this server's own
   output URLs, genq file ids (`file_...`) and `job_.../<output>` references are used
-  as they are; other URLs (and `runway://` upload URIs) are refused with 400, since
-  genq does not fetch remote inputs. They reach the engine only when it takes images
-  (`image`, `images`); the job's metadata lists them (`images`) either way.
+  as they are. Other URLs (and `runway://` upload URIs) are refused with 400 when the
+  engine takes images (`image`, `images`), since genq does not fetch remote inputs;
+  for an engine that takes none (the demo video engine behind `gen4_turbo`) a remote
+  URL is kept as given and not fetched, so Runway's README quick-start (a remote
+  `promptImage`) runs unchanged. The job's metadata lists the images (`images`).
 - `Idempotency-Key` is honoured as on `/v1` (the SDK sends none by itself).
 """
 
@@ -66,6 +68,7 @@ from ulid import ULID
 from genq.accounts import Principal
 from genq.api.compat._common import (
     Job,
+    engine_fields,
     error_code,
     error_message,
     extra_input,
@@ -76,6 +79,7 @@ from genq.api.compat._common import (
     image_ref,
     invalid,
     is_url,
+    job_id_in_output_url,
     json_response,
     outputs,
     parse,
@@ -321,10 +325,14 @@ def _decode_data_uri(value: str, field: str, limit: int) -> tuple[bytes, str]:
     return blob, ctype
 
 
-async def _image(genq: Genq, account_id: str, value: str, field: str) -> str:
+async def _image(genq: Genq, account_id: str, value: str, field: str, used: bool) -> str:
     """An engine file reference for an image a client gave: a data URI (saved as an
-    input file), or what `image_ref` takes (this server's output URLs, file ids)."""
+    input file), or what `image_ref` takes (this server's output URLs, file ids). A
+    remote URL is refused when the engine would use the image (`used`), else kept as
+    given: genq does not fetch it, and the engine has no need of it."""
     value = value.strip()
+    if not used and is_url(value) and job_id_in_output_url(genq, value) is None:
+        return value
     if value.lower().startswith("data:"):
         blob, ctype = _decode_data_uri(value, field, genq.settings.max_upload_bytes)
         record = await genq.files.save(
@@ -379,7 +387,8 @@ async def _create(request: Request, genq: Genq, caller: Principal, endpoint: End
             "model", f"{body.model!r} is not a model of /v1/{endpoint}; use one of {known}"
         )
     account = caller.account
-    images = [await _image(genq, account.id, uri, where) for where, uri in uris]
+    used = bool({"image", "images"} & engine_fields(genq, engine).keys())
+    images = [await _image(genq, account.id, uri, where, used) for where, uri in uris]
     md: dict[str, Any] = {"compat": NAME, "endpoint": endpoint, "model": body.model}
     if body.ratio:
         md["ratio"] = body.ratio
@@ -391,7 +400,7 @@ async def _create(request: Request, genq: Genq, caller: Principal, endpoint: End
         "seconds": seconds,
         **_size(genq, engine, body.ratio),
     }
-    if images:
+    if images and used:
         candidate["image"], candidate["images"] = images[0], images
     data = fit(genq, engine, candidate, extra_input(request))
     job = await genq.jobs.submit(account, engine, data, metadata=md)
