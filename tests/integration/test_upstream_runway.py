@@ -232,6 +232,8 @@ def test_error_mappings_and_check(upstream: LiveServer, up_key: str) -> None:
     image = provider._inputs["gen4_image"]
     with pytest.raises(ValidationError):
         image.model_validate({"prompt": "x", "ratio": "1:1"})  # not a Runway ratio
+    with pytest.raises(ValidationError):  # Gen-4 Image Turbo needs a reference image
+        Runway({})._inputs["gen4_image_turbo"].model_validate({"prompt": "x"})
     with pytest.raises(ValidationError):
         provider._inputs["gen4_turbo"].model_validate({"image_url": "http://insecure/x.png"})
 

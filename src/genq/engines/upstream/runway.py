@@ -106,6 +106,7 @@ class Model:
     durations: tuple[int, int] = (2, 10)  # video: seconds, min and max
     cost: float | None = None  # Runway credits per task (the most it costs)
     description: str = ""
+    min_references: int = 0  # image: reference images it needs (gen4_image_turbo: 1)
 
 
 DEFAULT_MODELS: Final[tuple[Model, ...]] = (
@@ -137,6 +138,7 @@ DEFAULT_MODELS: Final[tuple[Model, ...]] = (
         GEN4_IMAGE_RATIOS,
         cost=2,
         description="Runway Gen-4 Image Turbo: an image from text and 1-3 reference images.",
+        min_references=1,
     ),
 )
 
@@ -189,6 +191,7 @@ def _model_of(entry: Any) -> Model:
         durations=(lo, hi),
         cost=float(cost) if cost is not None else None,
         description=str(entry.get("description") or (known.description if known else "")),
+        min_references=int(entry.get("min_references", known.min_references if known else 0)),
     )
 
 
@@ -209,10 +212,20 @@ def input_model(model: Model) -> type[BaseModel]:
     base: type[BaseModel] = _Input
     if model.kind == "image":
         fields["prompt"] = (str, Field(min_length=1, max_length=1000, description=said))
-        fields["reference_images"] = (
-            list[FileRef] | None,
-            Field(default=None, max_length=3, description="Up to 3 genq image files."),
-        )
+        if model.min_references:
+            fields["reference_images"] = (
+                list[FileRef],
+                Field(
+                    min_length=model.min_references,
+                    max_length=3,
+                    description=f"{model.min_references} to 3 genq image files.",
+                ),
+            )
+        else:
+            fields["reference_images"] = (
+                list[FileRef] | None,
+                Field(default=None, max_length=3, description="Up to 3 genq image files."),
+            )
     else:
         base = _VideoInput
         lo, hi = model.durations
