@@ -101,3 +101,8 @@ BYTES: dict[str, Any] = {
     }
 }
 """A raw body (an upload to a signed URL)."""
+
+
+class RunwayError(BaseModel):
+    error: str = Field(examples=["Validation of body failed"])
+    issues: list[dict[str, Any]] | None = None
