@@ -108,3 +108,8 @@ class ReplicateError(BaseModel):
     detail: str
     status: int
     invalid_fields: list[dict[str, Any]] | None = None
+
+
+class RunwayError(BaseModel):
+    error: str = Field(examples=["Validation of body failed"])
+    issues: list[dict[str, Any]] | None = None
