@@ -101,3 +101,8 @@ BYTES: dict[str, Any] = {
     }
 }
 """A raw body (an upload to a signed URL)."""
+
+
+class FalError(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(examples=["Request is still in progress"])
+    error_type: str | None = None
