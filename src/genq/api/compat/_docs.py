@@ -104,5 +104,8 @@ BYTES: dict[str, Any] = {
 
 
 class FalError(BaseModel):
-    detail: str | list[dict[str, Any]] = Field(examples=["Request is still in progress"])
+    detail: str | list[dict[str, Any]] | None = Field(
+        default=None, examples=["Request is still in progress"]
+    )
     error_type: str | None = None
+    status: str | None = Field(default=None, examples=["ALREADY_COMPLETED"])  # cancel's answers

@@ -69,6 +69,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 from ulid import ULID
 
@@ -169,9 +170,30 @@ def error_response(exc: GenqError) -> Response:
     )
 
 
+class AppConvertor(Convertor[str]):
+    """An app id in a path: segments, the first not starting with a dot and none after
+    it named `requests`; so a request's URLs and the JWKS are never taken for an app,
+    and take no POST (405, as any path that does not take the method)."""
+
+    regex = r"[A-Za-z0-9][^/]*(?:/(?!requests(?:/|$))[^/]+)*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("fal_app", AppConvertor())
 router = face_router(PREFIX, NAME, error_response)
 
 
+NO_BODY: Final[dict[str, Any]] = {  # the SDK's PUT carries none; anything sent is ignored
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 _MORE: Final[dict[int, str]] = {
     422: "Invalid input (FastAPI's field errors in `detail`), or a request that failed so",
     500: "The request failed",
@@ -541,7 +563,7 @@ async def jwks(genq: App) -> Response:
 
 
 @router.get(
-    "/{app:path}/requests/{rid}/status/stream",
+    "/{app:fal_app}/requests/{rid}/status/stream",
     responses=_errors(401, 404, 410, 429),
     summary="A request's status as server-sent events",
 )
@@ -575,7 +597,7 @@ def _truthy(value: str | None) -> bool:
 
 
 @router.get(
-    "/{app:path}/requests/{rid}/status",
+    "/{app:fal_app}/requests/{rid}/status",
     responses=_errors(401, 404, 410, 429),
     summary="A request's status",
 )
@@ -587,9 +609,10 @@ async def status(
 
 
 @router.put(
-    "/{app:path}/requests/{rid}/cancel",
+    "/{app:fal_app}/requests/{rid}/cancel",
     status_code=202,
     responses=_errors(400, 401, 404, 429),
+    openapi_extra=NO_BODY,
     summary="Cancel a request",
 )
 async def cancel(app: str, rid: str, genq: App, caller: Caller) -> Response:
@@ -603,7 +626,7 @@ async def cancel(app: str, rid: str, genq: App, caller: Caller) -> Response:
 
 
 @router.get(
-    "/{app:path}/requests/{rid}",
+    "/{app:fal_app}/requests/{rid}",
     responses=_errors(400, 401, 404, 410, 422, 429, 500),
     summary="A request's result",
 )
@@ -612,7 +635,7 @@ async def response(app: str, rid: str, genq: App, caller: Caller) -> Response:
 
 
 @router.post(
-    "/run/{app:path}",
+    "/run/{app:fal_app}",
     responses=_errors(400, 401, 402, 404, 408, 413, 422, 429, 500),
     openapi_extra=request_body(Arguments, parameters=[IDEMPOTENCY_KEY]),
     summary="Run an app and answer its result (blocking)",
@@ -629,7 +652,7 @@ async def run(app: str, request: Request, genq: App, caller: Creator) -> Respons
 
 
 @router.post(
-    "/{app:path}",
+    "/{app:fal_app}",
     responses=_errors(401, 402, 404, 408, 413, 422, 429),
     openapi_extra=request_body(Arguments, parameters=[IDEMPOTENCY_KEY]),
     summary="Submit a request to an app's queue",
