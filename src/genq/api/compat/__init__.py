@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genq.api.front import FastRead
 from genq.errors import GenqError
-from genq.webhooks import Signer
+
+if TYPE_CHECKING:
+    from genq.webhooks import Signer
 
 FACES: tuple[str, ...] = (
     "masterpiecex",
