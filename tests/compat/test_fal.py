@@ -14,6 +14,7 @@ import io
 import json
 import os
 import ssl
+import subprocess
 import sys
 import time
 import uuid
@@ -144,6 +145,37 @@ def test_readme_quickstart_run_prints_a_url_that_downloads(
     assert url.startswith(fal_server.url + "/files/")
     assert download(fal_server, url).startswith(PNG_MAGIC)
     assert response["prompt"] == "a cute cat"
+
+
+README_QUICKSTART = """
+import fal_client
+
+response = fal_client.run("fal-ai/fast-sdxl", arguments={"prompt": "a cute cat, realistic, orange"})
+print(response["images"][0]["url"])
+"""
+
+
+def test_readme_quickstart_verbatim_in_a_fresh_process(fal_server: LiveServer, tls: Tls) -> None:
+    """The SDK README's quick-start, unchanged, with only the environment set."""
+    host = fal_server.url.removeprefix("https://")
+    env = {
+        **os.environ,
+        "FAL_KEY": fal_server.new_key(f"acct-{uuid.uuid4().hex[:12]}"),
+        "FAL_RUN_HOST": f"{host}/compat/fal/run",
+        "FAL_QUEUE_RUN_HOST": f"{host}/compat/fal",
+        "SSL_CERT_FILE": tls.ca_file,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", README_QUICKSTART],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    assert url.startswith(fal_server.url + "/files/")
+    assert download(fal_server, url).startswith(PNG_MAGIC)
 
 
 def test_submit_status_result_and_the_job_on_v1(fal: ModuleType, fal_server: LiveServer) -> None:
