@@ -19,6 +19,9 @@ blocking run). It speaks only https, so genq serves TLS (`genq serve --ssl-certf
   request is `COMPLETED` with `error` and `error_type`); `logs` is a list when asked
   for (the job's log and progress messages as `{message, level, source, timestamp}`),
   else null.
+  A read of an unfinished request answers at its next change or after 1 s (a
+  short long-poll): the SDK polls every 0.1 s, which would otherwise spend the
+  plan's status rate limit in a minute.
 - `GET /{app}/requests/{id}/status/stream[?logs=1]`: the same objects as
   server-sent events (`data: {...}`), one per change, ending after `COMPLETED`.
 - `GET /{app}/requests/{id}`: the result in the app's shape: images
@@ -131,6 +134,7 @@ IMAGE_SIZES: Final[dict[str, tuple[int, int]]] = {  # fal's presets, width x hei
 QUEUED: Final = ("queued",)
 RUNNING: Final = ("starting", "running")
 RUN_WAIT_S: Final = 600.0  # the blocking run waits this long for the end
+STATUS_HOLD_S: Final = 1.0  # an unfinished request's status read waits this long for news
 STREAM_IDLE_S: Final = 15.0  # a status stream repeats the status at least this often
 USER_ERRORS: Final = ("invalid_input", "moderated")
 _ERRORS: Final[tuple[tuple[type[GenqError], int, str], ...]] = (
@@ -523,7 +527,10 @@ async def _job(genq: Genq, caller: Principal, given: str) -> Job:
     return await genq.jobs.canonical(caller.account.id, job_id_of(given))
 
 
-async def _until_end(genq: Genq, caller: Principal, job: Job, timeout: float) -> Job:
+async def _until_end(
+    genq: Genq, caller: Principal, job: Job, timeout: float, *, once: bool = False
+) -> Job:
+    """The job once it has ended (`once`: once it has changed at all), or at `timeout`."""
     deadline = time.monotonic() + timeout
     while job["status"] in QUEUED + RUNNING:
         left = deadline - time.monotonic()
@@ -533,6 +540,8 @@ async def _until_end(genq: Genq, caller: Principal, job: Job, timeout: float) ->
             caller.account.id, job["id"], seen=None, after_seq=job["seq"], timeout=min(left, 30)
         )
         job = await genq.jobs.canonical(caller.account.id, job["id"])
+        if once:
+            break
     return job
 
 
@@ -605,6 +614,8 @@ async def status(
     app: str, rid: str, request: Request, genq: App, caller: Caller, logs: str | None = None
 ) -> Response:
     job = await _job(genq, caller, rid)
+    if job["status"] in QUEUED + RUNNING:  # a short long-poll (see the module docstring)
+        job = await _until_end(genq, caller, job, STATUS_HOLD_S, once=True)
     return json_response(await status_body(genq, request, job, _truthy(logs)))
 
 
