@@ -4,7 +4,8 @@ The SDK builds its URLs from two hosts read once, when `fal_client` is imported:
 `https://{FAL_QUEUE_RUN_HOST}/<app>` (queue) and `https://{FAL_RUN_HOST}/<app>` (a
 blocking run). It speaks only https, so genq serves TLS (`genq serve --ssl-certfile
 --ssl-keyfile`) and the SDK trusts its CA through `SSL_CERT_FILE` (httpx's default
-`trust_env`). An unchanged app points both hosts at genq before importing the SDK:
+`trust_env`; a certificate from a public CA needs none). An unchanged app points both
+hosts at genq before importing the SDK:
 
     FAL_KEY=<genq key>
     FAL_QUEUE_RUN_HOST=genq.example:8000/compat/fal
@@ -161,7 +162,11 @@ def error_response(exc: GenqError) -> Response:
     if isinstance(exc, InvalidInput) and exc.extra.get("errors"):
         body["detail"] = [
             {
-                "loc": [p for p in str(e.get("field", "")).split(".") if p],
+                # the engine's `input.x` is the app's `body.x`, as fal (FastAPI) says
+                "loc": [
+                    "body" if i == 0 and p == "input" else p
+                    for i, p in enumerate(q for q in str(e.get("field", "")).split(".") if q)
+                ],
                 "msg": e.get("message", ""),
                 "type": e.get("type", "value_error"),
             }
