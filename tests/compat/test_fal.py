@@ -331,6 +331,10 @@ def test_errors_as_the_sdk_surfaces_them(
         client.submit(APP, arguments={"prompt": "x", "num_images": 9})
     assert e422.value.status_code == 422
     assert e422.value.message[0]["loc"] == ["body", "num_images"]
+    with pytest.raises(fal.FalClientHTTPError) as missing:  # the engine's own check
+        client.submit(APP, arguments={"image_size": "square"})
+    assert missing.value.status_code == 422
+    assert missing.value.message[0]["loc"] == ["body", "prompt"]
     broke = sdk(fal_server.new_key(f"poor-{uuid.uuid4().hex[:8]}", credits=0))
     with pytest.raises(fal.FalClientHTTPError) as e402:
         broke.submit(APP, arguments={"prompt": "x"}, headers=FAST)
