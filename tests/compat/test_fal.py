@@ -210,7 +210,7 @@ def test_subscribe_with_logs_and_queue_updates(
         with_logs=True,
         on_enqueue=enqueued.append,
         on_queue_update=updates.append,
-        headers={"X-Genq-Input": json.dumps({"delay_s": 0.6})},
+        headers={"X-Genq-Input": json.dumps({"delay_s": 1.0})},
         interval=0.05,
     )
     assert len(result["images"]) == 2 and enqueued
