@@ -23,6 +23,7 @@ from genq.api.front import FastRead
 from genq.errors import GenqError
 
 if TYPE_CHECKING:
+    from genq.core import Genq
     from genq.webhooks import Signer
 
 FACES: tuple[str, ...] = (
@@ -111,7 +112,7 @@ def webhook_formats() -> dict[str, Formatter]:
     return formats
 
 
-def webhook_signers(core: Any) -> dict[str, Signer]:
+def webhook_signers(core: Genq) -> dict[str, Signer]:
     """Faces whose callbacks are signed the provider's way (a module-level
     `WEBHOOK_SIGNER(core, job, account_id, body, now)` returning the headers), bound
     to the server's core (its secrets)."""
