@@ -17,7 +17,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,8 @@ SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)  # then give up
 TIMEOUT_S = 15.0
 MAX_RETRY_AFTER_S = 86400.0
 IDLE_S = 30.0  # an idle sender looks at the outbox at least this often
+# a face's own signature headers: (canonical job, account id, body, now) -> headers
+Signer = Callable[[dict[str, Any], str, bytes, datetime], Awaitable[dict[str, str]]]
 
 
 def new_secret() -> str:
@@ -93,6 +95,9 @@ class WebhookSender:
         # a webhook with a "format" (set by a compat face, e.g. useapi's replyUrl) gets
         # that face's JSON as its body instead of the Standard Webhooks envelope
         self.formats: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+        # ... and a format with a signer (fal's ED25519) is signed its way, not with
+        # Standard Webhooks headers
+        self.signers: dict[str, Signer] = {}
         self.allow_private = allow_private
         self.schedule = tuple(schedule)
         self.timeout_s = timeout_s
@@ -234,9 +239,12 @@ class WebhookSender:
             body = payloads.dumps(self.formats[fmt](data))
         else:
             body = payloads.dumps({"type": f"job.{d.event}", "timestamp": iso(now), "data": data})
-        secret = await self.store.webhooks.secret(job.account_id, new_secret())
         url, headers, extensions = netsafe.pinned(target)
-        headers.update(sign(secret, d.id, now, body))
+        if fmt in self.signers:
+            headers.update(await self.signers[fmt](data, job.account_id, body, now))
+        else:
+            secret = await self.store.webhooks.secret(job.account_id, new_secret())
+            headers.update(sign(secret, d.id, now, body))
         started = time.perf_counter()
         try:
             response = await self._client.post(

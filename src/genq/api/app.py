@@ -85,6 +85,7 @@ def create_app(
         app.include_router(router)
     document(app)
     core.webhooks.formats.update(compat.webhook_formats())
+    core.webhooks.signers.update(compat.webhook_signers(core))
     app.add_middleware(
         Guard,
         json_bytes=settings.max_json_bytes,

@@ -10,9 +10,10 @@ clients keep at the end of their base URL: `/compat/<name>/v2/...` is served as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -20,6 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genq.api.front import FastRead
 from genq.errors import GenqError
+
+if TYPE_CHECKING:
+    from genq.core import Genq
+    from genq.webhooks import Signer
 
 FACES: tuple[str, ...] = (
     "masterpiecex",
@@ -105,3 +110,15 @@ def webhook_formats() -> dict[str, Formatter]:
         if hasattr(module, "WEBHOOK_FORMAT"):
             formats[name] = module.WEBHOOK_FORMAT
     return formats
+
+
+def webhook_signers(core: Genq) -> dict[str, Signer]:
+    """Faces whose callbacks are signed the provider's way (a module-level
+    `WEBHOOK_SIGNER(core, job, account_id, body, now)` returning the headers), bound
+    to the server's core (its secrets)."""
+    signers: dict[str, Signer] = {}
+    for name in FACES:
+        module = importlib.import_module(f"genq.api.compat.{name}")
+        if hasattr(module, "WEBHOOK_SIGNER"):
+            signers[name] = functools.partial(module.WEBHOOK_SIGNER, core)
+    return signers

@@ -113,3 +113,11 @@ class ReplicateError(BaseModel):
 class RunwayError(BaseModel):
     error: str = Field(examples=["Validation of body failed"])
     issues: list[dict[str, Any]] | None = None
+
+
+class FalError(BaseModel):
+    detail: str | list[dict[str, Any]] | None = Field(
+        default=None, examples=["Request is still in progress"]
+    )
+    error_type: str | None = None
+    status: str | None = Field(default=None, examples=["ALREADY_COMPLETED"])  # cancel's answers
