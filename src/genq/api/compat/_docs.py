@@ -101,3 +101,14 @@ BYTES: dict[str, Any] = {
     }
 }
 """A raw body (an upload to a signed URL)."""
+
+
+class OpenaiErrorDetail(BaseModel):
+    message: str
+    type: str = Field(examples=["invalid_request_error"])
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenaiError(BaseModel):
+    error: OpenaiErrorDetail
