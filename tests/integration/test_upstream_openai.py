@@ -136,11 +136,17 @@ def test_data_urls_decode() -> None:
     assert decode_data_url("data:,a%20b") == ("text/plain", b"a b")
 
 
-def _first_post(request: Request) -> bool:
-    first = request.method == "POST" and not getattr(_first_post, "seen", False)
-    if first:
-        _first_post.seen = True  # type: ignore[attr-defined]
-    return first
+def _first_post() -> Callable[[Request], bool]:
+    """True for the first POST only (the create call; the one sent again passes)."""
+    seen = [0]
+
+    def match(request: Request) -> bool:
+        if request.method != "POST":
+            return False
+        seen[0] += 1
+        return seen[0] == 1
+
+    return match
 
 
 def test_kill_9_while_the_synchronous_create_is_out(tmp_path: Path, upstream: LiveServer) -> None:
@@ -150,7 +156,7 @@ def test_kill_9_while_the_synchronous_create_is_out(tmp_path: Path, upstream: Li
     first answer: one upstream job, the job succeeds and is charged once."""
     up_key = upstream.new_key("buyer-crash", plan="ultimate")
     proxy = Proxy(upstream.url).start()
-    proxy.hold_after = _first_post  # forwarded; its answer never comes back
+    proxy.hold_after = _first_post()  # forwarded; its answer never comes back
     front = Front(tmp_path, _config(proxy.url, up_key, idempotent=True, poll_s=0.3))
     key = create_key(make_settings(front.dir, port=front.port), "alice", "pro", 1000)
     try:
