@@ -220,6 +220,7 @@ class Worker:
                 publish=self.publish,
                 resolver=self.resolver,
                 callback_url=self.callback_url,
+                storage=self.storage,
             )
         else:
             run = JobRun(

@@ -50,6 +50,17 @@ include-path = "/v1/events"
 enabled = false
 
 [[operations]]
+# OpenAI's Images API answers only when the job has ended, and this server runs no
+# workers: every valid request would wait out its cap. The official SDK drives these
+# (tests/compat/test_openai.py).
+include-path = [
+  "/compat/openai/images/generations",
+  "/compat/openai/images/edits",
+  "/compat/openai/images/variations",
+]
+enabled = false
+
+[[operations]]
 # The faces check what a JSON Schema cannot say (that an image, model or job named in
 # the body exists, that a callback URL is a public http(s) URL, an aspect ratio's
 # numbers) and answer it 400 in their provider's shape, as the providers do.

@@ -121,3 +121,14 @@ class FalError(BaseModel):
     )
     error_type: str | None = None
     status: str | None = Field(default=None, examples=["ALREADY_COMPLETED"])  # cancel's answers
+
+
+class OpenaiErrorDetail(BaseModel):
+    message: str
+    type: str = Field(examples=["invalid_request_error"])
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenaiError(BaseModel):
+    error: OpenaiErrorDetail

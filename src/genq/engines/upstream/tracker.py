@@ -8,7 +8,12 @@ goes out, then the job is parked: the upstream id is written and the worker's le
 intent and fails the job (refunded). A call that may have reached the service without
 an answer (a timeout, a dropped connection, a process killed mid-call) leaves the
 intent: the tracker reconciles it, never creating a second paid job blindly (see
-`_reconcile`).
+`_reconcile`). A synchronous service (OpenAI's Images API) answers the create call with
+the finished job: its outputs are copied and the job ends there, in the worker's slot,
+with no status call (`UpstreamRun._end_here`); `data:` URLs (base64 results) are
+outputs too. Killed during such a call, the job is reconciled like any other: sent
+again with the same key where the service de-duplicates (another genq), else failed
+`upstream_unknown` and refunded.
 
 Tracking. Every process with the gateway runs a `Tracker`. It claims due rows for one
 poll at a time with a lease (`genq.store.upstream`), so exactly one process reads a
@@ -24,12 +29,14 @@ fails `upstream_unavailable` (refunded).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import heapq
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -99,6 +106,14 @@ def _where(up: Upstream, snap: Snapshot) -> str:
     return f"running at {up.provider.title}{said}"
 
 
+def slow_create(up: Upstream, call: HttpCall) -> None:
+    """A provider whose create call answers only when the job is done (OpenAI's Images
+    API) names a longer HTTP timeout for it (`create_timeout_s`)."""
+    wait = getattr(up.provider, "create_timeout_s", None)
+    if isinstance(wait, int | float) and wait > call.timeout_s:
+        call.timeout_s = float(wait)
+
+
 def _progress(snap: Snapshot) -> float | None:
     if snap.progress is None:
         return None
@@ -120,6 +135,7 @@ class UpstreamRun:
         publish: Publish,
         resolver: Resolver,
         callback_url: Callable[[str, str], str | None],
+        storage: Storage | None = None,
     ) -> None:
         self.claim = claim
         self.engine = engine
@@ -129,6 +145,7 @@ class UpstreamRun:
         self.publish = publish
         self.resolver = resolver
         self.callback_url = callback_url
+        self.storage = storage  # (without it, a create answered already ended is parked)
         self.cancel_requested = asyncio.Event()
         self.lost = False
 
@@ -193,11 +210,67 @@ class UpstreamRun:
             await self.store.upstream.drop_intent(self.claim)
             await self._fail(ErrorInfo(exc.code, exc.message, exc.transient))
             return
-        await self._park(created.upstream_id, created.snapshot)
+        snap = created.snapshot
+        if snap is not None and snap.terminal and self.storage is not None:
+            await self._end_here(call, snap)
+            return
+        await self._park(created.upstream_id, snap)
+
+    async def _end_here(self, call: HttpCall, snap: Snapshot) -> None:
+        """A synchronous service (OpenAI's Images API) answered the create call with
+        the finished job: it ends here, in the worker's slot, with no status call (the
+        service has none). The intent row stays (the job's end makes it inert). A
+        failure to copy the outputs fails the job (refunded): nothing can read the
+        answer again."""
+        job, title = self.claim.job, self.up.provider.title
+        if self.cancel_requested.is_set():
+            await self._fail(
+                ErrorInfo(
+                    "canceled",
+                    f"canceled on genq while {title} made it; its answer was not kept",
+                ),
+                Status.CANCELED,
+            )
+            return
+        if snap.state == "canceled":
+            await self._fail(ErrorInfo("canceled", f"canceled at {title}"), Status.CANCELED)
+            return
+        if snap.state == "failed":
+            message = snap.error_message or f"the job failed at {title}"
+            await self._fail(ErrorInfo(snap.error_code or FAILED, clean_text(message[:2000])))
+            return
+        assert self.storage is not None
+        try:
+            rows = await copy_outputs(self.storage, job, call, snap)
+        except UpstreamError as exc:
+            await self._fail(ErrorInfo(exc.code, exc.message))
+            return
+        now = utcnow()
+        model = lifecycle.model_end(
+            job.task, job.model_id, Status.SUCCEEDED, [(r["name"], r["path"]) for r in rows], None
+        )
+        end = lifecycle.finished(
+            Status.SUCCEEDED,
+            estimate=job.credits_estimate,
+            used=job.credits_estimate,
+            now=now,
+            message=f"done at {title}",
+            model=model,
+        )
+        steps = [lifecycle.output_added(r) for r in rows]
+        items: list[tuple[lifecycle.Step, dict[str, Any] | None]] = [
+            *zip(steps, rows, strict=True),
+            (end, None),
+        ]
+        made = await self.store.jobs.record(self.claim, items)
+        outs = tuple(JobOutput.of_row(job.id, r, now) for r in rows)
+        for i, (step, pair) in enumerate(zip([*steps, end], made, strict=True)):
+            self.publish(pair, hook=step.hook, outputs=outs[: i + 1])
 
     async def _create(self, call: HttpCall, data: Any, callback: str | None) -> Created:
         up, job = self.up, self.claim.job
         key = idempotency_key(job.id) if up.idempotent else None
+        slow_create(up, call)
         failures = 0
         while True:
             try:
@@ -423,8 +496,11 @@ class Tracker:
             upstream_id = t.upstream_id
             if t.state == INTENT:
                 found = await self._reconcile(t, up, engine, call)
-                if found is not None:  # kept at once; its status is read next
-                    await self._let_go(t, 0.0, failures=t.failures, upstream_id=found)
+                if found is not None and found.snapshot is not None and found.snapshot.terminal:
+                    # a synchronous service answered the create sent again with the job
+                    await self._finish(t, up, call, found.snapshot, False)
+                elif found is not None:  # kept at once; its status is read next
+                    await self._let_go(t, 0.0, failures=t.failures, upstream_id=found.upstream_id)
                     self.wake()
                 return
             assert upstream_id is not None
@@ -470,7 +546,7 @@ class Tracker:
 
     async def _reconcile(
         self, t: Tracked, up: Upstream, engine: UpstreamEngine, call: HttpCall
-    ) -> str | None:
+    ) -> Created | None:
         """An intent without an upstream id: the create call may or may not have made a
         job. With a service that de-duplicates by `Idempotency-Key`, the call is sent
         again with the same key (it answers with the job it made, or makes the one it
@@ -484,7 +560,7 @@ class Tracker:
                 found = up.provider.callback_id(engine.upstream.what, t.pushed)
                 if found:
                     log.info("upstream job %s: adopted %s from its push", job.id, found)
-                    return found
+                    return Created(found)
             left = up.adopt_s - (utcnow() - t.intent_at).total_seconds()
             if left > 0:
                 note = (
@@ -515,6 +591,7 @@ class Tracker:
         callback = None
         if up.callbacks:  # (the same URL: the same request as the first time)
             callback = self.callback_url(job.id, self.gateway.callback_token(job.id))
+        slow_create(up, call)
         created = await up.provider.create(
             call,
             engine.upstream.what,
@@ -524,7 +601,7 @@ class Tracker:
             idempotency_key=idempotency_key(job.id),
         )
         log.info("upstream job %s: reconciled as %s", job.id, created.upstream_id)
-        return created.upstream_id
+        return created
 
     async def _cancel(
         self, t: Tracked, up: Upstream, engine: UpstreamEngine, call: HttpCall, upstream_id: str
@@ -657,104 +734,7 @@ class Tracker:
             await self._end(t, Status.FAILED, error, counted=counted, snap=snap)
 
     async def _copy_outputs(self, job: Job, call: HttpCall, snap: Snapshot) -> list[dict[str, Any]]:
-        """The upstream outputs, downloaded into genq's storage (their URLs expire)."""
-        out_dir = self.storage.new_output_dir(job.id)
-        await asyncio.to_thread(self.storage.delete_job, job.id, out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows: list[dict[str, Any]] = []
-        for remote in snap.outputs:
-            rows.append(await self._download(call, remote, out_dir, len(rows)))
-        if snap.artifact is not None:
-            data = orjson.dumps(snap.artifact, option=orjson.OPT_INDENT_2)
-            path = out_dir / "weights.json"
-            path.write_bytes(data)
-            rows.append(
-                self._row(
-                    path,
-                    "weights",
-                    "application/json",
-                    "other",
-                    {},
-                    len(rows),
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                )
-            )
-        return rows
-
-    def _row(
-        self,
-        path: Path,
-        name: str,
-        content_type: str,
-        kind: str,
-        meta: dict[str, Any],
-        position: int,
-        *,
-        sha256: str,
-        size: int,
-    ) -> dict[str, Any]:
-        """An output row (`JobOutput.ROW_FIELDS`) of a file stored under `path`."""
-        return {
-            "name": name,
-            "kind": kind,
-            "content_type": content_type,
-            "bytes": size,
-            "sha256": sha256,
-            "path": self.storage.relative(path),
-            "meta": meta,
-            "position": position,
-        }
-
-    async def _download(
-        self, call: HttpCall, remote: Remote, out_dir: Path, position: int
-    ) -> dict[str, Any]:
-        auth = call.same_origin(remote.url)
-        headers = call.provider.auth_headers(call.api_key) if auth else {}
-        tmp = out_dir / f".{remote.name}.part"
-        digest, size = hashlib.sha256(), 0
-        try:
-            async with call.client.stream(
-                "GET", remote.url, headers=headers, timeout=call.timeout_s
-            ) as response:
-                if response.status_code >= 400:
-                    raise call.provider.error_of(response)
-                content_type = (
-                    (
-                        remote.content_type
-                        or response.headers.get("content-type", "application/octet-stream")
-                    )
-                    .split(";")[0]
-                    .strip()
-                )
-                with tmp.open("wb") as f:
-                    async for chunk in response.aiter_bytes(1 << 20):
-                        digest.update(chunk)
-                        size += len(chunk)
-                        f.write(chunk)
-        except UpstreamError as exc:
-            if exc.code == NOT_FOUND or exc.status in (403, 404, 410):
-                raise UpstreamError(
-                    FAILED, f"output {remote.name} could not be fetched: {exc.message}"
-                ) from exc
-            raise
-        except Exception as exc:
-            raise UpstreamError(
-                UNAVAILABLE, f"output {remote.name} could not be fetched: {type(exc).__name__}"
-            ) from exc
-        path = out_dir / f"{remote.name}{extension_for(content_type)}"
-        tmp.replace(path)
-        meta = {**remote.meta, "upstream_url": remote.url}
-        return self._row(
-            path,
-            remote.name,
-            content_type,
-            remote.kind or kind_of(content_type),
-            meta,
-            position,
-            sha256=digest.hexdigest(),
-            size=size,
-        )
+        return await copy_outputs(self.storage, job, call, snap)
 
     async def _end(
         self,
@@ -795,4 +775,147 @@ class Tracker:
         self.publish(made, hook=step.hook, outputs=outs)
 
 
-__all__ = ["Tracker", "UpstreamRun", "idempotency_key", "token_hash"]
+# -- outputs ----------------------------------------------------------------------------
+
+
+async def copy_outputs(
+    storage: Storage, job: Job, call: HttpCall, snap: Snapshot
+) -> list[dict[str, Any]]:
+    """The upstream outputs, downloaded into genq's storage (their URLs expire)."""
+    out_dir = storage.new_output_dir(job.id)
+    await asyncio.to_thread(storage.delete_job, job.id, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for remote in snap.outputs:
+        rows.append(await _download(storage, call, remote, out_dir, len(rows)))
+    if snap.artifact is not None:
+        data = orjson.dumps(snap.artifact, option=orjson.OPT_INDENT_2)
+        path = out_dir / "weights.json"
+        path.write_bytes(data)
+        rows.append(
+            _row(
+                storage,
+                path,
+                "weights",
+                "application/json",
+                "other",
+                {},
+                len(rows),
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+            )
+        )
+    return rows
+
+
+def _row(
+    storage: Storage,
+    path: Path,
+    name: str,
+    content_type: str,
+    kind: str,
+    meta: dict[str, Any],
+    position: int,
+    *,
+    sha256: str,
+    size: int,
+) -> dict[str, Any]:
+    """An output row (`JobOutput.ROW_FIELDS`) of a file stored under `path`."""
+    return {
+        "name": name,
+        "kind": kind,
+        "content_type": content_type,
+        "bytes": size,
+        "sha256": sha256,
+        "path": storage.relative(path),
+        "meta": meta,
+        "position": position,
+    }
+
+
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """A `data:` URL's media type and bytes (base64 or percent-encoded)."""
+    head, sep, payload = url.partition(",")
+    if not sep:
+        raise ValueError("a data: URL without a comma")
+    params = head[len("data:") :].split(";")
+    media = params[0].strip() or "text/plain"
+    if "base64" in (p.strip().lower() for p in params[1:]):
+        return media, base64.b64decode(payload, validate=False)
+    return media, urllib.parse.unquote_to_bytes(payload)
+
+
+async def _download(
+    storage: Storage, call: HttpCall, remote: Remote, out_dir: Path, position: int
+) -> dict[str, Any]:
+    if remote.url[:5].lower() == "data:":  # the answer carried the bytes (OpenAI's b64_json)
+        try:
+            media, data = decode_data_url(remote.url)
+        except ValueError as exc:
+            raise UpstreamError(
+                FAILED, f"output {remote.name} is not a readable data: URL ({exc})"
+            ) from exc
+        content_type = (remote.content_type or media).split(";")[0].strip()
+        path = out_dir / f"{remote.name}{extension_for(content_type)}"
+        await asyncio.to_thread(path.write_bytes, data)
+        return _row(
+            storage,
+            path,
+            remote.name,
+            content_type,
+            remote.kind or kind_of(content_type),
+            dict(remote.meta),
+            position,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+    auth = call.same_origin(remote.url)
+    headers = call.provider.auth_headers(call.api_key) if auth else {}
+    tmp = out_dir / f".{remote.name}.part"
+    digest, size = hashlib.sha256(), 0
+    try:
+        async with call.client.stream(
+            "GET", remote.url, headers=headers, timeout=call.timeout_s
+        ) as response:
+            if response.status_code >= 400:
+                raise call.provider.error_of(response)
+            content_type = (
+                (
+                    remote.content_type
+                    or response.headers.get("content-type", "application/octet-stream")
+                )
+                .split(";")[0]
+                .strip()
+            )
+            with tmp.open("wb") as f:
+                async for chunk in response.aiter_bytes(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    f.write(chunk)
+    except UpstreamError as exc:
+        if exc.code == NOT_FOUND or exc.status in (403, 404, 410):
+            raise UpstreamError(
+                FAILED, f"output {remote.name} could not be fetched: {exc.message}"
+            ) from exc
+        raise
+    except Exception as exc:
+        raise UpstreamError(
+            UNAVAILABLE, f"output {remote.name} could not be fetched: {type(exc).__name__}"
+        ) from exc
+    path = out_dir / f"{remote.name}{extension_for(content_type)}"
+    tmp.replace(path)
+    meta = {**remote.meta, "upstream_url": remote.url}
+    return _row(
+        storage,
+        path,
+        remote.name,
+        content_type,
+        remote.kind or kind_of(content_type),
+        meta,
+        position,
+        sha256=digest.hexdigest(),
+        size=size,
+    )
+
+
+__all__ = ["Tracker", "UpstreamRun", "copy_outputs", "idempotency_key", "token_hash"]
