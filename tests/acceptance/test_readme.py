@@ -58,6 +58,11 @@ PROMISES = {
     ".venv/bin/genq jobs watch $JOB_ID": [r"image_1"],
     'client.models.create(name="my palette")': [r"\Asucceeded out/palette/image_0\.png\n\Z"],
     "/compat/photogpt": [r"\Ajob_\w{26}\n\Z"],
+    # the SDKs' quick-starts: OpenAI's image URL, then Runway's task and its output
+    "print(task.status, task.output[0])": [
+        r"\Ahttp://\S+/files/job_\w{26}/\S+\n",
+        r"\nSUCCEEDED http://\S+/files/job_\w{26}/\S+\n\Z",
+    ],
 }
 # What the tour leaves in its directory.
 FILES = [
@@ -70,6 +75,7 @@ FILES = [
     "out/video/thumbnail.png",
     "out/upscale/image_0.png",
     "out/palette/image_0.png",
+    "iguana.webp",  # Replicate's quick-start: the FileOutput it read
 ]
 
 
@@ -232,6 +238,8 @@ def test_the_tour_runs_as_written(served: Served, tmp_path: Path) -> None:
         Image.open(served.tour / "out/upscale/image_0.png") as upscaled,
     ):
         assert upscaled.size == (thumbnail.width * 4, thumbnail.height * 4)
+    with Image.open(served.tour / "iguana.webp") as iguana:
+        iguana.load()  # the bytes replicate.run's output read are a whole image
 
 
 def test_blocks_carry_their_skip_reasons() -> None:
@@ -242,7 +250,9 @@ def test_blocks_carry_their_skip_reasons() -> None:
         "<!-- readme-test: skip (a layout of several hosts and a PostgreSQL server) -->\n"
         "```sh\ngenq serve\n```\n\n```text\na -> b\n```\n\n```python\nx = 1\n```\n\n"
         "<!-- readme-test: skip (needs an account at an upstream service) -->\n"
-        "```sh\ngenq upstreams check\n```\n"
+        "```sh\ngenq upstreams check\n```\n\n"
+        "<!-- readme-test: skip (needs a server with TLS: tests/compat/test_fal.py runs it) -->\n"
+        "```sh\npython -c 'import fal_client'\n```\n"
     )
     blocks = readme_blocks(text)
     assert [(b.lang, b.line) for b in runnable(blocks)] == [("python", 15)]
