@@ -12,6 +12,7 @@ it; tests and operators use it to reach engine options no provider field names.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from ulid import ULID
 
 from genq import payloads
 from genq.accounts import Principal
@@ -340,6 +342,26 @@ def is_url(value: str) -> bool:
 
 
 # -- canonical jobs -------------------------------------------------------------------
+
+
+def job_uuid(job_id: str) -> str:
+    """The UUID a face shows for a job where its provider's ids are UUIDs (Vivix, fal,
+    Runway): the 128 bits of the job's ULID, so nothing is stored to map them."""
+    try:
+        return str(ULID.from_str(job_id.removeprefix("job_")).to_uuid())
+    except ValueError:  # not a ULID (no job genq made)
+        return job_id
+
+
+def job_of_uuid(given: str) -> str | None:
+    """The job a client's id names: such a UUID (in any of its spellings) or a job id
+    as is; None for neither."""
+    if given.startswith("job_"):
+        return given
+    try:
+        return f"job_{ULID.from_bytes(uuid.UUID(given).bytes)}"
+    except ValueError:
+        return None
 
 
 def parse_time(value: str | None) -> datetime | None:

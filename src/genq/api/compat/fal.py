@@ -63,7 +63,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
@@ -75,7 +74,6 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
-from ulid import ULID
 
 from genq.accounts import Principal
 from genq.api.compat._common import (
@@ -88,6 +86,8 @@ from genq.api.compat._common import (
     fit,
     idempotent,
     invalid,
+    job_of_uuid,
+    job_uuid,
     json_response,
     outputs,
     parse,
@@ -250,19 +250,14 @@ Creator = Annotated[Principal, Depends(_creator)]
 
 def request_id(job_id: str) -> str:
     """The UUID fal shows for a job: its ULID's 128 bits."""
-    try:
-        return str(ULID.from_str(job_id.removeprefix("job_")).to_uuid())
-    except ValueError:
-        return job_id
+    return job_uuid(job_id)
 
 
 def job_id_of(given: str) -> str:
-    if given.startswith("job_"):
-        return given
-    try:
-        return f"job_{ULID.from_bytes(uuid.UUID(given).bytes)}"
-    except ValueError:
-        raise NotFound(f"Request {given!r} not found") from None
+    found = job_of_uuid(given)
+    if found is None:
+        raise NotFound(f"Request {given!r} not found")
+    return found
 
 
 def apps(genq: Genq) -> dict[str, str]:

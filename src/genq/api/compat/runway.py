@@ -57,13 +57,11 @@ import base64
 import binascii
 import io
 import re
-import uuid
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
-from ulid import ULID
 
 from genq.accounts import Principal
 from genq.api.compat._common import (
@@ -80,6 +78,8 @@ from genq.api.compat._common import (
     invalid,
     is_url,
     job_id_in_output_url,
+    job_of_uuid,
+    job_uuid,
     json_response,
     outputs,
     parse,
@@ -206,20 +206,15 @@ VERSIONED: Final = [Depends(versioned)]  # route dependencies: before the key is
 
 def task_id(job_id: str) -> str:
     """The UUID Runway shows for a job: its ULID's 128 bits."""
-    try:
-        return str(ULID.from_str(job_id.removeprefix("job_")).to_uuid())
-    except ValueError:
-        return job_id
+    return job_uuid(job_id)
 
 
 def job_id_of(given: str) -> str:
     """The job a task id names (a UUID, or a `job_...` id as is)."""
-    if given.startswith("job_"):
-        return given
-    try:
-        return f"job_{ULID.from_bytes(uuid.UUID(given).bytes)}"
-    except ValueError:
-        raise NotFound(f"no task {given!r}") from None
+    found = job_of_uuid(given)
+    if found is None:
+        raise NotFound(f"no task {given!r}")
+    return found
 
 
 def is_throttled(job: Job) -> bool:

@@ -40,7 +40,6 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
-from ulid import ULID
 
 from genq.accounts import Principal
 from genq.api.compat._common import (
@@ -55,6 +54,8 @@ from genq.api.compat._common import (
     idempotent,
     image_ref,
     iso_seconds,
+    job_of_uuid,
+    job_uuid,
     json_response,
     ms_between,
     outputs,
@@ -134,21 +135,12 @@ class NotYours(GenqError):
 
 def generation_id(job_id: str) -> str:
     """The UUID Vivix shows for a job: its ULID's 128 bits."""
-    try:
-        return str(ULID.from_str(job_id.removeprefix("job_")).to_uuid())
-    except ValueError:  # not a ULID (no job genq made)
-        return job_id
+    return job_uuid(job_id)
 
 
 def job_id_of(generation: str) -> str | None:
-    """The job a client's id names: a `generation_id` (a UUID in any of its spellings)
-    or a job id as is; None for neither."""
-    if generation.startswith("job_"):
-        return generation
-    try:
-        return f"job_{ULID.from_bytes(uuid.UUID(generation).bytes)}"
-    except ValueError:
-        return None
+    """The job a client's id names: a `generation_id` or a job id as is; None for neither."""
+    return job_of_uuid(generation)
 
 
 def error_response(exc: GenqError) -> Response:

@@ -226,6 +226,19 @@ class Provider:
         the message taken from the body's usual fields."""
         return error_by_status(response, message_of(response))
 
+    def answer(self, response: httpx.Response, code: str = UNAVAILABLE) -> dict[str, Any]:
+        """The JSON object a 2xx answer holds; anything else raises `UpstreamError(code)`
+        (`upstream_unavailable`: a garbled answer is retried like a dropped one)."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise UpstreamError(
+                code, f"{self.title} answered {response.status_code} without a JSON object"
+            )
+        return body
+
 
 def message_of(response: httpx.Response) -> str:
     try:

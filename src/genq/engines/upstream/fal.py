@@ -247,7 +247,7 @@ class Fal(Provider):
             params={"fal_webhook": callback_url} if callback_url else None,
             idempotency_key=idempotency_key,
         )
-        answer = _json(response)
+        answer = self.answer(response)
         rid = answer.get("request_id")
         if not isinstance(rid, str) or not rid:
             raise UpstreamError(UNAVAILABLE, "fal answered without a request_id")
@@ -257,7 +257,7 @@ class Fal(Provider):
 
     async def status(self, call: Call, what: str, upstream_id: str) -> Snapshot:
         path = queue_path(what, upstream_id)
-        body = _json(await call.request("GET", f"/{path}/status"))
+        body = self.answer(await call.request("GET", f"/{path}/status"))
         word = str(body.get("status") or "")
         if word == "IN_QUEUE":
             position = body.get("queue_position")
@@ -329,16 +329,6 @@ class Fal(Provider):
         elif response.status_code in (400, 422):
             error.code = REJECTED
         return error
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise UpstreamError(UNAVAILABLE, f"fal answered {response.status_code} without JSON")
-    return body
 
 
 PROVIDER = Fal

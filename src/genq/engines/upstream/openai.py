@@ -160,7 +160,7 @@ class OpenAI(Provider):
             headers=self.headers or None,
             idempotency_key=idempotency_key,
         )
-        answer = _json(response)
+        answer = self.answer(response)
         upstream_id = response.headers.get("x-request-id") or f"created-{answer.get('created')}"
         return Created(upstream_id, snapshot(answer, body.get("output_format")))
 
@@ -171,7 +171,7 @@ class OpenAI(Provider):
         )
 
     async def check(self, call: Call) -> str:
-        body = _json(await call.request("GET", "/models", headers=self.headers or None))
+        body = self.answer(await call.request("GET", "/models", headers=self.headers or None))
         found = body.get("data")
         count = len(found) if isinstance(found, list) else 0
         return f"{self.title}: the key works ({count} models)"
@@ -229,18 +229,6 @@ def snapshot(answer: dict[str, Any], asked_format: Any = None) -> Snapshot:
             state="failed", message="created", error_message="OpenAI answered with no image"
         )
     return Snapshot(state="succeeded", progress=100.0, message="created", outputs=tuple(outputs))
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise UpstreamError(
-            UNAVAILABLE, f"OpenAI answered {response.status_code} without a JSON object"
-        )
-    return body
 
 
 PROVIDER = OpenAI

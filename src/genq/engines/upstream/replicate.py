@@ -232,7 +232,7 @@ class Replicate(Provider):
             if model.schema is not None:
                 continue
             try:
-                body = _json(await call.request("GET", f"/v1/models/{model.name}"))
+                body = self.answer(await call.request("GET", f"/v1/models/{model.name}"))
             except UpstreamError:
                 missing += 1
                 continue
@@ -280,14 +280,16 @@ class Replicate(Provider):
             path = "/v1/predictions"
         else:
             path = f"/v1/models/{model.name}/predictions"
-        answer = _json(await call.request("POST", path, json=body, idempotency_key=idempotency_key))
+        answer = self.answer(
+            await call.request("POST", path, json=body, idempotency_key=idempotency_key)
+        )
         pid = answer.get("id")
         if not isinstance(pid, str) or not pid:
             raise UpstreamError(UNAVAILABLE, "Replicate answered without a prediction id")
         return Created(pid, snapshot_of(answer))
 
     async def status(self, call: Call, what: str, upstream_id: str) -> Snapshot:
-        body = _json(await call.request("GET", f"/v1/predictions/{upstream_id}"))
+        body = self.answer(await call.request("GET", f"/v1/predictions/{upstream_id}"))
         snap = snapshot_of(body)
         if snap is None:
             raise UpstreamError(UNAVAILABLE, "Replicate answered a prediction without a status")
@@ -305,7 +307,7 @@ class Replicate(Provider):
         return found if isinstance(found, str) and found else None
 
     async def check(self, call: Call) -> str:
-        body = _json(await call.request("GET", "/v1/account"))
+        body = self.answer(await call.request("GET", "/v1/account"))
         return f"{self.title}: account {body.get('username')} ({body.get('type')})"
 
     def error_of(self, response: httpx.Response) -> UpstreamError:
@@ -313,18 +315,6 @@ class Replicate(Provider):
         if response.status_code == 404:
             error.code = NOT_FOUND
         return error
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise UpstreamError(
-            UNAVAILABLE, f"Replicate answered {response.status_code} without a JSON object"
-        )
-    return body
 
 
 PROVIDER = Replicate

@@ -342,14 +342,14 @@ class Runway(Provider):
                     {"uri": await data_uri(call.input_path(r), r)} for r in refs
                 ]
         response = await call.request("POST", path, json=body, idempotency_key=idempotency_key)
-        task_id = _json(response).get("id")
+        task_id = self.answer(response).get("id")
         if not isinstance(task_id, str) or not task_id:
             raise UpstreamError(UNAVAILABLE, f"{TITLE} answered without a task id")
         return Created(task_id, Snapshot(state="queued", message="PENDING"))
 
     async def status(self, call: Call, what: str, upstream_id: str) -> Snapshot:
         model = self.models.get(what)
-        body = _json(await call.request("GET", f"/v1/tasks/{upstream_id}"))
+        body = self.answer(await call.request("GET", f"/v1/tasks/{upstream_id}"))
         word = str(body.get("status") or "").upper()
         state = STATES.get(word, "running")  # an unknown word is no end
         if state == "failed":
@@ -390,7 +390,7 @@ class Runway(Provider):
         return True
 
     async def check(self, call: Call) -> str:
-        body = _json(await call.request("GET", "/v1/organization"))
+        body = self.answer(await call.request("GET", "/v1/organization"))
         found = body.get("tier")
         tier: dict[str, Any] = found if isinstance(found, dict) else {}
         parts = [f"{body.get('creditBalance')} credits"]
@@ -407,16 +407,6 @@ class Runway(Provider):
         elif status == 400 and "enough credits" in said.lower():
             error.code = INSUFFICIENT
         return error
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise UpstreamError(UNAVAILABLE, f"{TITLE} answered {response.status_code} without JSON")
-    return body
 
 
 PROVIDER = Runway

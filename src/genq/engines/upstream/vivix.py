@@ -289,7 +289,7 @@ class Vivix(Provider):
         response = await call.request(
             "POST", "/api/v1/generate", json=body, idempotency_key=idempotency_key
         )
-        answer = _json(response)
+        answer = self.answer(response)
         gid = answer.get("generation_id")
         if not isinstance(gid, str) or not gid:
             raise UpstreamError(UNAVAILABLE, "Vivix Atelier answered without a generation_id")
@@ -299,7 +299,7 @@ class Vivix(Provider):
     async def status(self, call: Call, what: str, upstream_id: str) -> Snapshot:
         model = self.models.get(what)
         response = await call.request("GET", f"/api/v1/generations/{upstream_id}")
-        body = _json(response)
+        body = self.answer(response)
         word = str(body.get("status") or "").lower()
         state = STATES.get(word, "running")  # an unknown word is no end
         if state == "failed":
@@ -320,7 +320,7 @@ class Vivix(Provider):
         return Snapshot(state="succeeded", progress=100.0, message=word, outputs=outputs)
 
     async def check(self, call: Call) -> str:
-        body = _json(await call.request("GET", "/api/v1/credits"))
+        body = self.answer(await call.request("GET", "/api/v1/credits"))
         found = body.get("rate_limit")
         limits: dict[str, Any] = found if isinstance(found, dict) else {}
         parts = [f"balance {body.get('balance')}", f"tier {body.get('tier')}"]
@@ -356,18 +356,6 @@ class Vivix(Provider):
         if word == "PROVIDER_DOWN" and error.retry_after is None:
             error.retry_after = PROVIDER_DOWN_RETRY_S
         return error
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise UpstreamError(
-            UNAVAILABLE, f"Vivix Atelier answered {response.status_code} without a JSON object"
-        )
-    return body
 
 
 PROVIDER = Vivix
