@@ -181,8 +181,8 @@ def test_kill_9_while_the_synchronous_create_is_out(tmp_path: Path, upstream: Li
         assert job["outputs"] and job["outputs"][0]["kind"] == "image"
         assert len(upstream_jobs(upstream, up_key)) == 1  # never a second paid job
         # the first, and the same again (once more when the upstream still held the first
-    # under that key: it answers 409 with Retry-After until the first one ends)
-    assert 2 <= proxy.count("POST", "/images/generations") <= 4
+        # under that key: it answers 409 with Retry-After until the first one ends)
+        assert 2 <= proxy.count("POST", "/images/generations") <= 4
         assert after == before - job["credits"]["used"]
     finally:
         front.stop()
