@@ -18,9 +18,10 @@ provider overrides to read its own error bodies).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -68,6 +69,9 @@ class UpstreamError(Exception):
     @property
     def transient(self) -> bool:
         return self.code in (RATE_LIMITED, UNAVAILABLE)
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,19 @@ class Provider:
     def __init__(self, options: dict[str, Any]) -> None:
         # per-provider options from GENQ_UPSTREAMS beyond base_url/api_key/poll_s
         self.options = options
+
+    def configured(
+        self,
+        key: str,
+        parse: Callable[[Any], _T],
+        defaults: Iterable[_T],
+        name: Callable[[_T], str],
+    ) -> dict[str, _T]:
+        """A list option (`models`, `apps`) parsed entry by entry (ValueError when one is
+        malformed), else the module's defaults, keyed by name."""
+        given = self.options.get(key)
+        items = [parse(e) for e in given] if isinstance(given, list) and given else defaults
+        return {name(item): item for item in items}
 
     def engines(self) -> list[EngineSpec]:
         raise NotImplementedError

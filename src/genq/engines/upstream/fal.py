@@ -204,11 +204,8 @@ class Fal(Provider):
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
-        configured = options.get("apps")
-        entries = configured if isinstance(configured, list) and configured else None
-        apps = [_app_of(e) for e in entries] if entries else list(DEFAULT_APPS)
-        self.apps: dict[str, App] = {a.app: a for a in apps}
-        self._inputs = {a.app: input_model(a) for a in apps}
+        self.apps: dict[str, App] = self.configured("apps", _app_of, DEFAULT_APPS, lambda a: a.app)
+        self._inputs = {n: input_model(a) for n, a in self.apps.items()}
 
     def engines(self) -> list[EngineSpec]:
         return [

@@ -195,12 +195,9 @@ class Replicate(Provider):
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
-        configured = options.get("models")
-        entries = configured if isinstance(configured, list) and configured else DEFAULT_MODELS
-        self.models: dict[str, Model] = {}
-        for entry in entries:
-            model = _model_of(entry)
-            self.models[model.name] = model
+        self.models: dict[str, Model] = self.configured(
+            "models", _model_of, map(_model_of, DEFAULT_MODELS), lambda m: m.name
+        )
         self._inputs = {n: _input_model(m) for n, m in self.models.items()}
 
     def engines(self) -> list[EngineSpec]:

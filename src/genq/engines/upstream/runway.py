@@ -278,11 +278,10 @@ class Runway(Provider):
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
-        configured = options.get("models")
-        entries = configured if isinstance(configured, list) and configured else None
-        models = [_model_of(e) for e in entries] if entries else list(DEFAULT_MODELS)
-        self.models: dict[str, Model] = {m.name: m for m in models}
-        self._inputs = {m.name: input_model(m) for m in models}
+        self.models: dict[str, Model] = self.configured(
+            "models", _model_of, DEFAULT_MODELS, lambda m: m.name
+        )
+        self._inputs = {n: input_model(m) for n, m in self.models.items()}
 
     def engines(self) -> list[EngineSpec]:
         return [
