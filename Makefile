@@ -11,6 +11,8 @@ PORT   ?= 8000
 TLS    ?=
 SCHEME := $(if $(TLS),https,http)
 SERVE_TLS := $(if $(TLS),--ssl-certfile $(DATA)/tls/server.pem --ssl-keyfile $(DATA)/tls/server.key)
+# the torch the tests (and `make run`'s diffusers engines) use; see the README for a CUDA build
+TORCH  ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install system-deps test-deps run test lint bench clean
@@ -18,7 +20,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# torch first, pinned: this spec takes the CPU wheel (a bare `torch` would pull a CUDA build)
+	$(BIN)/python -m pip install -q torch==$(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev,diffusers]'
 	touch $(STAMP)
 
 install: $(STAMP)
