@@ -66,12 +66,13 @@ run: install system-deps
 	$(BIN)/genq serve --data-dir $(DATA) --host $(HOST) --port $(PORT) $(SERVE_TLS)
 
 # the whole suite on SQLite, then everything that touches a database again on
-# PostgreSQL (127.0.0.1:5432; GENQ_TEST_PG to change); tests/unit needs none and
+# PostgreSQL (127.0.0.1:5432; GENQ_TEST_PG to change); tests/unit needs none,
 # tests/contract (the OpenAPI document against the server: the API's, not the
-# database's) runs once
+# database's) and tests/models (diffusers and Cog engines: model runtimes, on the
+# same job path as every other engine) run once
 test: install system-deps test-deps
 	$(BIN)/python -m pytest
-	GENQ_TEST_DB=postgres $(BIN)/python -m pytest --ignore=tests/unit --ignore=tests/contract
+	GENQ_TEST_DB=postgres $(BIN)/python -m pytest --ignore=tests/unit --ignore=tests/contract --ignore=tests/models
 
 lint: install
 	$(BIN)/ruff check src tests
