@@ -536,8 +536,8 @@ class JobService:
 
     async def cancel(self, account_id: str, job_id: str) -> tuple[CancelOutcome, Job]:
         """Returns what happened (canceled, or cancel_requested) and the job."""
-        logs.set_job(job_id, account_id)  # (a request's task: the rest of it logs so)
-        await self.body(account_id, job_id)  # 404 / 410
+        item = await self.body(account_id, job_id)  # 404 / 410
+        logs.set_job(job_id, account_id, item.engine)  # (a request's task: the rest logs so)
         now = utcnow()
 
         what, made, job = await self.store.jobs.cancel(
