@@ -49,32 +49,81 @@ def current_job() -> tuple[str, str | None, str | None] | None:
 
 # -- redaction ----------------------------------------------------------------------------
 
-# Each alternative is (?P<keepN>what stays) followed by the secret, which is replaced.
-_PATTERNS: Final = (
-    # genq's API keys (`gq_` + 32) and webhook secrets (`whsec_` + base64)
-    r"(?P<k1>\bgq_)[A-Za-z0-9_-]{8,}",
-    r"(?P<k2>\bwhsec_)[A-Za-z0-9+/=_-]{8,}",
-    # an Authorization header written out: `authorization: Bearer x`, `'Authorization': 'x'`
-    r"(?P<k3>(?i:authorization)[\"']?\s*[:=]\s*[\"']?)(?i:(?:Bearer|Basic|Token|Key)\s+)?[^\s\"',}]+",
-    # a credential scheme and its value, wherever it shows
-    r"(?P<k4>\b(?:Bearer|Basic|Token|Key)\s+)[A-Za-z0-9._~+/=:-]{16,}",
-    # URL query values: presigned URL signatures and credentials, tokens, keys
-    r"(?P<k5>(?i:\b(?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig"
-    r"|token|access_token|api[_-]?key|key|secret|password)=))[^&\s\"'#<>]+",
-    # JSON or a Python dict's repr: `"api_key": "x"`, `'token': 'x'`
-    r"(?P<k6>(?i:[\"'](?:api[_-]?key|secret|token|password|authorization)[\"']\s*:\s*))"
-    r"[\"'][^\"']*[\"']",
-    # the token in an upstream callback path and in a public output file's path
-    r"(?P<k7>/v1/upstreams/callbacks/[^/\s?#\"']+/)[^/\s?#\"']+",
-    r"(?P<k8>/files/job_[^/\s?#\"']+/)[^/\s?#\"']+",
-    # a password in a URL: `postgresql://user:secret@host`, `redis://:secret@host`
-    r"(?P<k9>\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)",
+_QUERY_NAMES: Final = frozenset(
+    [
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "signature",
+        "sig",
+        "token",
+        "access_token",
+        "api_key",
+        "api-key",
+        "apikey",
+        "key",
+        "secret",
+        "password",
+    ]
 )
-_SECRETS: Final = re.compile("|".join(_PATTERNS))
 
 
 def _keep(m: re.Match[str]) -> str:
-    return (m.group(m.lastgroup) if m.lastgroup else "") + REDACTED
+    return m.group(1) + REDACTED
+
+
+def _query_value(m: re.Match[str]) -> str:
+    return m.group(1) + "=" + REDACTED if m.group(1).lower() in _QUERY_NAMES else m.group(0)
+
+
+# (substrings, one of which a text has if the rule can apply; whether they are looked for
+# in the lowercased text; the pattern, group 1 being what stays; the replacement). The
+# substring test is what most lines cost: a scan for each pattern would cost ~30 us.
+_RULES: Final[tuple[tuple[tuple[str, ...], bool, re.Pattern[str], Any], ...]] = (
+    # genq's API keys (`gq_` + 32) and webhook secrets (`whsec_` + base64)
+    (("gq_",), False, re.compile(r"(\bgq_)[A-Za-z0-9_-]{8,}"), _keep),
+    (("whsec_",), False, re.compile(r"(\bwhsec_)[A-Za-z0-9+/=_-]{8,}"), _keep),
+    # an Authorization header written out: `authorization: Bearer x`, `'Authorization': 'x'`
+    (
+        ("authorization",),
+        True,
+        re.compile(
+            r"((?i:authorization)[\"']?\s*[:=]\s*[\"']?)"
+            r"(?i:(?:Bearer|Basic|Token|Key)\s+)?[^\s\"',}]+"
+        ),
+        _keep,
+    ),
+    # a credential scheme and its value, wherever it shows
+    (
+        ("Bearer", "Basic", "Token", "Key"),
+        False,
+        re.compile(r"(\b(?:Bearer|Basic|Token|Key)\s+)[A-Za-z0-9._~+/=:-]{16,}"),
+        _keep,
+    ),
+    # URL query (or `name=value`) values: presigned URL signatures and credentials,
+    # tokens, keys, secrets
+    (("=",), False, re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=[^&\s\"'#<>]+"), _query_value),
+    # JSON or a Python dict's repr: `"api_key": "x"`, `'token': 'x'`
+    (
+        ("key", "secret", "token", "password", "authorization"),
+        True,
+        re.compile(
+            r"((?i:[\"'](?:api[_-]?key|secret|token|password|authorization)[\"']\s*:\s*))"
+            r"[\"'][^\"']*[\"']"
+        ),
+        _keep,
+    ),
+    # the token in an upstream callback path and in a public output file's path
+    (
+        ("/v1/upstreams/callbacks/",),
+        False,
+        re.compile(r"(/v1/upstreams/callbacks/[^/\s?#\"']+/)[^/\s?#\"']+"),
+        _keep,
+    ),
+    (("/files/job_",), False, re.compile(r"(/files/job_[^/\s?#\"']+/)[^/\s?#\"']+"), _keep),
+    # a password in a URL: `postgresql://user:secret@host`, `redis://:secret@host`
+    (("://",), False, re.compile(r"(://[^/\s:@]*:)[^/\s@]+(?=@)"), _keep),
+)
 
 
 class Redactor:
@@ -100,7 +149,13 @@ class Redactor:
             self._literal_re = re.compile("|".join(map(re.escape, alternatives)))
 
     def __call__(self, text: str) -> str:
-        text = _SECRETS.sub(_keep, text)
+        lowered = text.lower()
+        for triggers, lower, pattern, replace in _RULES:
+            within = lowered if lower else text
+            for trigger in triggers:
+                if trigger in within:
+                    text = pattern.sub(replace, text)
+                    break
         if self._literal_re is not None:
             text = self._literal_re.sub(REDACTED, text)
         return text
