@@ -39,8 +39,10 @@ VIVIX = "vivix/grok-imagine-image-quality"
 
 class Upstream:
     """One loopback server playing two parts: a webhook receiver that answers 500, and
-    a Vivix that refuses every key with a message quoting the Authorization header back
-    (as careless services do), so the key reaches genq's error paths."""
+    a Vivix whose error messages quote the Authorization header back (as careless
+    services do), so the key reaches genq's error paths and its log: it refuses every
+    key (401), or, when the prompt says `502`, answers a create 502 (genq logs a
+    warning with the message: the call may have made a job)."""
 
     def __init__(self) -> None:
         self.hooks = 0
@@ -49,13 +51,14 @@ class Upstream:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if self.path.startswith("/hook"):
                     upstream.hooks += 1
                     self._answer(500, b"")
                     return
                 said = f"key refused: {self.headers.get('authorization')}"
-                self._answer(401, json.dumps({"error": "KEY_INVALID", "message": said}).encode())
+                status = 502 if b"502" in body else 401
+                self._answer(status, json.dumps({"error": "KEY_INVALID", "message": said}).encode())
 
             do_GET = do_POST
 
@@ -93,6 +96,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     data.mkdir()
     port = free_port()
     api_key = create_key(make_settings(data, port=port), "alice")
+    bob_key = create_key(make_settings(data, port=port), "bob")  # uses the server's key
     upstream = Upstream()
     upstreams = {"vivix": {"base_url": upstream.url, "api_key": SERVER_KEY}}
     env = genq_env(
@@ -124,6 +128,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             for name, r in (("succeeded", ok), ("failed", boom), ("upstream", up)):
                 assert r.status_code == 202, r.text
                 jobs[name] = wait_for(api, r.json()["id"])
+            # creates answered 502 quoting the account's own key, then the server's
+            unanswered = {"engine": VIVIX, "input": {"prompt": "502"}}
+            own = api.post("/v1/jobs", json=unanswered)
+            server = api.post(
+                "/v1/jobs", json=unanswered, headers={"Authorization": f"Bearer {bob_key}"}
+            )
+            for name, r in (("own key", own), ("server key", server)):
+                assert r.status_code == 202, r.text
+                jobs[name] = r.json()
             cancel = api.post(f"/v1/jobs/{jobs['failed']['id']}/cancel")
             assert cancel.status_code == 409  # it has ended: still a line about the job
             pushed = httpx.post(
@@ -132,6 +145,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             )
             assert pushed.status_code == 404  # not the job's token: refused (and logged)
             _wait_logged(err_path, proc, "not delivered")
+            for name in ("own key", "server key"):
+                _wait_logged(err_path, proc, f"upstream job {jobs[name]['id']}: create call")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -153,6 +168,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             pytest.fail(f"not a JSON line: {text!r}\n{raw}")
     secrets = {
         "api key": api_key,
+        "bob's api key": bob_key,
         "webhook secret": secret,
         "server's upstream key": SERVER_KEY,
         "account's upstream key": OWN_KEY,
@@ -206,6 +222,21 @@ def test_a_failed_webhook_delivery_logs_with_its_job(run: Run) -> None:
     assert line["engine"] == "test/sleep" and line["account_id"]
 
 
+def test_upstream_keys_quoted_back_are_redacted(run: Run) -> None:
+    """The 502's message quotes the key sent; the warning keeps the message, not the key."""
+    for name in ("own key", "server key"):
+        job = run.jobs[name]
+        warned = [
+            line
+            for line in _about(run, job["id"])
+            if line["logger"] == "genq.engines.upstream.tracker" and "create call" in line["msg"]
+        ]
+        assert warned, run.raw
+        line = warned[0]
+        assert "key refused: Bearer [redacted]" in line["msg"], line
+        assert line["engine"] == VIVIX and line["level"] == "warning"
+
+
 def test_lines_that_name_a_job_carry_its_context(run: Run) -> None:
     """Any genq line (and a request's access line) that names one of the jobs carries
     that job, its account and its engine; the access line of each submit carries the
@@ -219,7 +250,7 @@ def test_lines_that_name_a_job_carry_its_context(run: Run) -> None:
         assert line.get("job_id") == named[0], line
         assert line["engine"] == engines[named[0]], line
         accounts.add(line["account_id"])
-    assert len(accounts) == 1, accounts
+    assert len(accounts) == 2, accounts  # alice's, bob's
     submits = [
         line
         for line in run.lines
