@@ -72,8 +72,18 @@ def _keep(m: re.Match[str]) -> str:
     return m.group(1) + REDACTED
 
 
+_NAME_BEFORE: Final = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z][A-Za-z0-9_-]*\Z")
+
+
 def _query_value(m: re.Match[str]) -> str:
-    return m.group(1) + "=" + REDACTED if m.group(1).lower() in _QUERY_NAMES else m.group(0)
+    """`=value` whose name (the word before it) is a secret's: `=[redacted]`. (The
+    pattern starts at `=`, which the regex engine finds fast; a pattern starting at the
+    name would be tried at every letter.)"""
+    start = m.start()
+    name = _NAME_BEFORE.search(m.string, max(0, start - 24), start)
+    if name is not None and name.group().lower() in _QUERY_NAMES:
+        return "=" + REDACTED
+    return m.group()
 
 
 # (substrings, one of which a text has if the rule can apply; whether they are looked for
@@ -102,7 +112,7 @@ _RULES: Final[tuple[tuple[tuple[str, ...], bool, re.Pattern[str], Any], ...]] = 
     ),
     # URL query (or `name=value`) values: presigned URL signatures and credentials,
     # tokens, keys, secrets
-    (("=",), False, re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=[^&\s\"'#<>]+"), _query_value),
+    (("=",), False, re.compile(r"=[^&\s\"'#<>]+"), _query_value),
     # JSON or a Python dict's repr: `"api_key": "x"`, `'token': 'x'`
     (
         ("key", "secret", "token", "password", "authorization"),
