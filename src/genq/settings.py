@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genq.plans import Plan, merge
@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         False, description="genq serve: log every request (uvicorn's access log; costly)"
     )
     # -- logs: format, job context, redaction (genq.logs) --
-    log_format: Literal["plain", "json"] = Field(
+    log_format: Annotated[Literal["plain", "json"], BeforeValidator(str.lower)] = Field(
         "plain",
         description="plain (a terminal) or json (one object per line, for a log collector)",
     )
