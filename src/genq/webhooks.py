@@ -233,6 +233,7 @@ class WebhookSender:
                 outcome=FAILED,
                 next_attempt_at=None,
             )
+            _not_delivered(d, exc.detail, FAILED)
             return
         now = utcnow()
         data = self.jobs.render(job, outputs)
@@ -296,16 +297,15 @@ class WebhookSender:
             outcome=outcome,
             next_attempt_at=when,
         )
-        if outcome != DELIVERED:  # (not the URL: it may carry the receiver's own secret)
-            log.warning(
-                "webhook %s (job.%s) not delivered: %s; %s",
-                d.id,
-                d.event,
-                error,
-                f"next attempt at {iso(when)}" if when is not None else outcome,
-            )
+        if outcome != DELIVERED:
+            _not_delivered(d, error, f"next attempt at {iso(when)}" if when else outcome)
         if outcome == PENDING:
             self._wake.set()
+
+
+def _not_delivered(d: WebhookDelivery, error: str | None, then: str) -> None:
+    # (not the URL: it may carry the receiver's own secret)
+    log.warning("webhook %s (job.%s) not delivered: %s; %s", d.id, d.event, error, then)
 
 
 def render_delivery(d: WebhookDelivery, attempts: Sequence[Any]) -> dict[str, Any]:
