@@ -70,9 +70,19 @@ def settings_for(data_dir: Path | None = None, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def _logging(level: str) -> None:
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level.upper(), format=fmt)
+def _logging(settings: Settings) -> None:
+    """The log of a long-running command: its format, level and the secrets it redacts."""
+    from genq import logs
+
+    logs.configure(settings.log_level, settings.log_format, logs.secrets_of(settings))
+
+
+def _say(settings: Settings, text: str) -> None:
+    """A line for the operator: on the console, or a log line where stderr is JSON."""
+    if settings.log_format == "json":
+        logging.getLogger("genq.cli").info("%s", Text.from_markup(text).plain)
+    else:
+        err.print(text)
 
 
 def _app_or_exit(make: Callable[[], T]) -> T:
@@ -145,6 +155,7 @@ def serve(
     """Serve the API, with workers in the same process."""
     import uvicorn
 
+    from genq import logs
     from genq.api import create_app
     from genq.api.server import Server
 
@@ -159,16 +170,17 @@ def serve(
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
-    _logging(settings.log_level)
+    _logging(settings)
     application = _app_or_exit(
         lambda: create_app(settings, workers=not no_workers and workers != 0, freeze_gc=True)
     )
-    err.print(f"genq serving on [bold]{settings.base_url}[/] (data in {settings.data_dir})")
+    _say(settings, f"genq serving on [bold]{settings.base_url}[/] (data in {settings.data_dir})")
     config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=logs.uvicorn_config(settings.log_format),
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
         ssl_certfile=settings.ssl_certfile or None,
@@ -206,7 +218,7 @@ def worker(
     from genq.core import Genq
 
     settings = settings_for(data_dir, worker_slots=slots)
-    _logging(settings.log_level)
+    _logging(settings)
     names = [e.strip() for e in engines.split(",")] if engines else None
 
     async def main() -> None:
@@ -222,9 +234,10 @@ def worker(
         await core.start(workers=True, engine_names=names)
         gc.freeze()  # what is alive now stays: full collections skip it
         assert core.worker is not None
-        err.print(f"genq worker {core.worker.owner} running {len(core.worker.engines)} engines")
+        running = len(core.worker.engines)
+        _say(settings, f"genq worker {core.worker.owner} running {running} engines")
         await stop.wait()
-        err.print("stopping: finishing in-flight jobs")
+        _say(settings, "stopping: finishing in-flight jobs")
         await core.stop()
 
     asyncio.run(main())

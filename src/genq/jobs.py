@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from genq import idempotency, lifecycle, netsafe, payloads
+from genq import idempotency, lifecycle, logs, netsafe, payloads
 from genq.engines.contract import Engine
 from genq.errors import Conflict, EngineNotFound, Expired, InvalidInput, NotFound
 from genq.events import Change, EventBus
@@ -218,6 +218,8 @@ class JobService:
             expires_at=now + timedelta(days=retention_days),
             updated_at=now,
         )
+        # the rest of the request (a handler's task of its own) logs about this job
+        logs.set_job(job.id, account_id, engine.name)
         made = await self.store.jobs.create(
             job,
             lifecycle.created(),
@@ -534,7 +536,8 @@ class JobService:
 
     async def cancel(self, account_id: str, job_id: str) -> tuple[CancelOutcome, Job]:
         """Returns what happened (canceled, or cancel_requested) and the job."""
-        await self.body(account_id, job_id)  # 404 / 410
+        item = await self.body(account_id, job_id)  # 404 / 410
+        logs.set_job(job_id, account_id, item.engine)  # (a request's task: the rest logs so)
         now = utcnow()
 
         what, made, job = await self.store.jobs.cancel(

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genq import lifecycle
+from genq import lifecycle, logs
 from genq.engines.context import Context, call_engine
 from genq.engines.contract import Engine, EngineError, JobCanceled, Log, Output, Progress, Record
 from genq.errors import LeaseLost
@@ -190,6 +190,8 @@ class JobRun:
     # -- the run --------------------------------------------------------------------------
 
     async def run(self) -> None:
+        job = self.claim.job
+        logs.set_job(job.id, job.account_id, job.engine)  # (run in the job's own task)
         try:
             await self._run()
         except LeaseLost:

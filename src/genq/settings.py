@@ -7,9 +7,9 @@ Nothing reads the environment at import: build a `Settings()` (or pass values) i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genq.plans import Plan, merge
@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
     access_log: bool = Field(
         False, description="genq serve: log every request (uvicorn's access log; costly)"
+    )
+    # -- logs: format, job context, redaction (genq.logs) --
+    log_format: Annotated[Literal["plain", "json"], BeforeValidator(str.lower)] = Field(
+        "plain",
+        description="plain (a terminal) or json (one object per line, for a log collector)",
     )
 
     @field_validator("engines", "webhook_retry_schedule_s", "admin_accounts", mode="before")

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from genq import netsafe, payloads
+from genq import logs, netsafe, payloads
 from genq.aio import wait_event
 from genq.errors import NotFound
 from genq.events import Change, EventBus
@@ -201,6 +201,7 @@ class WebhookSender:
         self._limit.release()
 
     async def _send(self, d: WebhookDelivery) -> None:
+        logs.set_job(d.job_id, d.account_id)  # (in the task that sends this job's events)
         try:
             await self._attempt(d)
         except Exception as exc:  # never let one delivery kill the sender
@@ -220,6 +221,7 @@ class WebhookSender:
             )
             return
         job, outputs = found
+        logs.set_job(job.id, job.account_id, job.engine)
         try:
             target = await netsafe.resolve(d.url, allow_private=self.allow_private)
         except netsafe.UnsafeURL as exc:
@@ -231,6 +233,7 @@ class WebhookSender:
                 outcome=FAILED,
                 next_attempt_at=None,
             )
+            _not_delivered(d, exc.detail, FAILED)
             return
         now = utcnow()
         data = self.jobs.render(job, outputs)
@@ -294,8 +297,15 @@ class WebhookSender:
             outcome=outcome,
             next_attempt_at=when,
         )
+        if outcome != DELIVERED:
+            _not_delivered(d, error, f"next attempt at {iso(when)}" if when else outcome)
         if outcome == PENDING:
             self._wake.set()
+
+
+def _not_delivered(d: WebhookDelivery, error: str | None, then: str) -> None:
+    # (not the URL: it may carry the receiver's own secret)
+    log.warning("webhook %s (job.%s) not delivered: %s; %s", d.id, d.event, error, then)
 
 
 def render_delivery(d: WebhookDelivery, attempts: Sequence[Any]) -> dict[str, Any]:

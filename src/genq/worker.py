@@ -294,7 +294,12 @@ class Worker:
         jobs = []
         for pair in made:
             job = pair[0]
-            log.warning("reaped job %s: now %s", job.id, job.status)
+            log.warning(
+                "reaped job %s: now %s",
+                job.id,
+                job.status,
+                extra={"job_id": job.id, "account_id": job.account_id, "engine": job.engine},
+            )
             hook = lifecycle.Hook.COMPLETED if job.terminal else None
             jobs.append(self.publish(pair, hook=hook))
         if jobs:

@@ -50,6 +50,7 @@ from limits.aio.storage import Storage as AsyncStorage
 from limits.storage import MemoryStorage, storage_from_string
 from pydantic import BaseModel
 
+from genq import logs
 from genq.engines.contract import EngineBase
 from genq.engines.upstream import PROVIDERS, provider_class
 from genq.engines.upstream.base import (
@@ -416,6 +417,7 @@ class Gateway:
         if self.account_key is not None:
             own = await self.account_key(account_id, up.name)
             if own:
+                logs.know_secrets(own)  # the log redacts it, whatever quotes it
                 return own, True
         if up.api_key:
             return up.api_key, False

@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from genq import lifecycle
+from genq import lifecycle, logs
 from genq.aio import wait_event
 from genq.engines.context import extension_for, kind_of
 from genq.engines.upstream.base import (
@@ -161,6 +161,8 @@ class UpstreamRun:
         self.cancel_requested.set()
 
     async def run(self) -> None:
+        job = self.claim.job
+        logs.set_job(job.id, job.account_id, job.engine)  # (run in the job's own task)
         try:
             await self._run()
         except LeaseLost:
@@ -455,6 +457,7 @@ class Tracker:
 
     async def _track(self, t: Tracked) -> None:
         job = t.job
+        logs.set_job(job.id, job.account_id, job.engine)  # (each poll is a task of its own)
         engine = self.gateway.engines.get(job.engine)
         up = self.gateway.upstreams.get(t.provider)
         try:
