@@ -120,7 +120,7 @@ class TrainLora(EngineBase):
             kind="other",
             format="safetensors",
             final_loss=round(losses[-1], 6),
-            **{k: v for k, v in info.items() if k != "caption"},
+            **{k: v for k, v in info.items() if k not in ("caption", "name")},
         )
 
     def _train(
