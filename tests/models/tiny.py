@@ -7,7 +7,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-WORDS = "a red fox blue sky cat dog tree house sun moon green river photo of sks person".split()
+WORDS = [
+    "a",
+    "red",
+    "fox",
+    "blue",
+    "sky",
+    "cat",
+    "dog",
+    "tree",
+    "house",
+    "sun",
+    "moon",
+    "green",
+    "river",
+    "photo",
+    "of",
+    "sks",
+    "person",
+]
 
 
 def write_tokenizer(where: Path) -> None:
@@ -21,7 +39,7 @@ def write_tokenizer(where: Path) -> None:
     merges = []
     for word in WORDS:
         # merge left to right: "f o x</w>" -> "fo x</w>" -> "fox</w>"
-        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        parts = [*list(word[:-1]), word[-1] + "</w>"]
         while len(parts) > 1:
             pair = (parts[0], parts[1])
             merged = pair[0] + pair[1]
@@ -29,7 +47,7 @@ def write_tokenizer(where: Path) -> None:
             if line not in merges:
                 merges.append(line)
             vocab.setdefault(merged, len(vocab))
-            parts = [merged] + parts[2:]
+            parts = [merged, *parts[2:]]
     (where / "vocab.json").write_text(json.dumps(vocab))
     (where / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
 
@@ -71,7 +89,8 @@ def build(where: Path, *, seed: int = 0, sample_size: int = 16) -> Path:
     tok_dir = where / "_tok"
     write_tokenizer(tok_dir)
     tokenizer = CLIPTokenizer(
-        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"),
+        vocab_file=str(tok_dir / "vocab.json"),
+        merges_file=str(tok_dir / "merges.txt"),
         model_max_length=77,
     )
     text_encoder = CLIPTextModel(
