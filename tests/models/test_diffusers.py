@@ -44,7 +44,7 @@ def test_text2image_pngs_progress_and_seed(tiny_api: httpx.Client) -> None:
         prompt="a red fox",
         width=64,
         height=32,
-        steps=60,
+        steps=30,
         seed=7,
         num_images=2,
     )
@@ -53,7 +53,7 @@ def test_text2image_pngs_progress_and_seed(tiny_api: httpx.Client) -> None:
     for i, out in enumerate(outs):
         with Image.open(io.BytesIO(fetch(out))) as im:
             assert im.format == "PNG" and im.size == (64, 32)
-        assert out["seed"] == 7 + i and out["steps"] == 60 and out["prompt"] == "a red fox"
+        assert out["seed"] == 7 + i and out["steps"] == 30 and out["prompt"] == "a red fox"
         assert out["pipeline"] == "StableDiffusionPipeline" and out["device"] == "cpu"
     assert job["credits"]["used"] == 2
     # progress comes from the pipeline's step callback: "step i/60", i rising
@@ -61,9 +61,9 @@ def test_text2image_pngs_progress_and_seed(tiny_api: httpx.Client) -> None:
         int(m.group(1))
         for e in events(tiny_api, job["id"])
         if e["event"] == "progress"
-        and (m := re.fullmatch(r"step (\d+)/60", e["data"].get("message") or ""))
+        and (m := re.fullmatch(r"step (\d+)/30", e["data"].get("message") or ""))
     ]
-    assert steps and steps == sorted(steps) and steps[-1] <= 60
+    assert steps and steps == sorted(steps) and steps[-1] <= 30
     # the same seed gives the same bytes; WEBP on request
     again = run(
         tiny_api,
@@ -71,13 +71,13 @@ def test_text2image_pngs_progress_and_seed(tiny_api: httpx.Client) -> None:
         prompt="a red fox",
         width=64,
         height=32,
-        steps=60,
+        steps=30,
         seed=7,
         num_images=2,
     )
     assert [o["sha256"] for o in again["outputs"]] == [o["sha256"] for o in outs]
     other = run(
-        tiny_api, "tiny/text2image", prompt="a red fox", width=64, height=32, steps=60, seed=8
+        tiny_api, "tiny/text2image", prompt="a red fox", width=64, height=32, steps=30, seed=8
     )
     assert other["outputs"][0]["sha256"] != outs[0]["sha256"]
     webp = run(tiny_api, "tiny/text2image", prompt="a red fox", seed=7, output_format="webp")
@@ -218,8 +218,8 @@ def test_lru_eviction_under_a_memory_budget(tiny_models: dict[str, Path], tmp_pa
 def test_one_job_per_device_per_worker(tiny_api: httpx.Client) -> None:
     """Two engines on one device (the CPU): the worker claims the second job only when
     the first has finished."""
-    one = submit(tiny_api, "tiny/text2image", prompt="one", width=64, height=64, steps=150, seed=1)
-    two = submit(tiny_api, "warm/text2image", prompt="two", width=64, height=64, steps=150, seed=1)
+    one = submit(tiny_api, "tiny/text2image", prompt="one", width=64, height=64, steps=40, seed=1)
+    two = submit(tiny_api, "warm/text2image", prompt="two", width=64, height=64, steps=40, seed=1)
     a, b = wait_for(tiny_api, one, timeout=120), wait_for(tiny_api, two, timeout=120)
     assert a["status"] == b["status"] == "succeeded"
     first, second = sorted((a, b), key=lambda j: j["started_at"])

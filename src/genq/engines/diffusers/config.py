@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from genq.engines.upstream.gateway import ConfigError
@@ -47,6 +47,7 @@ _KEYS = {
         "guidance",
         "max_images",
         "strength",
+        "threads",
     },
     "train-lora": {"base", "steps", "max_steps", "rank", "learning_rate", "resolution"},
 }
@@ -65,6 +66,9 @@ class ModelSpec:
     device: str  # "auto" is resolved when the model is loaded
     pipeline: str | None = None  # a diffusers pipeline class name; default AutoPipelineFor*
     variant: str | None = None  # e.g. "fp16" weights files
+    threads: int = field(
+        default=1, compare=False
+    )  # torch threads on the CPU (genq runs native code one thread a call)
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,12 @@ def _image_spec(where: str, name: str, task: str, entry: dict[str, Any]) -> Engi
         name=name,
         task=task,
         model=ModelSpec(
-            model=model, dtype=dtype, device=device, pipeline=pipeline, variant=variant
+            model=model,
+            dtype=dtype,
+            device=device,
+            pipeline=pipeline,
+            variant=variant,
+            threads=_num(f"{where}.threads", entry.get("threads", 1), int, 1, 1024),
         ),
         description=str(entry.get("description", "")) or f"{task} with {model} (diffusers)",
         price=_num(f"{where}.price", entry.get("price", 1), int, 0),

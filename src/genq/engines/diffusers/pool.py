@@ -129,6 +129,12 @@ class Pool:
         """The pipeline of `spec` for `task`, loading the model if needed. Call with the
         device lock held. A model that cannot load raises EngineError model_load_failed."""
         say = logger or log
+        if resolve_device(spec.device) == "cpu":
+            import torch
+
+            # OpenMP threads spinning against the worker's other threads (and other
+            # processes) make a CPU run many times slower than one thread
+            torch.set_num_threads(spec.threads)
         with self._lock:
             loaded = self.models.get(spec)
             if loaded is not None:
