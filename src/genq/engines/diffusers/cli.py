@@ -8,15 +8,18 @@ from typing import Annotated
 
 import typer
 
+from genq.cli_help import App
 from genq.engines.diffusers.config import DiffusersConfigError, parse
 from genq.engines.diffusers.pool import offline
 
-models_app = typer.Typer(help="Models of the diffusers engines (GENQ_DIFFUSERS).")
+models_app = App(help="Models of the diffusers engines (GENQ_DIFFUSERS).")
 
 
 @models_app.command("pull")
 def pull(
-    name: Annotated[str, typer.Argument(help="an engine of GENQ_DIFFUSERS, e.g. sd/text2image")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="an engine of GENQ_DIFFUSERS, e.g. sd/text2image")
+    ],
 ) -> None:
     """Download the engine's model into the Hugging Face cache (HF_HOME)."""
     from genq.settings import Settings

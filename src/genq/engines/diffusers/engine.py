@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from typing import Any, Literal
 
 from PIL import Image
@@ -192,8 +193,10 @@ class DiffusersEngine(EngineBase):
             return tensors
 
         kwargs["callback_on_step_end"] = on_step
+        started = time.perf_counter()
         with torch.inference_mode():
             result = pipe(**kwargs)
+        took = time.perf_counter() - started
         if state["stopped"] is not None or ctx.is_canceled():
             ctx.logger.info(
                 "canceled: stopped after step %s of %s", state["stopped"], state["total"]
@@ -211,6 +214,7 @@ class DiffusersEngine(EngineBase):
             "device": device,
             "dtype": self.spec.model.dtype,
             "strength": getattr(data, "strength", None),
+            "pipeline_s": round(took, 4),  # the pipeline's own time (the rest is genq's)
             "warm": lease.warm,
             "load_s": round(lease.load_s, 3),
             "pipeline_loads": lease.loads,
