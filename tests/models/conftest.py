@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, make_settings
-from tests.models.tiny import build
+from tests.models.tiny import build, build_upscaler, build_video
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a test never downloads
 # torch, diffusers and transformers warn about their own deprecations (in the engine's
@@ -52,13 +52,15 @@ def cpu(model: Path, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Model A, a copy of it at another path (a separate pool entry), and model B."""
+    """Model A, a copy of it at another path (a separate pool entry), model B, an x4
+    upscaler and a text-to-video model."""
     where = tmp_path_factory.mktemp("models")
     a = build(where / "a", seed=0)
     copy = where / "a-copy"
     shutil.copytree(a, copy)
     b = build(where / "b", seed=1)
-    return {"a": a, "copy": copy, "b": b}
+    up, video = build_upscaler(where / "up"), build_video(where / "video")
+    return {"a": a, "copy": copy, "b": b, "up": up, "video": video}
 
 
 def _serve(data_dir: Path, config: dict[str, Any], **settings: Any) -> LiveServer:
@@ -82,6 +84,8 @@ def tiny_server(
         },
         "warm/text2image": cpu(tiny_models["copy"]),
         "broken/text2image": cpu(a.parent / "no-such-model"),
+        "tiny/upscale": cpu(tiny_models["up"], task="upscale", min_side=16, max_side=64),
+        "tiny/text2video": cpu(tiny_models["video"], task="text2video", frames=4),
     }
     server = _serve(tmp_path_factory.mktemp("genq-models"), config).start()
     yield server

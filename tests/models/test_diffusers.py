@@ -9,6 +9,7 @@ import io
 import re
 import time
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
@@ -224,3 +225,53 @@ def test_one_job_per_device_per_worker(tiny_api: httpx.Client) -> None:
     assert a["status"] == b["status"] == "succeeded"
     first, second = sorted((a, b), key=lambda j: j["started_at"])
     assert second["started_at"] >= first["completed_at"]
+
+
+def test_upscale_4x(tiny_api: httpx.Client) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 24), (20, 120, 200)).save(buf, format="PNG")
+    upload = tiny_api.post("/v1/files", files={"file": ("small.png", buf.getvalue(), "image/png")})
+    assert upload.status_code == 201, upload.text
+    job = run(tiny_api, "tiny/upscale", image=upload.json()["id"], steps=3, seed=1)
+    out = job["outputs"][0]
+    assert out["pipeline"] == "StableDiffusionUpscalePipeline" and out["noise_level"] == 20
+    with Image.open(io.BytesIO(fetch(out))) as im:
+        assert im.format == "PNG" and im.size == (64, 96)
+
+
+def test_text2video_mp4_and_thumbnail(tiny_api: httpx.Client) -> None:
+    job = run(tiny_api, "tiny/text2video", prompt="a river", width=32, height=48, fps=4, seed=2)
+    video, thumb = job["outputs"]
+    assert video["name"] == "video" and video["content_type"] == "video/mp4"
+    assert video["frames"] == 4 and video["duration_s"] == 1.0
+    data = fetch(video)
+    import imageio_ffmpeg
+
+    with TemporaryDirectory() as tmp:
+        file = Path(tmp) / "v.mp4"
+        file.write_bytes(data)
+        reader = imageio_ffmpeg.read_frames(str(file))
+        meta = next(reader)
+        frames = list(reader)
+    assert meta["codec"] == "h264" and tuple(meta["size"]) == (32, 48) and len(frames) == 4
+    with Image.open(io.BytesIO(fetch(thumb))) as im:
+        assert im.format == "PNG" and im.size == (32, 48)
+
+
+def test_cancel_an_older_pipeline(tiny_api: httpx.Client) -> None:
+    """TextToVideoSDPipeline has only the step callback (no interrupt flag): the
+    callback raises at the first step after the cancel."""
+    job_id = submit(tiny_api, "tiny/text2video", prompt="slow", steps=1000, seed=1)
+    deadline = time.monotonic() + 120
+    while True:
+        job = tiny_api.get(f"/v1/jobs/{job_id}").json()
+        if (job["message"] or "").startswith("step "):
+            break
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.05)
+    tiny_api.post(f"/v1/jobs/{job_id}/cancel")
+    job = wait_for(tiny_api, job_id, timeout=60)
+    assert job["status"] == "canceled" and job["outputs"] == []
+    assert any(
+        re.fullmatch(r"canceled: stopped after step \d+ of 1000", m) for m in logs(tiny_api, job_id)
+    )

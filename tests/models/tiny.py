@@ -122,3 +122,117 @@ def build(where: Path, *, seed: int = 0, sample_size: int = 16) -> Path:
     )
     pipe.save_pretrained(where)
     return where
+
+
+def _text_parts(where: Path) -> tuple[object, object]:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    write_tokenizer(where / "_tok")
+    tokenizer = CLIPTokenizer(
+        vocab_file=str(where / "_tok" / "vocab.json"),
+        merges_file=str(where / "_tok" / "merges.txt"),
+        model_max_length=77,
+    )
+    config = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        pad_token_id=1,
+        vocab_size=1000,
+        max_position_embeddings=77,
+    )
+    return CLIPTextModel(config), tokenizer
+
+
+def build_upscaler(where: Path, *, seed: int = 0) -> Path:
+    """A tiny StableDiffusionUpscalePipeline (the x4 upscaler's shape: the UNet takes
+    the latents and the low-resolution picture, 7 channels; the VAE scales by 4)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=7,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=4,
+        attention_head_dim=2,
+        num_class_embeds=351,  # the noise level, as in the real upscaler
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=4,
+        scaling_factor=0.08333,
+    )
+    text_encoder, tokenizer = _text_parts(where)
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
+    )
+    pipe.save_pretrained(where)
+    return where
+
+
+def build_video(where: Path, *, seed: int = 0) -> Path:
+    """A tiny TextToVideoSDPipeline (UNet3DConditionModel)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet3DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+    )
+    text_encoder, tokenizer = _text_parts(where)
+    pipe = TextToVideoSDPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False
+        ),
+    )
+    pipe.save_pretrained(where)
+    return where

@@ -19,8 +19,8 @@ from typing import Any
 
 from genq.engines.upstream.gateway import ConfigError
 
-IMAGE_TASKS = ("text2image", "image2image", "inpaint")
-TASKS = (*IMAGE_TASKS, "train-lora")
+PIPE_TASKS = ("text2image", "image2image", "inpaint", "upscale", "text2video")
+TASKS = (*PIPE_TASKS, "train-lora")
 DTYPES = ("float16", "bfloat16", "float32")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
@@ -48,6 +48,9 @@ _KEYS = {
         "max_images",
         "strength",
         "threads",
+        "frames",
+        "max_frames",
+        "fps",
     },
     "train-lora": {"base", "steps", "max_steps", "rank", "learning_rate", "resolution"},
 }
@@ -89,6 +92,9 @@ class EngineSpec:
     guidance: float = 7.5
     max_images: int = 4
     strength: float = 0.6
+    frames: int = 16  # text2video
+    max_frames: int = 64
+    fps: int = 8
     # train-lora
     base: str = ""
     rank: int = 4
@@ -204,6 +210,7 @@ def _image_spec(where: str, name: str, task: str, entry: dict[str, Any]) -> Engi
         if value % 8:
             raise DiffusersConfigError(f"{where}.{key}: a multiple of 8 (got {value})")
     max_steps = _num(f"{where}.max_steps", entry.get("max_steps", 150), int, 1, 10000)
+    max_frames = _num(f"{where}.max_frames", entry.get("max_frames", 64), int, 1, 10000)
     return EngineSpec(
         name=name,
         task=task,
@@ -230,4 +237,9 @@ def _image_spec(where: str, name: str, task: str, entry: dict[str, Any]) -> Engi
         guidance=_num(f"{where}.guidance", entry.get("guidance", 7.5), float, 0, 100),
         max_images=_num(f"{where}.max_images", entry.get("max_images", 4), int, 1, 16),
         strength=_num(f"{where}.strength", entry.get("strength", 0.6), float, 0, 1),
+        frames=_num(
+            f"{where}.frames", entry.get("frames", min(16, max_frames)), int, 1, max_frames
+        ),
+        max_frames=max_frames,
+        fps=_num(f"{where}.fps", entry.get("fps", 8), int, 1, 120),
     )

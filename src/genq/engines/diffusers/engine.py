@@ -10,6 +10,7 @@ base model (`model_id`): it is loaded for the job and unloaded after.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import time
@@ -25,6 +26,7 @@ from genq.engines.contract import (
     JobCanceled,
     JobContext,
     ModelRef,
+    OutputKind,
 )
 from genq.engines.demo._common import Seed, encode_image, load_rgb, open_image
 from genq.engines.diffusers.config import EngineSpec
@@ -38,20 +40,43 @@ def input_model(spec: EngineSpec) -> type[BaseModel]:
     """The input schema of an image engine, bounded by its configuration."""
     side: dict[str, Any] = {"ge": spec.min_side, "le": spec.max_side, "multiple_of": 8}
     span = f"{spec.min_side}-{spec.max_side}, multiple of 8"
+    prompt = (
+        Field(default="", max_length=2000, description="What the picture shows (optional).")
+        if spec.task == "upscale"
+        else Field(min_length=1, max_length=2000, description="What to picture.")
+    )
     fields: dict[str, Any] = {
-        "prompt": (str, Field(min_length=1, max_length=2000, description="What to picture.")),
+        "prompt": (str, prompt),
         "negative_prompt": (
             str | None,
             Field(default=None, max_length=2000, description="What to keep out of it."),
         ),
     }
-    if spec.task == "text2image":
+    if spec.task in ("text2image", "text2video"):
         fields["width"] = (int, Field(default=spec.size, description=f"Width ({span}).", **side))
         fields["height"] = (
             int,
             Field(default=spec.size, description=f"Height ({span}).", **side),
         )
-    else:
+    if spec.task == "text2video":
+        fields["num_frames"] = (
+            int,
+            Field(default=spec.frames, ge=1, le=spec.max_frames, description="Frames."),
+        )
+        fields["fps"] = (
+            int,
+            Field(default=spec.fps, ge=1, le=120, description="Frames per second of the MP4."),
+        )
+    elif spec.task == "upscale":
+        fields["image"] = (
+            FileRef,
+            Field(description=f"The picture to enlarge 4x (sides up to {spec.max_side})."),
+        )
+        fields["noise_level"] = (
+            int,
+            Field(default=20, ge=0, le=350, description="Noise added to the picture first."),
+        )
+    elif spec.task != "text2image":
         fields["image"] = (FileRef, Field(description="The picture to start from (a file ref)."))
         if spec.task == "inpaint":
             fields["mask"] = (
@@ -88,15 +113,17 @@ def input_model(spec: EngineSpec) -> type[BaseModel]:
             description="Classifier-free guidance scale (0 or 1 turns it off).",
         ),
     )
-    fields["num_images"] = (
-        int,
-        Field(default=1, ge=1, le=spec.max_images, description="How many pictures."),
-    )
+    if spec.task != "text2video":
+        fields["num_images"] = (
+            int,
+            Field(default=1, ge=1, le=spec.max_images, description="How many pictures."),
+        )
     fields["seed"] = (Seed, None)
-    fields["output_format"] = (
-        Literal["png", "webp"],
-        Field(default="png", description="File format of the pictures."),
-    )
+    if spec.task != "text2video":
+        fields["output_format"] = (
+            Literal["png", "webp"],
+            Field(default="png", description="File format of the pictures."),
+        )
     if spec.task == "text2image":
         fields["model_id"] = (
             ModelRef | None,
@@ -108,9 +135,7 @@ def input_model(spec: EngineSpec) -> type[BaseModel]:
 
 
 class DiffusersEngine(EngineBase):
-    """A configured diffusers model serving one image task."""
-
-    media = ("image",)
+    """A configured diffusers model serving one task."""
 
     def __init__(self, spec: EngineSpec, pool: Pool) -> None:
         self.spec = spec
@@ -125,6 +150,10 @@ class DiffusersEngine(EngineBase):
         self.timeout_s = spec.timeout_s  # type: ignore[misc]
         # engines on one device are run one job at a time by a worker (see genq.worker)
         self.device_key = f"diffusers:{spec.model.device}"
+
+    @property
+    def media(self) -> tuple[OutputKind, ...]:  # type: ignore[override]
+        return ("video", "thumbnail") if self.spec.task == "text2video" else ("image",)
 
     def estimate(self, data: BaseModel) -> int:
         """The price per picture."""
@@ -142,6 +171,9 @@ class DiffusersEngine(EngineBase):
                 if lora is not None:
                     lease.pipe.unload_lora_weights()
         meta["lora"] = lora
+        if self.spec.task == "text2video":
+            save_video(ctx, images, data.fps, meta)
+            return
         for i, im in enumerate(images):
             blob, content_type = encode_image(im, data.output_format)
             seed = meta["seed"] + i
@@ -157,22 +189,30 @@ class DiffusersEngine(EngineBase):
         seed = data.seed if data.seed is not None else int(torch.seed() % 2**32)
         device = lease.device
         gen_device = "cpu" if device == "mps" else device
-        generators = [
-            torch.Generator(gen_device).manual_seed(seed + i) for i in range(data.num_images)
-        ]
+        task = self.spec.task
+        count = getattr(data, "num_images", 1)
+        generators = [torch.Generator(gen_device).manual_seed(seed + i) for i in range(count)]
         kwargs: dict[str, Any] = {
             "prompt": data.prompt,
             "negative_prompt": data.negative_prompt,
             "num_inference_steps": data.steps,
             "guidance_scale": data.guidance,
-            "num_images_per_prompt": data.num_images,
-            "generator": generators,
+            "num_images_per_prompt": count,
+            "generator": generators[:count],
             "output_type": "pil",
         }
         if data.negative_prompt is None:
             del kwargs["negative_prompt"]
-        width, height = data.width, data.height
-        if self.spec.task != "text2image":
+        width, height = getattr(data, "width", None), getattr(data, "height", None)
+        if task == "text2video":
+            del kwargs["num_images_per_prompt"]
+            kwargs.update(num_frames=data.num_frames, output_type="np", generator=generators[0])
+        elif task == "upscale":
+            image = load_rgb(open_image(ctx, data.image), data.image)
+            width, height = _fit_side(None, None, image, self.spec)
+            kwargs["image"] = image.resize((width, height), Image.Resampling.LANCZOS)
+            kwargs["noise_level"] = data.noise_level
+        elif task != "text2image":
             image = load_rgb(open_image(ctx, data.image), data.image)
             width, height = _fit_side(width, height, image, self.spec)
             kwargs["image"] = image.resize((width, height), Image.Resampling.LANCZOS)
@@ -180,27 +220,38 @@ class DiffusersEngine(EngineBase):
             if self.spec.task == "inpaint":
                 mask = load_rgb(open_image(ctx, data.mask), data.mask).convert("L")
                 kwargs["mask_image"] = mask.resize((width, height), Image.Resampling.NEAREST)
-        kwargs["width"], kwargs["height"] = width, height
-        state = {"done": 0, "total": 0, "stopped": None}
+        if task != "upscale":
+            kwargs["width"], kwargs["height"] = width, height
+        state: dict[str, Any] = {"total": data.steps, "stopped": None}
 
-        def on_step(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            total = int(getattr(p, "num_timesteps", 0) or data.steps)
-            state["done"], state["total"] = i + 1, total
+        def step(i: int, total: int) -> bool:
+            """Report step i (from 0); True when the job is canceled."""
+            state["total"] = total
             ctx.progress(100.0 * (i + 1) / max(total, 1) * 0.98, f"step {i + 1}/{total}")
             if ctx.is_canceled() and state["stopped"] is None:
                 state["stopped"] = i + 1
+                ctx.logger.info("canceled: stopped after step %d of %d", i + 1, total)
+                return True
+            return False
+
+        def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if step(i, int(getattr(p, "num_timesteps", 0) or data.steps)):
                 p._interrupt = True  # the pipeline skips the remaining steps
             return tensors
 
-        kwargs["callback_on_step_end"] = on_step
+        def on_step(i: int, t: Any, latents: Any) -> None:
+            if step(i, data.steps):  # an older pipeline: no interrupt flag, so raise
+                raise JobCanceled(ctx.job_id)
+
+        if "callback_on_step_end" in _parameters(type(pipe)):
+            kwargs["callback_on_step_end"] = on_step_end
+        else:
+            kwargs.update(callback=on_step, callback_steps=1)
         started = time.perf_counter()
         with torch.inference_mode():
             result = pipe(**kwargs)
         took = time.perf_counter() - started
         if state["stopped"] is not None or ctx.is_canceled():
-            ctx.logger.info(
-                "canceled: stopped after step %s of %s", state["stopped"], state["total"]
-            )
             raise JobCanceled(ctx.job_id)
         meta = {
             "engine": self.name,
@@ -214,12 +265,15 @@ class DiffusersEngine(EngineBase):
             "device": device,
             "dtype": self.spec.model.dtype,
             "strength": getattr(data, "strength", None),
+            "noise_level": getattr(data, "noise_level", None),
             "pipeline_s": round(took, 4),  # the pipeline's own time (the rest is genq's)
             "warm": lease.warm,
             "load_s": round(lease.load_s, 3),
             "pipeline_loads": lease.loads,
             "evicted": list(lease.evicted),
         }
+        if task == "text2video":
+            return list(result.frames[0]), meta
         return list(result.images), meta
 
     def _lora(self, ctx: JobContext, lease: Lease) -> str | None:
@@ -277,3 +331,51 @@ def _fit_side(
     w = max(spec.min_side, min(spec.max_side, w - w % 8))
     h = max(spec.min_side, min(spec.max_side, h - h % 8))
     return w, h
+
+
+_PARAMETERS: dict[str, frozenset[str]] = {}
+
+
+def _parameters(cls: type) -> frozenset[str]:
+    """The keyword arguments a pipeline class's __call__ takes (read once per class)."""
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    if key not in _PARAMETERS:
+        _PARAMETERS[key] = frozenset(inspect.signature(cls.__call__).parameters)
+    return _PARAMETERS[key]
+
+
+def save_video(ctx: JobContext, frames: list[Any], fps: int, meta: dict[str, Any]) -> None:
+    """The frames (floats 0-1, H x W x 3) as an H.264 MP4 and a PNG thumbnail (the
+    middle frame)."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    rgb = [np.ascontiguousarray((np.clip(f, 0, 1) * 255).round().astype(np.uint8)) for f in frames]
+    height, width = rgb[0].shape[:2]
+    path = ctx.workdir / "video.mp4"
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        quality=None,
+        macro_block_size=8,
+        ffmpeg_log_level="error",
+        output_params=["-preset", "veryfast", "-crf", "20", "-movflags", "+faststart"],
+    )
+    try:
+        writer.send(None)
+        for frame in rgb:
+            writer.send(frame)
+    except (OSError, RuntimeError) as exc:
+        raise EngineError(f"video encoding failed: {exc}", retryable=True) from exc
+    finally:
+        writer.close()
+    size = {"width": width, "height": height}
+    extra = {**meta, **size, "fps": fps, "frames": len(rgb)}
+    ctx.save_output(
+        "video", path, "video/mp4", kind="video", duration_s=round(len(rgb) / fps, 3), **extra
+    )
+    thumb, _ = encode_image(Image.fromarray(rgb[len(rgb) // 2]), "png")
+    ctx.save_output("thumbnail", thumb, "image/png", kind="thumbnail", **size)

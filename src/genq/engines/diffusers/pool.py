@@ -31,6 +31,12 @@ AUTO = {
     "image2image": "AutoPipelineForImage2Image",
     "inpaint": "AutoPipelineForInpainting",
 }
+# tasks with no AutoPipeline: the class a model is loaded with unless `pipeline` says
+CLASSES = {
+    **AUTO,
+    "upscale": "StableDiffusionUpscalePipeline",
+    "text2video": "TextToVideoSDPipeline",
+}
 
 
 @dataclass
@@ -168,7 +174,7 @@ class Pool:
         say.info("loading %s (%s on %s)", spec.model, spec.dtype, device)
         before = _used(device)
         try:
-            cls = getattr(diffusers, spec.pipeline or AUTO.get(task, AUTO["text2image"]), None)
+            cls = getattr(diffusers, spec.pipeline or CLASSES[task], None)
             if cls is None:
                 raise ValueError(f"diffusers has no pipeline class {spec.pipeline!r}")
             options: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
@@ -201,6 +207,12 @@ class Pool:
         import diffusers
 
         base = next(iter(loaded.pipes.values()))
+        if task not in AUTO:
+            raise EngineError(
+                f"{loaded.spec.model} is loaded as {type(base).__name__}, which cannot "
+                f"serve {task}: give that engine its own model or `pipeline`",
+                code="model_load_failed",
+            )
         pipe = getattr(diffusers, AUTO[task]).from_pipe(base)
         pipe.set_progress_bar_config(disable=True)
         return pipe
