@@ -166,11 +166,11 @@ class Pool:
     def _load(self, spec: ModelSpec, task: str, say: logging.Logger) -> Loaded:
         if offline(self.hf_offline):
             os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is first imported
+        started = time.monotonic()  # the first load also pays importing torch and diffusers
         import diffusers
         import torch
 
         device = resolve_device(spec.device)
-        started = time.monotonic()
         say.info("loading %s (%s on %s)", spec.model, spec.dtype, device)
         before = _used(device)
         try:
