@@ -87,7 +87,13 @@ def tiny_server(
         "tiny/upscale": cpu(tiny_models["up"], task="upscale", min_side=16, max_side=64),
         "tiny/text2video": cpu(tiny_models["video"], task="text2video", frames=4),
     }
-    server = _serve(tmp_path_factory.mktemp("genq-models"), config).start()
+    # the PhotoGPT face's "personal models" train and generate on the tiny model
+    routes = {
+        "photogpt:models": "tiny/train-lora",
+        "photogpt:images/generation": "tiny/text2image",
+    }
+    server = _serve(tmp_path_factory.mktemp("genq-models"), config, compat_engines=routes)
+    server.start()
     yield server
     server.stop()
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from tests.conftest import wait_for
+from tests.conftest import LiveServer, wait_for
 from tests.models.conftest import _serve, cpu, events, logs
 
 
@@ -275,3 +275,36 @@ def test_cancel_an_older_pipeline(tiny_api: httpx.Client) -> None:
     assert any(
         re.fullmatch(r"canceled: stopped after step \d+ of 1000", m) for m in logs(tiny_api, job_id)
     )
+
+
+def test_photogpt_personal_model_trains_a_lora(tiny_server: LiveServer) -> None:
+    """With the face routed to the diffusers engines (GENQ_COMPAT_ENGINES), PhotoGPT's
+    model training makes a LoRA and its image generation uses it."""
+    key = tiny_server.new_key(credits=10_000)
+    headers = {"API-Version": "1", "Authorization": f"Bearer {key}"}
+    with httpx.Client(
+        base_url=f"{tiny_server.url}/compat/photogpt", headers=headers, timeout=30
+    ) as pg:
+        model_id = pg.post("/models", json={"name": "me"}).json()["result"]["id"]
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 40), (10, 200, 60)).save(buf, format="PNG")
+        up = pg.post(f"/models/{model_id}/images", files={"image": ("a.png", buf.getvalue())})
+        assert up.status_code == 201, up.text
+        assert pg.get(f"/models/{model_id}/train").status_code == 200
+        deadline = time.monotonic() + 120
+        while (model := pg.get(f"/models/{model_id}").json()["result"])["status"] not in (
+            "ready",
+            "failed",
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert model["status"] == "ready", model
+        body = {"prompt": "a photo of sks", "modelID": model_id, "width": 32, "height": 32}
+        gen = pg.post("/images/generation", json=body)
+        assert gen.status_code == 200, gen.text
+        job_id = gen.json()["result"]["jobId"]
+    with tiny_server.client(key) as api:
+        job = wait_for(api, job_id, timeout=120)
+        assert job["status"] == "succeeded", job
+        assert job["engine"] == "tiny/text2image" and job["outputs"][0]["lora"] == "sks"
+        assert api.get(f"/v1/models/{model_id}").json()["engine"] == "tiny/train-lora"
