@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from genq.cli_help import App
+from genq.engines.diffusers.cli import models_app as diffusers_models_app
 from genq.settings import Settings
 
 if TYPE_CHECKING:
@@ -502,6 +503,7 @@ def db_upgrade(data_dir: DataDir = None) -> None:
 
 upstreams_app = App(help="Upstream providers genq drives (GENQ_UPSTREAMS).")
 app.add_typer(upstreams_app, name="upstreams")
+app.add_typer(diffusers_models_app, name="models")  # genq models pull (GENQ_DIFFUSERS)
 
 
 @upstreams_app.command("check")

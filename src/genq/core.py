@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from genq.accounts import AccountService
 from genq.engines.contract import Engine
+from genq.engines.diffusers import engines as diffusers_engines
 from genq.engines.registry import load_engines
 from genq.engines.upstream.gateway import Gateway
 from genq.engines.upstream.tracker import Tracker
@@ -41,6 +42,12 @@ class Genq:
         self.gateway = Gateway(settings.upstreams, redis_url=settings.redis_url)
         self.gateway.account_key = self._account_key
         self.engines.update(self.gateway.engines)
+        # models on this host's GPUs/CPU (GENQ_DIFFUSERS; torch is imported only by a job)
+        self.engines.update(
+            diffusers_engines(
+                settings.diffusers, memory_gb=settings.gpu_memory_gb, hf_offline=settings.hf_offline
+            )
+        )
         self.tracker: Tracker | None = None
         self.store = Store(
             settings.db_url, pool_size=settings.db_pool_size, readers=settings.db_readers

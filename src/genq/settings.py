@@ -124,6 +124,22 @@ class Settings(BaseSettings):
         "plain",
         description="plain (a terminal) or json (one object per line, for a log collector)",
     )
+    # -- issue 15: diffusers engines (genq.engines.diffusers) --
+    diffusers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: diffusers engines, e.g. {"sd/text2image": {"task": "text2image",'
+        ' "model": "<hub id or dir>", "dtype": "float16", "device": "cuda"}}'
+        " (see genq.engines.diffusers)",
+    )
+    gpu_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description="memory the loaded pipelines of one worker may use (GB): CUDA memory on a"
+        " GPU, process RSS on the CPU; past it the least recently used is unloaded",
+    )
+    hf_offline: bool = Field(
+        False, description="load models only from the local Hugging Face cache (HF_HUB_OFFLINE)"
+    )
 
     @field_validator("engines", "webhook_retry_schedule_s", "admin_accounts", mode="before")
     @classmethod

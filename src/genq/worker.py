@@ -26,6 +26,7 @@ from genq import lifecycle
 from genq.aio import wait_event
 from genq.engines.context import limit_native_threads
 from genq.engines.contract import Engine
+from genq.engines.diffusers.hosting import claim_batches, device_keys
 from genq.engines.upstream.gateway import Gateway, UpstreamEngine
 from genq.engines.upstream.tracker import UpstreamRun
 from genq.events import Change, EventBus
@@ -64,6 +65,7 @@ class Worker:
         self.storage = storage
         self.engines = dict(engines)
         self.limits = {n: e.concurrency for n, e in self.engines.items()}
+        self.devices = device_keys(self.engines)  # engines run one job per device here
         self.bus = bus
         self.board = board
         self.publish = publish
@@ -186,7 +188,14 @@ class Worker:
         # the engines the board knows have queued work (all of them when it knows of none:
         # then this is the periodic look for work not heard of)
         waiting = {e: n for e, n in self.limits.items() if self.board.queued(e)}
-        return len(await self._claim(free, waiting or self.limits))
+        if not self.devices:
+            return len(await self._claim(free, waiting or self.limits))
+        running = [run.claim.job.engine for run in self.runs.values()]
+        claimed = 0
+        for slots, limits in claim_batches(free, waiting or self.limits, self.devices, running):
+            if claimed < free:
+                claimed += len(await self._claim(min(slots, free - claimed), limits))
+        return claimed
 
     async def _claim(self, slots: int, limits: dict[str, int]) -> list[Claim]:
         lease = timedelta(seconds=self.settings.lease_s)
