@@ -130,12 +130,14 @@ class S3Backend:
         }
         if endpoint and endpoint.startswith("http://"):
             options["allow_http"] = True
+        where: dict[str, object] = {}
+        if endpoint:  # (path-style: what MinIO and SeaweedFS expect)
+            where = {"endpoint": endpoint, "virtual_hosted_style_request": False}
         self.store = S3Store(
             parts.netloc,
             prefix=prefix,
-            endpoint=endpoint or None,
-            virtual_hosted_style_request=False if endpoint else None,
             client_options=options,  # type: ignore[arg-type]
+            **where,  # type: ignore[arg-type]
             retry_config={
                 "max_retries": 2,
                 "backoff": {
