@@ -297,3 +297,66 @@ def test_worker_with_its_own_data_dir(
             worker.kill()
             worker.wait(10)
         srv.stop()
+
+
+def test_doctor_and_readyz_report_the_store(s3: S3Setup, api: httpx.Client) -> None:
+    from genq.doctor import Report, Status, _storage
+
+    def check() -> dict[str, Status]:
+        report = Report(database="-", data_dir="-")
+        _storage(report, s3.front.settings)
+        return {c.name: c.status for c in report.checks}
+
+    assert check() == {"object store": Status.OK, "storage": Status.OK}
+    s3.proxy.cut()
+    try:
+        assert check() == {"object store": Status.FAIL}
+        assert api.get("/readyz").status_code == 503
+    finally:
+        s3.proxy.restore()
+    assert api.get("/readyz").json()["status"] == "ok"
+
+
+def test_local_backend_serves_ranges(api_local: httpx.Client) -> None:
+    """The default backend (FileResponse): Range as the S3 proxy answers it."""
+    job = run(api_local, "demo/text2image", prompt="x", width=64, height=64)
+    url, size = job["outputs"][0]["url"], job["outputs"][0]["bytes"]
+    data = httpx.get(url).content
+    assert sha(data) == job["outputs"][0]["sha256"]
+    part = httpx.get(url, headers={"Range": "bytes=1-10"})
+    assert part.status_code == 206 and part.content == data[1:11]
+    assert part.headers["content-range"] == f"bytes 1-10/{size}"
+    assert httpx.get(url, headers={"Range": "bytes=-5"}).content == data[-5:]
+    assert httpx.get(url, headers={"Range": f"bytes={size}-"}).status_code == 416
+    f = api_local.post("/v1/files", files={"file": ("a.txt", b"0123456789", "text/plain")})
+    r = api_local.get(f"/v1/files/{f.json()['id']}/content", headers={"Range": "bytes=2-4"})
+    assert r.status_code == 206 and r.content == b"234"
+
+
+@pytest.fixture
+def api_local(server: LiveServer) -> Iterator[httpx.Client]:
+    with server.client(server.new_key("local")) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "want"),
+    [
+        (None, 10, None),
+        ("bytes=0-0", 10, (0, 1)),
+        ("bytes=2-", 10, (2, 10)),
+        ("bytes=2-100", 10, (2, 10)),
+        ("bytes=-3", 10, (7, 10)),
+        ("bytes=-30", 10, (0, 10)),
+        ("bytes=10-", 10, "unsatisfiable"),
+        ("bytes=-0", 10, "unsatisfiable"),
+        ("bytes=5-2", 10, None),  # malformed: the whole body
+        ("bytes=a-b", 10, None),
+        ("items=0-1", 10, None),
+        ("bytes=1-2, 5-6", 10, (1, 3)),  # the first range only
+    ],
+)
+def test_parse_range(header: str | None, size: int, want: object) -> None:
+    from genq.api.routes.files import parse_range
+
+    assert parse_range(header, size) == want
