@@ -156,7 +156,7 @@ class S3Backend:
         if content_type:
             attributes["Content-Type"] = content_type
         if filename:
-            attributes["Content-Disposition"] = f'inline; filename="{filename}"'
+            attributes["Content-Disposition"] = f'attachment; filename="{filename}"'
         try:
             obstore.put(self.store, key, path, attributes=attributes)
         except Exception as exc:
