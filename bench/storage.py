@@ -23,8 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, now_iso, running_server, save_json  # noqa: E402
-from tests.s3 import Seaweed  # noqa: E402
+from tests.s3 import Seaweed
+
+from bench.common import machine, now_iso, running_server, save_json
 
 SIZES = {"image 1 MB": 1_000_000, "video 200 MB": 200_000_000}
 
@@ -94,9 +95,9 @@ def main() -> None:
                     left -= n
             files[what] = path
         big = str(max(SIZES.values()) + (1 << 20))
-        results: dict[str, Any] = {"local disk": run_config(
-            "local", {"GENQ_MAX_UPLOAD_BYTES": big}, files, args.repeats
-        )}
+        results: dict[str, Any] = {
+            "local disk": run_config("local", {"GENQ_MAX_UPLOAD_BYTES": big}, files, args.repeats)
+        }
         weed = Seaweed(root / "weed").start()
         try:
             s3 = {
