@@ -71,6 +71,7 @@ class JobRun:
         self._sink_lock = threading.Lock()
         self._log_lines = self._logs_dropped = 0
         self._storage_error: StorageUnavailable | None = None  # an output could not be stored
+        self._out_dir: Path | None = None
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -230,12 +231,12 @@ class JobRun:
             with contextlib.suppress(LeaseLost):
                 await self._finish(Status.FAILED, error)
         finally:
-            if not self.storage.local:  # (inputs fetched from the object store)
-                await asyncio.to_thread(self.storage.drop_scratch, self.job_id)
+            if not self.storage.local:  # the local copies of inputs and outputs
+                await asyncio.to_thread(self.storage.drop_scratch, self.job_id, self._out_dir)
 
     async def _run(self) -> None:
         job = self.claim.job
-        out_dir = self.storage.new_output_dir(job.id)
+        out_dir = self._out_dir = self.storage.new_output_dir(job.id)
         if job.attempt > 1:  # leftovers of a lost attempt
             await asyncio.to_thread(self.storage.delete_job, job.id, out_dir)
         data = self.engine.input_model.model_validate(job.input)

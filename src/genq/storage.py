@@ -15,6 +15,7 @@ and fetches the inputs an engine reads into a per-job scratch dir (`input_path`)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -323,18 +324,11 @@ class Storage:
     # -- the worker's side ------------------------------------------------------------
 
     def persist_output(self, rel: str, content_type: str | None) -> None:
-        """Store an output the engine wrote locally: tried PUT_ATTEMPTS times; on
-        success the local copy is dropped. Raises StorageUnavailable."""
-        if self.local:
-            return
-        path = self.files / rel
-        self._put("files/" + rel, path, content_type, None)
-        path.unlink(missing_ok=True)
-        for parent in (path.parent, path.parent.parent):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
+        """Store an output the engine wrote locally: tried PUT_ATTEMPTS times. The
+        local copy stays until the run ends (the engine may still read it: a video's
+        thumbnail); `drop_scratch` removes it. Raises StorageUnavailable."""
+        if not self.local:
+            self._put("files/" + rel, self.files / rel, content_type, None)
 
     def persist_upload(self, rel: str, content_type: str | None, filename: str) -> None:
         if self.local:
@@ -367,10 +361,16 @@ class Storage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path if self.backend.fetch(key, path) else None
 
-    def drop_scratch(self, job_id: str) -> None:
-        """Remove the inputs fetched for a job's run (none with the local backend)."""
-        if not self.local:
-            shutil.rmtree(self.scratch / job_id, ignore_errors=True)
+    def drop_scratch(self, job_id: str, out_dir: Path | None = None) -> None:
+        """With an object store, remove a run's local copies: the inputs fetched for
+        it and its outputs directory (stored, or not to be recorded)."""
+        if self.local:
+            return
+        shutil.rmtree(self.scratch / job_id, ignore_errors=True)
+        if out_dir is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                out_dir.parent.rmdir()  # files/<job id>, when no other attempt is there
 
     # -- deletes ------------------------------------------------------------------------
 

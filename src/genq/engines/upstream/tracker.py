@@ -788,6 +788,16 @@ async def copy_outputs(
     except StorageUnavailable as exc:
         raise UpstreamError(UNAVAILABLE, str(exc)) from exc
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return await _copy_into(storage, call, snap, out_dir)
+    finally:
+        if not storage.local:  # the local copies (stored by now, or not to be recorded)
+            await asyncio.to_thread(storage.drop_scratch, job.id, out_dir)
+
+
+async def _copy_into(
+    storage: Storage, call: HttpCall, snap: Snapshot, out_dir: Path
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for remote in snap.outputs:
         rows.append(await _download(storage, call, remote, out_dir, len(rows)))
