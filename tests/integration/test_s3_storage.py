@@ -7,6 +7,7 @@ own data dir (no shared files) completes jobs the API process then serves."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import subprocess
@@ -360,3 +361,76 @@ def test_parse_range(header: str | None, size: int, want: object) -> None:
     from genq.api.routes.files import parse_range
 
     assert parse_range(header, size) == want
+
+
+def test_compat_faces_inline_outputs_read_from_the_store(s3: S3Setup, key: str) -> None:
+    """Replicate's sync mode (data: URIs) and OpenAI's b64_json read the bytes from S3."""
+    with httpx.Client(
+        base_url=s3.front.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as c:
+        r = c.post(
+            "/compat/replicate/v1/models/black-forest-labs/flux-schnell/predictions",
+            json={"input": {"prompt": "a rocket"}},
+            headers={"Prefer": "wait=30"},
+        )
+        assert r.status_code == 201, r.text
+        (uri,) = r.json()["output"]
+        assert uri.startswith("data:image/png;base64,")
+        raw = base64.b64decode(uri.split(",", 1)[1])
+        job = c.get("/v1/jobs", params={"limit": 1}).json()["data"][0]  # (the newest)
+        assert sha(raw) == job["outputs"][0]["sha256"]
+        r = c.post(
+            "/compat/openai/v1/images/generations",
+            json={"prompt": "a fox", "size": "256x256", "response_format": "b64_json"},
+        )
+        assert r.status_code == 200, r.text
+        png = base64.b64decode(r.json()["data"][0]["b64_json"])
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.size == (256, 256)
+
+
+def test_upstream_outputs_are_copied_into_the_store(
+    seaweed: Seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A front whose upstream is another genq on S3: its `url` results redirect to a
+    presigned URL, the front follows, and stores the copies in its own bucket prefix."""
+    from tests.integration.gateway_harness import front_server
+
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    where = {"s3_endpoint_url": seaweed.endpoint}
+    up = LiveServer(
+        make_settings(tmp_path / "up", storage_url="s3://genq-test/up" + token(6), **where)
+    ).start()
+    prefix = "front" + token(6)
+    config = {
+        "openai": {
+            "base_url": f"{up.url}/compat/openai/v1",
+            "api_key": up.new_key("buyer", plan="ultimate"),
+            "models": ["gpt-image-1", "dall-e-3"],
+        }
+    }
+    front = front_server(tmp_path, config, storage_url=f"s3://genq-test/{prefix}", **where)
+    try:
+        with front.client(front.new_key("alice")) as api:
+            ids = [
+                api.post("/v1/jobs", json={"engine": f"openai/{m}", "input": inp}).json()["id"]
+                for m, inp in (
+                    ("gpt-image-1", {"prompt": "a red fox", "size": "256x256"}),  # b64_json
+                    ("dall-e-3", {"prompt": "a blue fox", "size": "256x256"}),  # url
+                )
+            ]
+            for job_id in ids:
+                job = wait_for(api, job_id, timeout=60)
+                assert job["status"] == "succeeded", job["error"]
+                for out in job["outputs"]:
+                    key = httpx.URL(out["url"]).path.removeprefix("/")
+                    assert f"{prefix}/{key}" in seaweed.keys(f"{prefix}/files/{job_id}")
+                    r = httpx.get(out["url"], follow_redirects=True)
+                    assert sha(r.content) == out["sha256"]
+                    with Image.open(io.BytesIO(r.content)) as im:
+                        assert im.size == (256, 256)
+        assert not [p for p in (tmp_path / "front" / "files").rglob("*") if p.is_file()]
+    finally:
+        front.stop()
+        up.stop()
