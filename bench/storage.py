@@ -98,7 +98,8 @@ def main() -> None:
         results: dict[str, Any] = {
             "local disk": run_config("local", {"GENQ_MAX_UPLOAD_BYTES": big}, files, args.repeats)
         }
-        weed = Seaweed(root / "weed").start()
+        # room for every upload (SeaweedFS answers 500 once its volumes are full)
+        weed = Seaweed(root / "weed", volumes=200).start()
         try:
             s3 = {
                 "GENQ_MAX_UPLOAD_BYTES": big,

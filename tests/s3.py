@@ -46,6 +46,7 @@ class Seaweed:
     """`weed server` (master, volume, filer, S3) with its data in `root`."""
 
     root: Path
+    volumes: int = 20  # of 64 MB each: what the store holds (more for the benchmark)
     proc: subprocess.Popen[bytes] | None = None
     s3_port: int = 0
 
@@ -90,7 +91,7 @@ class Seaweed:
             "-master.volumeSizeLimitMB=64",
             f"-volume.port={volume}",
             f"-volume.port.grpc={vg}",
-            "-volume.max=20",
+            f"-volume.max={self.volumes}",
             "-filer",
             f"-filer.port={filer}",
             f"-filer.port.grpc={fg}",
