@@ -434,3 +434,44 @@ def test_upstream_outputs_are_copied_into_the_store(
     finally:
         front.stop()
         up.stop()
+
+
+def test_a_lost_attempts_objects_are_deleted_the_new_ones_kept(
+    seaweed: Seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a re-run does first (`JobRun._run`, attempt > 1): the job's objects under
+    any other token go; the new attempt's stay."""
+    from genq.storage import storage_for
+
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    prefix = "lost" + token(6)
+    storage = storage_for(f"s3://genq-test/{prefix}", tmp_path, seaweed.endpoint)
+    old, new = storage.new_output_dir("job_x"), storage.new_output_dir("job_x")
+    for d in (old, new):
+        d.mkdir(parents=True)
+        (d / "image_0.png").write_bytes(b"png")
+        storage.persist_output(storage.relative(d / "image_0.png"), "image/png")
+    assert len(seaweed.keys(f"{prefix}/files/job_x/")) == 2
+    storage.delete_job("job_x", keep=new)
+    assert seaweed.keys(f"{prefix}/files/job_x/") == [
+        f"{prefix}/files/job_x/{new.name}/image_0.png"
+    ]
+    assert not old.exists() and new.exists()
+    storage.delete_job("job_x")
+    assert seaweed.keys(f"{prefix}/files/job_x/") == []
+
+
+def test_a_file_url_is_the_local_backend_elsewhere(tmp_path: Path) -> None:
+    """`GENQ_STORAGE_URL=file:///path`: today's layout, under that path."""
+    elsewhere = tmp_path / "elsewhere"
+    srv = LiveServer(make_settings(tmp_path / "data", storage_url=f"file://{elsewhere}")).start()
+    try:
+        with srv.client(srv.new_key("f")) as api:
+            job = run(api, "demo/text2image", prompt="x", width=64, height=64)
+            rel = httpx.URL(job["outputs"][0]["url"]).path.removeprefix("/")
+            assert (elsewhere / rel).is_file()
+            assert sha(httpx.get(job["outputs"][0]["url"]).content) == job["outputs"][0]["sha256"]
+        assert not (tmp_path / "data" / "files").exists()
+    finally:
+        srv.stop()
