@@ -457,3 +457,18 @@ def job_record(account_id: str, **values: Any) -> Job:
     }
     row.update(values)
     return Job(**row)
+
+
+# -- object storage (SeaweedFS) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real SeaweedFS S3 gateway on loopback (tests/s3.py), for the session."""
+    from tests.s3 import Seaweed
+
+    weed = Seaweed(tmp_path_factory.mktemp("seaweed")).start()
+    try:
+        yield weed
+    finally:
+        weed.stop()

@@ -25,7 +25,7 @@ from genq.migrate import upgrade_async
 from genq.models import ModelService
 from genq.ratelimits import Holds, RateLimiter
 from genq.settings import Settings
-from genq.storage import Storage
+from genq.storage import storage_for
 from genq.store import Store
 from genq.webhooks import WebhookSender
 from genq.worker import Worker
@@ -52,7 +52,9 @@ class Genq:
         self.store = Store(
             settings.db_url, pool_size=settings.db_pool_size, readers=settings.db_readers
         )
-        self.storage = Storage(settings.data_dir)
+        self.storage = storage_for(
+            settings.storage_url, settings.data_dir, settings.s3_endpoint_url
+        )
         self.bus = EventBus()
         self.metrics = Metrics(self.bus)
         self.follower: SqliteFollower | PgFollower

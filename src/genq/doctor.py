@@ -29,9 +29,11 @@ from sqlalchemy.pool import NullPool
 
 from genq.engines.contract import Engine
 from genq.engines.registry import describe, load_engines
+from genq.errors import StorageUnavailable
 from genq.ids import utcnow
 from genq.migrate import alembic_config, sync_url
 from genq.settings import Settings
+from genq.storage import storage_for
 from genq.store import Store
 from genq.store.db import Cx, dt_of
 
@@ -116,7 +118,7 @@ def diagnose(settings: Settings, *, long_txn_s: float = LONG_TXN_S) -> Report:
         return report
     if _schema(report, url):
         engines = _engines(report, settings)
-        _storage(report, settings.data_dir)
+        _storage(report, settings)
         asyncio.run(_with_store(report, settings, engines, long_txn_s))
     return report
 
@@ -236,9 +238,22 @@ def _writable(directory: Path) -> str | None:
     return None
 
 
-def _storage(report: Report, data_dir: Path) -> None:
-    """Outputs and uploads can be written under the data dir."""
-    root = data_dir.resolve()
+def _storage(report: Report, settings: Settings) -> None:
+    """Outputs and uploads can be written under the data dir (with an object store: the
+    scratch copies there, and the store answers)."""
+    try:
+        storage = storage_for(settings.storage_url, settings.data_dir, settings.s3_endpoint_url)
+    except ValueError as exc:
+        report.add("storage", Status.FAIL, str(exc))
+        return
+    if not storage.local:
+        try:
+            asyncio.run(storage.backend.ping())
+        except StorageUnavailable as exc:
+            report.add("object store", Status.FAIL, f"{settings.storage_url}: {exc}")
+            return
+        report.add("object store", Status.OK, f"{settings.storage_url} answers")
+    root = storage.root
     for sub in ("files", "uploads"):
         target = root / sub
         if target.exists() and not target.is_dir():

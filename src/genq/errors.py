@@ -131,6 +131,12 @@ class TooManyStreams(GenqError):
     status, code, title = 429, "too_many_streams", "Too many open streams"
 
 
+class StorageUnavailable(GenqError):
+    """The object store does not answer; try again later."""
+
+    status, code, title = 503, "storage_unavailable", "Storage unavailable"
+
+
 class LeaseLost(GenqError):
     """The worker no longer holds this job's lease."""
 

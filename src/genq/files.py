@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import mimetypes
 import re
-import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from genq.errors import NotFound, TooLarge
+from genq.errors import NotFound, StorageUnavailable, TooLarge
 from genq.ids import iso, new_id
 from genq.payloads import check_text
 from genq.storage import Storage
@@ -55,6 +55,8 @@ class FileService:
         try:
             # Hashing and copying block: off the event loop.
             digest, size = await asyncio.to_thread(self._copy, src, target)
+            # to the object store (streamed from the local copy; nothing on local disk)
+            await asyncio.to_thread(self.storage.persist_upload, f"{file_id}/{name}", ctype, name)
             return await self.store.files.create(
                 {
                     "id": file_id,
@@ -70,7 +72,8 @@ class FileService:
             )
         except BaseException:
             # Whatever failed (too large, the database, a cancel), leave no orphan file.
-            await asyncio.to_thread(shutil.rmtree, target.parent, True)
+            with contextlib.suppress(StorageUnavailable):
+                await asyncio.to_thread(self.storage.delete_upload, file_id)
             raise
 
     def _copy(self, src: BinaryIO, target: Path) -> tuple[str, int]:

@@ -20,7 +20,14 @@ from pydantic import ValidationError
 
 from genq import idempotency, lifecycle, logs, netsafe, payloads
 from genq.engines.contract import Engine
-from genq.errors import Conflict, EngineNotFound, Expired, InvalidInput, NotFound
+from genq.errors import (
+    Conflict,
+    EngineNotFound,
+    Expired,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+)
 from genq.events import Change, EventBus
 from genq.ids import iso, new_id, utcnow
 from genq.jobcache import OVERHEAD, Board, CachedJob, JobCache
@@ -575,7 +582,10 @@ class JobService:
         return len(done)
 
     async def _expired(self, made: tuple[Job, JobEvent]) -> None:
-        await asyncio.to_thread(self.storage.delete_job, made[0].id)
+        try:
+            await asyncio.to_thread(self.storage.delete_job, made[0].id)
+        except StorageUnavailable as exc:  # the job is expired either way
+            log.warning("job %s: outputs not deleted: %s", made[0].id, exc)
         self.publish(made, outputs=())
 
     # -- for the worker ---------------------------------------------------------------
@@ -584,25 +594,31 @@ class JobService:
         """Map each file reference in the job's input to a local path, checked against the
         job's account; and the trained model's artifact, if the job names one."""
         info = self.info.get(job.engine)
-        paths: dict[str, Path] = {}
+        keys: dict[str, str] = {}
         for fmt, _path, ref in info.refs(job.input) if info else []:
             if fmt != FILE_FORMAT:
                 continue
             if ref.startswith("file_"):
                 f = await self.store.files.get(ref)
                 if f is not None and f.account_id == job.account_id:
-                    paths[ref] = self.storage.uploads / f.path
+                    keys[ref] = f"uploads/{f.path}"
             else:
                 ref_job, _, name = ref.partition("/")
                 owner = await self.store.jobs.get(ref_job)
                 out = await self.store.jobs.output(ref_job, name)
                 if owner is not None and owner.account_id == job.account_id and out is not None:
-                    paths[ref] = self.storage.output_path(out.path)
-        model = None
+                    keys[ref] = f"files/{out.path}"
+        model_key = None
         if job.model_id and job.task != "train":
             m = await self.store.models.get(job.model_id)
             if m is not None and m.account_id == job.account_id and m.artifact:
-                model = self.storage.output_path(m.artifact)
+                model_key = f"files/{m.artifact}"
+        paths: dict[str, Path] = {}
+        model = None
+        if self.storage.local:  # the files themselves
+            paths, model = self._local_inputs(job.id, keys, model_key)
+        elif keys or model_key:  # fetched from the object store into the job's scratch dir
+            paths, model = await asyncio.to_thread(self._local_inputs, job.id, keys, model_key)
 
         def resolve(ref: str) -> Path:
             if ref not in paths:
@@ -610,6 +626,17 @@ class JobService:
             return paths[ref]
 
         return resolve, model
+
+    def _local_inputs(
+        self, job_id: str, keys: dict[str, str], model_key: str | None
+    ) -> tuple[dict[str, Path], Path | None]:
+        paths = {}
+        for ref, key in keys.items():
+            path = self.storage.input_path(key, job_id)
+            if path is not None:
+                paths[ref] = path
+        model = self.storage.input_path(model_key, job_id) if model_key else None
+        return paths, model
 
 
 class Sweeper:

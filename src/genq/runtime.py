@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from genq import lifecycle, logs
 from genq.engines.context import Context, call_engine
 from genq.engines.contract import Engine, EngineError, JobCanceled, Log, Output, Progress, Record
-from genq.errors import LeaseLost
+from genq.errors import LeaseLost, StorageUnavailable
 from genq.ids import utcnow
 from genq.lifecycle import ErrorInfo, Hook, Status, Step
 from genq.payloads import clean_text
@@ -70,6 +70,8 @@ class JobRun:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._sink_lock = threading.Lock()
         self._log_lines = self._logs_dropped = 0
+        self._storage_error: StorageUnavailable | None = None  # an output could not be stored
+        self._out_dir: Path | None = None
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -124,6 +126,8 @@ class JobRun:
                 if isinstance(rec, Progress):
                     pending = rec
                 elif isinstance(rec, Output | Log):
+                    if isinstance(rec, Output) and not await self._persist(rec):
+                        continue
                     if pending is not None:  # nothing overtakes a progress report
                         items.append(self._progress_item(pending))
                         pending = None
@@ -162,6 +166,24 @@ class JobRun:
     def _log_item(rec: Log) -> tuple[Step, None, None]:
         return lifecycle.logged(rec.level, clean_text(rec.message[:4000])), None, None
 
+    async def _persist(self, item: Output) -> bool:
+        """Store an output before its row is written (a no-op on the local backend).
+        When the store stays down the engine is stopped and the job fails; no later
+        output is recorded."""
+        if self._storage_error is not None:
+            return False
+        if self.storage.local:
+            return True
+        try:
+            rel = self.storage.relative(item.path)
+            await asyncio.to_thread(self.storage.persist_output, rel, item.content_type)
+        except StorageUnavailable as exc:
+            log.warning("job %s: output %s not stored: %s", self.job_id, item.name, exc)
+            self._storage_error = exc
+            self.cancel_requested.set()
+            return False
+        return True
+
     def _output_item(self, item: Output) -> tuple[Step, Hook | None, dict[str, Any]]:
         path, position = self.storage.relative(item.path), len(self.outputs)
         row = {
@@ -199,6 +221,10 @@ class JobRun:
             log.warning(
                 "job %s: lease lost; abandoning attempt %s", self.job_id, self.claim.attempt
             )
+        except StorageUnavailable as exc:  # inputs could not be fetched, leftovers deleted
+            log.warning("job %s: %s", self.job_id, exc)
+            with contextlib.suppress(LeaseLost):
+                await self._finish(Status.FAILED, _storage_failure(exc))
         except Exception as exc:  # the runtime itself failed: fail the job, keep the worker
             log.exception("job %s: could not be run", self.job_id)
             error = ErrorInfo(
@@ -206,10 +232,13 @@ class JobRun:
             )
             with contextlib.suppress(LeaseLost):
                 await self._finish(Status.FAILED, error)
+        finally:
+            if not self.storage.local:  # the local copies of inputs and outputs
+                await asyncio.to_thread(self.storage.drop_scratch, self.job_id, self._out_dir)
 
     async def _run(self) -> None:
         job = self.claim.job
-        out_dir = self.storage.new_output_dir(job.id)
+        out_dir = self._out_dir = self.storage.new_output_dir(job.id)
         if job.attempt > 1:  # leftovers of a lost attempt
             await asyncio.to_thread(self.storage.delete_job, job.id, out_dir)
         data = self.engine.input_model.model_validate(job.input)
@@ -253,6 +282,8 @@ class JobRun:
         if self.lost:
             return
         status, error = self._outcome(engine_task, stopped)
+        if self._storage_error is not None:  # nothing succeeds whose outputs are not stored
+            status, error = Status.FAILED, _storage_failure(self._storage_error)
         await self._finish(status, error)
 
     async def _finish(self, status: Status, error: ErrorInfo | None) -> None:
@@ -298,3 +329,7 @@ class JobRun:
         return Status.FAILED, ErrorInfo(
             "engine_error", clean_text(f"{type(exc).__name__}: {exc}"[:2000])
         )
+
+
+def _storage_failure(exc: StorageUnavailable) -> ErrorInfo:
+    return ErrorInfo("storage_unavailable", clean_text(str(exc)[:2000]), True)

@@ -140,6 +140,21 @@ class Settings(BaseSettings):
     hf_offline: bool = Field(
         False, description="load models only from the local Hugging Face cache (HF_HUB_OFFLINE)"
     )
+    # -- object storage (issue 16: storage) --
+    storage_url: str = Field(
+        "",
+        description="where outputs and uploads go: file:///path or s3://bucket/prefix;"
+        " default: the data dir",
+    )
+    s3_endpoint_url: str = Field(
+        "", description="an S3-compatible endpoint (MinIO, SeaweedFS, R2); default: AWS"
+    )
+    storage_url_ttl_s: int = Field(
+        3600, ge=1, description="how long a presigned download URL (the 307's target) is valid"
+    )
+    storage_proxy: bool = Field(
+        False, description="with s3://, stream downloads through genq instead of redirecting"
+    )
 
     @field_validator("engines", "webhook_retry_schedule_s", "admin_accounts", mode="before")
     @classmethod

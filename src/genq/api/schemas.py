@@ -254,6 +254,7 @@ _WHY: dict[int, str] = {
     415: "The body is not JSON",
     422: "Invalid input",
     429: "Rate limited (see Retry-After)",
+    503: "The object store does not answer (storage_unavailable)",
 }
 PROBLEM_TYPE = "application/problem+json"
 

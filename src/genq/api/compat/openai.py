@@ -385,11 +385,11 @@ async def _answer(genq: Genq, caller: Principal, job_id: str, wait_s: float) -> 
 
 
 def _read_output(genq: Genq, url: str) -> bytes:
-    rel = url.split("/files/", 1)[-1]
-    path = genq.storage.public_file(rel)
-    if path is None:
+    key = genq.storage.public_key(url.split("/files/", 1)[-1])
+    data = genq.storage.read(key) if key is not None else None
+    if data is None:
         raise ImageFailed(f"output {url} is gone")
-    return path.read_bytes()
+    return data
 
 
 async def render(genq: Genq, job: Job) -> dict[str, Any]:

@@ -52,7 +52,6 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 from functools import cache
-from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
@@ -389,12 +388,11 @@ async def _logs(genq: Genq, job_id: str) -> list[str]:
     return _log_lines(await genq.jobs.events_after(job_id, 0))
 
 
-def _local_file(genq: Genq, url: str) -> Path | None:
+def _output_key(genq: Genq, url: str) -> str | None:
     prefix = f"{genq.settings.base_url}/files/"
     if not url.startswith(prefix):
         return None
-    path = genq.storage.public_file(url[len(prefix) :])
-    return path
+    return genq.storage.public_key(url[len(prefix) :])
 
 
 def _data_uris(genq: Genq, job: Job) -> list[str]:
@@ -404,11 +402,15 @@ def _data_uris(genq: Genq, job: Job) -> list[str]:
         if o.get("kind") == "thumbnail":
             continue
         url = str(o["url"])
-        path = _local_file(genq, url)
-        if url.startswith("https:") or path is None or int(o.get("bytes") or 0) > INLINE_MAX_BYTES:
+        key = _output_key(genq, url)
+        if url.startswith("https:") or key is None or int(o.get("bytes") or 0) > INLINE_MAX_BYTES:
             out.append(url)
             continue
-        encoded = base64.b64encode(path.read_bytes()).decode()
+        data = genq.storage.read(key)  # (from the object store: StorageUnavailable -> 503)
+        if data is None:
+            out.append(url)
+            continue
+        encoded = base64.b64encode(data).decode()
         out.append(f"data:{o.get('content_type') or 'application/octet-stream'};base64,{encoded}")
     return out
 

@@ -74,8 +74,8 @@ async def healthz() -> Response:
 @router.get(
     "/readyz",
     tags=["system"],
-    responses={503: {"description": "The database does not answer"}},
-    summary="Readiness: the database answers",
+    responses={503: {"description": "The database or the object store does not answer"}},
+    summary="Readiness: the database (and object store) answer",
 )
 async def readyz(genq: App) -> Response:
     """503 when the database does not answer; why is logged, not shown (it names hosts
@@ -86,6 +86,14 @@ async def readyz(genq: App) -> Response:
         log.warning("readiness: the database does not answer", exc_info=True)
         return JSONResponse(
             {"status": "unavailable", "detail": "the database does not answer"}, status_code=503
+        )
+    try:
+        await genq.storage.backend.ping()  # (the local backend: nothing to ask)
+    except Exception:
+        log.warning("readiness: the object store does not answer", exc_info=True)
+        return JSONResponse(
+            {"status": "unavailable", "detail": "the object store does not answer"},
+            status_code=503,
         )
     return JSONResponse(
         {"status": "ok", "engines": len(genq.engines), "worker": genq.worker is not None}

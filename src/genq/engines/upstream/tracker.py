@@ -60,7 +60,7 @@ from genq.engines.upstream.base import (
 )
 from genq.engines.upstream.call import HttpCall
 from genq.engines.upstream.gateway import Gateway, Upstream, UpstreamEngine
-from genq.errors import LeaseLost
+from genq.errors import LeaseLost, StorageUnavailable
 from genq.ids import utcnow
 from genq.lifecycle import ErrorInfo, Status
 from genq.payloads import clean_text
@@ -786,11 +786,25 @@ async def copy_outputs(
 ) -> list[dict[str, Any]]:
     """The upstream outputs, downloaded into genq's storage (their URLs expire)."""
     out_dir = storage.new_output_dir(job.id)
-    await asyncio.to_thread(storage.delete_job, job.id, out_dir)
+    try:
+        await asyncio.to_thread(storage.delete_job, job.id, out_dir)
+    except StorageUnavailable as exc:
+        raise UpstreamError(UNAVAILABLE, str(exc)) from exc
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return await _copy_into(storage, call, snap, out_dir)
+    finally:
+        if not storage.local:  # the local copies (stored by now, or not to be recorded)
+            await asyncio.to_thread(storage.drop_scratch, job.id, out_dir)
+
+
+async def _copy_into(
+    storage: Storage, call: HttpCall, snap: Snapshot, out_dir: Path
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for remote in snap.outputs:
         rows.append(await _download(storage, call, remote, out_dir, len(rows)))
+        await _persist(storage, rows[-1])
     if snap.artifact is not None:
         data = orjson.dumps(snap.artifact, option=orjson.OPT_INDENT_2)
         path = out_dir / "weights.json"
@@ -808,7 +822,18 @@ async def copy_outputs(
                 size=len(data),
             )
         )
+        await _persist(storage, rows[-1])
     return rows
+
+
+async def _persist(storage: Storage, row: dict[str, Any]) -> None:
+    """Into the object store before the row is recorded (no-op on the local backend)."""
+    if storage.local:
+        return
+    try:
+        await asyncio.to_thread(storage.persist_output, row["path"], row["content_type"])
+    except StorageUnavailable as exc:
+        raise UpstreamError(UNAVAILABLE, f"output {row['name']} not stored: {exc}") from exc
 
 
 def _row(
