@@ -89,7 +89,7 @@ def _say(settings: Settings, text: str) -> None:
 def _app_or_exit(make: Callable[[], T]) -> T:
     """Build what serves (or works); a configuration it cannot use ends the command
     with its message and status 2, not a traceback."""
-    from genq.engines.upstream.gateway import ConfigError
+    from genq.errors import ConfigError
 
     try:
         return make()
@@ -516,7 +516,8 @@ def upstreams_check(
 ) -> None:
     """Try each configured provider's server key with a cheap call."""
     from genq.engines.upstream.base import UpstreamError
-    from genq.engines.upstream.gateway import ConfigError, Gateway
+    from genq.engines.upstream.gateway import Gateway
+    from genq.errors import ConfigError
 
     try:
         gateway = Gateway(Settings().upstreams)

@@ -141,3 +141,8 @@ class LeaseLost(GenqError):
     """The worker no longer holds this job's lease."""
 
     status, code, title = 409, "lease_lost", "Lease lost"
+
+
+class ConfigError(ValueError):
+    """The configuration (GENQ_UPSTREAMS, GENQ_DIFFUSERS, GENQ_STORAGE_URL, ...) says
+    something genq cannot use: `genq serve`/`worker` end with the message, status 2."""

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from genq.cli import app
 from genq.engines.diffusers import DiffusersConfigError, parse
 from genq.engines.diffusers.hosting import claim_batches
-from genq.engines.upstream.gateway import ConfigError
+from genq.errors import ConfigError
 from tests.conftest import GENQ, genq_env
 
 OK = {"task": "text2image", "model": "acme/model", "device": "cuda"}

@@ -9,8 +9,9 @@ import pytest
 
 from genq.engines.registry import describe
 from genq.engines.upstream.base import price_of
-from genq.engines.upstream.gateway import Breaker, ConfigError, Gateway, UpstreamEngine
+from genq.engines.upstream.gateway import Breaker, Gateway, UpstreamEngine
 from genq.engines.upstream.tracker import backoff
+from genq.errors import ConfigError
 
 BASE = {"base_url": "https://upstream.example/v2", "api_key": "sk_live_secret_1234"}
 

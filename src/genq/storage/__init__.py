@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from genq.errors import StorageUnavailable
+from genq.errors import ConfigError, StorageUnavailable
 from genq.ids import token
 from genq.storage.base import Backend, ObjectInfo
 from genq.storage.local import LocalBackend
@@ -46,7 +46,7 @@ def backend_for(url: str | None, data_dir: Path, endpoint: str | None) -> tuple[
         from genq.storage.s3 import S3Backend  # obstore loaded only when used
 
         return data_dir, S3Backend(url, endpoint)
-    raise ValueError(f"GENQ_STORAGE_URL must be file:///path or s3://bucket/prefix, not {url!r}")
+    raise ConfigError(f"GENQ_STORAGE_URL must be file:///path or s3://bucket/prefix, not {url!r}")
 
 
 class Storage:

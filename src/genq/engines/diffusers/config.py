@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from genq.engines.upstream.gateway import ConfigError
+from genq.errors import ConfigError
 
 PIPE_TASKS = ("text2image", "image2image", "inpaint", "upscale", "text2video")
 TASKS = (*PIPE_TASKS, "train-lora")

@@ -63,16 +63,13 @@ from genq.engines.upstream.base import (
     price_of,
 )
 from genq.engines.upstream.call import HttpCall
+from genq.errors import ConfigError
 from genq.ids import utcnow
 
 log = logging.getLogger(__name__)
 
 
 DISCOVER_RETRY_S = 30.0  # an upstream's discovery is tried again this often until it answers
-
-
-class ConfigError(ValueError):
-    """GENQ_UPSTREAMS says something genq cannot use."""
 
 
 @dataclass
