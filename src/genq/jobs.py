@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from genq import idempotency, lifecycle, netsafe, payloads
+from genq import idempotency, lifecycle, netsafe, payloads, tracing
 from genq.engines.contract import Engine
 from genq.errors import Conflict, EngineNotFound, Expired, InvalidInput, NotFound
 from genq.events import Change, EventBus
@@ -217,6 +217,7 @@ class JobService:
             completed_at=None,
             expires_at=now + timedelta(days=retention_days),
             updated_at=now,
+            trace_context=tracing.traceparent() if tracing.ON else None,
         )
         made = await self.store.jobs.create(
             job,

@@ -1,0 +1,356 @@
+"""OpenTelemetry traces: one trace per job, from the submitting request to the last
+webhook delivery, across processes.
+
+Off unless `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+set: then `setup()` installs a tracer provider that exports over OTLP/HTTP in batches
+(the standard `OTEL_*` variables apply) and flushes at exit. Off, nothing is installed
+and the hot paths pay one module-attribute test (`ON`) at most.
+
+On, the job's trace goes: the request's server span (`instrument_app`, route
+templates as names) -> `job.submit` (`instrument_core`), whose W3C `traceparent` is
+stored with the job (`jobs.trace_context`) -> `job.queued` (recorded at claim, from
+the job's creation) and `job.run` (current while the engine runs, so its HTTP calls
+and logs join it; steps as span events) -> `webhook.deliver` (client spans, the
+`traceparent` sent on to the receiver). Store operations are `db.read`/`db.write`
+spans; httpx clients (upstream services) are instrumented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from datetime import datetime
+from functools import partial, wraps
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
+
+    from genq.api.front import Front
+    from genq.core import Genq
+    from genq.lifecycle import ErrorInfo, Step
+    from genq.store.records import Claim, Job
+
+ON = False  # set once by `setup()`; read on the hot paths
+ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+EXCLUDED_PATHS = "/metrics,/healthz"  # polled by machines: no spans
+_provider: TracerProvider | None = None
+_tracer: Tracer | None = None
+
+
+def wanted(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment asks for traces (an OTLP endpoint is set)."""
+    return any(env.get(name, "").strip() for name in ENDPOINT_VARS)
+
+
+def setup() -> bool:
+    """Install the tracer provider once per process if the environment asks for it;
+    whether tracing is on. Later calls (another `Genq` in the process) change nothing."""
+    global ON, _provider, _tracer
+    if ON or not wanted():
+        return ON
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from genq import __version__
+
+    resource = Resource.create(
+        {
+            SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or "genq",
+            SERVICE_INSTANCE_ID: f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
+            "service.version": __version__,
+        }
+    )
+    # shutdown_on_exit: the batch still queued is exported when the process exits
+    provider = TracerProvider(resource=resource, shutdown_on_exit=True)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    _provider, _tracer = provider, provider.get_tracer("genq")
+    ON = True
+    return True
+
+
+def flush() -> None:
+    """Export what is queued now (a stopping server or worker; exit does it too)."""
+    if _provider is not None:
+        _provider.force_flush(5000)
+
+
+def tracer() -> Tracer:
+    assert _tracer is not None, "tracing is off"
+    return _tracer
+
+
+# -- carrying a trace in the job row ------------------------------------------------------
+
+
+def traceparent() -> str | None:
+    """The current span as a W3C `traceparent` (None when off or outside a span)."""
+    if not ON:
+        return None
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def context_of(stored: str | None) -> Context | None:
+    """The parent context a stored `traceparent` names (None: a root span then)."""
+    if not stored:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator().extract({"traceparent": stored})
+
+
+def _ns(when: datetime) -> int:
+    return int(when.timestamp() * 1e9)
+
+
+# -- the job's spans ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def job_run(claim: Claim, kind: str = "engine") -> Iterator[Span | None]:
+    """`job.queued` (attempt 1: from the job's creation to its claim) and `job.run`,
+    current for the block (the engine's task and threads inherit it); both children
+    of the job's stored context."""
+    if not ON:
+        yield None
+        return
+    from opentelemetry.trace import SpanKind
+
+    job = claim.job
+    parent = context_of(job.trace_context)
+    attrs: dict[str, Any] = {
+        "genq.job_id": job.id,
+        "genq.engine": job.engine,
+        "genq.account_id": job.account_id,
+        "genq.attempt": claim.attempt,
+    }
+    t = tracer()
+    if claim.attempt <= 1:
+        queued = t.start_span(
+            "job.queued", context=parent, start_time=_ns(job.created_at), attributes=attrs
+        )
+        queued.end()
+    with t.start_as_current_span(
+        "job.run", context=parent, kind=SpanKind.CONSUMER, attributes={**attrs, "genq.run": kind}
+    ) as span:
+        yield span
+
+
+def finished(status: str, error: ErrorInfo | None) -> None:
+    """Mark the current `job.run` span with the job's outcome."""
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    span = trace.get_current_span()
+    span.set_attribute("genq.status", str(status))
+    if error is not None:
+        span.set_attribute("genq.error_code", error.code)
+        if str(status) == "failed":
+            span.set_status(Status(StatusCode.ERROR, f"{error.code}: {error.message}"[:500]))
+
+
+def raised(exc: BaseException | None) -> None:
+    """The engine's exception as an event on the current span (its status comes with
+    the outcome: `finished`)."""
+    if exc is not None:
+        from opentelemetry import trace
+
+        trace.get_current_span().record_exception(exc)
+
+
+@contextlib.contextmanager
+def job_span(
+    name: str, job: Job, attributes: Mapping[str, Any] | None = None
+) -> Iterator[Span | None]:
+    """A span in the job's trace (parent: its stored context), current for the block."""
+    if not ON:
+        yield None
+        return
+    attrs = {"genq.job_id": job.id, "genq.engine": job.engine, "genq.account_id": job.account_id}
+    with tracer().start_as_current_span(
+        name, context=context_of(job.trace_context), attributes={**attrs, **(attributes or {})}
+    ) as span:
+        yield span
+
+
+def steps(items: Sequence[tuple[Step, Any, Any]]) -> None:
+    """The engine's records written in one flush, as events on the current span."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    for step, _, row in items:
+        attrs: dict[str, Any] = {}
+        if row is not None:
+            attrs["genq.output"] = str(row.get("name", ""))
+        else:
+            for k in ("progress", "level"):
+                v = step.data.get(k)
+                if isinstance(v, int | float | str):
+                    attrs[f"genq.{k}"] = v
+        span.add_event(str(step.event.value), attrs)
+
+
+@contextlib.contextmanager
+def delivery(
+    job: Job, event: str, delivery_id: str, headers: MutableMapping[str, str]
+) -> Iterator[Span | None]:
+    """A webhook delivery as a client span in the job's trace; its `traceparent` goes
+    in `headers` for the receiver. httpx's own span is left out (it would be a second
+    client span for the same request)."""
+    if not ON:
+        yield None
+        return
+    from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+    from opentelemetry.trace import SpanKind
+
+    with tracer().start_as_current_span(
+        "webhook.deliver",
+        context=context_of(job.trace_context),
+        kind=SpanKind.CLIENT,
+        attributes={
+            "genq.job_id": job.id,
+            "genq.account_id": job.account_id,
+            "genq.webhook.event": event,
+            "genq.webhook.delivery_id": delivery_id,
+        },
+    ) as span:
+        tp = traceparent()
+        if tp is not None:
+            headers["traceparent"] = tp
+        with suppress_http_instrumentation():
+            yield span
+
+
+def answered(span: Span | None, code: int | None, error: str | None) -> None:
+    """A delivery's (or any client span's) outcome: the status code, ERROR unless 2xx."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    if code is not None:
+        span.set_attribute("http.response.status_code", code)
+    if code is None or not 200 <= code < 300:
+        span.set_status(Status(StatusCode.ERROR, error or f"receiver answered {code}"))
+
+
+# -- wiring it in -------------------------------------------------------------------------
+
+
+def instrument_core(core: Genq) -> None:
+    """Spans for the service layer of a `Genq`: `job.submit`, and the store's
+    operations. Off: nothing (the methods stay as they are)."""
+    if not ON:
+        return
+    jobs = core.jobs
+    submit = jobs.submit
+
+    @wraps(submit)
+    async def traced_submit(*args: Any, **kwargs: Any) -> Any:
+        with tracer().start_as_current_span("job.submit") as span:
+            job = await submit(*args, **kwargs)
+            span.set_attribute("genq.job_id", job.id)
+            span.set_attribute("genq.engine", job.engine)
+            span.set_attribute("genq.account_id", job.account_id)
+            return job
+
+    setattr(jobs, "submit", traced_submit)  # noqa: B010 (an instance's method, replaced)
+    db = core.store.db
+    system = "postgresql" if db.is_postgres else "sqlite"
+    for name in ("read", "write"):
+        setattr(db, name, _traced_op(getattr(db, name), f"db.{name}", system))
+
+
+def _traced_op(
+    run: Callable[..., Awaitable[Any]], name: str, system: str
+) -> Callable[..., Awaitable[Any]]:
+    from opentelemetry.trace import SpanKind
+
+    @wraps(run)
+    async def traced(op: Any, *args: Any) -> Any:
+        with tracer().start_as_current_span(
+            name,
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": system, "db.operation.name": op.__name__},
+        ):
+            return await run(op, *args)
+
+    return traced
+
+
+def instrument_app(front: Front) -> Front:
+    """`front` behind OpenTelemetry's ASGI middleware (server spans named by route
+    template, `/metrics` and `/healthz` left out); `front` itself when off."""
+    if not ON:
+        return front
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    from genq.api.front import Front as FrontType
+
+    class TracedFront(FrontType):
+        """The same app, entered through the middleware."""
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await self._traced(scope, receive, send)
+
+    traced = object.__new__(TracedFront)
+    traced.__dict__.update(front.__dict__)
+    names = _RouteNames(front)
+    traced.__dict__["_traced"] = OpenTelemetryMiddleware(
+        partial(FrontType.__call__, traced),
+        excluded_urls=EXCLUDED_PATHS,
+        default_span_details=names,
+        exclude_spans=["receive", "send"],
+        tracer_provider=_provider,
+    )
+    return traced
+
+
+class _RouteNames:
+    """A request's span name, `METHOD /route/{template}` (never the raw path: ids would
+    make every span name unique), by the FastAPI route it matches, cached by path for
+    the routes without parameters."""
+
+    def __init__(self, front: Front) -> None:
+        self.routes = front.inner.router.routes
+        self.static: dict[tuple[str, str], str] = {}
+
+    def __call__(self, scope: Any) -> tuple[str, dict[str, Any]]:
+        from starlette.routing import Match
+
+        method = scope.get("method", "HTTP")
+        path = scope.get("path", "")
+        found = self.static.get((method, path))
+        if found is not None:
+            return found, {"http.route": found.partition(" ")[2]}
+        partial = None
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                template = getattr(route, "path", "")
+                break
+            if match == Match.PARTIAL and partial is None:
+                partial = getattr(route, "path", "")
+        else:
+            template = partial or ""
+        if not template:
+            return method, {}
+        name = f"{method} {template}"
+        if "{" not in template and len(self.static) < 1000:
+            self.static[(method, path)] = name
+        return name, {"http.route": template}
