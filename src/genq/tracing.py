@@ -279,10 +279,12 @@ def instrument_core(core: Genq) -> None:
 def _traced_op(
     run: Callable[..., Awaitable[Any]], name: str, system: str
 ) -> Callable[..., Awaitable[Any]]:
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import SpanKind, get_current_span
 
     @wraps(run)
     async def traced(op: Any, *args: Any) -> Any:
+        if not get_current_span().get_span_context().is_valid:
+            return await run(op, *args)  # background polls: not part of any trace
         with tracer().start_as_current_span(
             name,
             kind=SpanKind.CLIENT,
@@ -295,7 +297,11 @@ def _traced_op(
 
 def instrument_app(front: Front) -> Front:
     """`front` behind OpenTelemetry's ASGI middleware (server spans named by route
-    template, `/metrics` and `/healthz` left out); `front` itself when off."""
+    template, `/metrics` and `/healthz` left out); `front` itself when off.
+
+    The middleware owns the request's server span: FastAPI's own telemetry (which
+    would start a second, unparented server span once a provider is installed) is
+    told to stand aside for the request."""
     if not ON:
         return front
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -310,9 +316,23 @@ def instrument_app(front: Front) -> Front:
 
     traced = object.__new__(TracedFront)
     traced.__dict__.update(front.__dict__)
-    names = _RouteNames(front)
+    names = RouteNames(front)
+
+    async def entered(scope: Any, receive: Any, send: Any) -> None:
+        scope["fastapi.telemetry"] = None  # FastAPI: no telemetry of its own
+        if scope["type"] != "http" or names.hot(scope["path"]) is not None:
+            await FrontType.__call__(traced, scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":  # routed by now; span still open
+                names.routed(scope)
+            await send(message)
+
+        await FrontType.__call__(traced, scope, receive, sending)
+
     traced.__dict__["_traced"] = OpenTelemetryMiddleware(
-        partial(FrontType.__call__, traced),
+        entered,
         excluded_urls=EXCLUDED_PATHS,
         default_span_details=names,
         exclude_spans=["receive", "send"],
@@ -321,36 +341,43 @@ def instrument_app(front: Front) -> Front:
     return traced
 
 
-class _RouteNames:
-    """A request's span name, `METHOD /route/{template}` (never the raw path: ids would
-    make every span name unique), by the FastAPI route it matches, cached by path for
-    the routes without parameters."""
+class RouteNames:
+    """A request's span name is `METHOD /route/{template}`, never the raw path (ids
+    would make every name unique). The paths `Front` serves itself are named from
+    their patterns when the span starts; the others get the template of the FastAPI
+    route that answered (`scope["route"]`) when they are done."""
 
     def __init__(self, front: Front) -> None:
-        self.routes = front.inner.router.routes
-        self.static: dict[tuple[str, str], str] = {}
+        self.faces = [(pattern, face.path) for pattern, face in front.faces]
 
     def __call__(self, scope: Any) -> tuple[str, dict[str, Any]]:
-        from starlette.routing import Match
-
-        method = scope.get("method", "HTTP")
-        path = scope.get("path", "")
-        found = self.static.get((method, path))
-        if found is not None:
-            return found, {"http.route": found.partition(" ")[2]}
-        partial = None
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                template = getattr(route, "path", "")
-                break
-            if match == Match.PARTIAL and partial is None:
-                partial = getattr(route, "path", "")
-        else:
-            template = partial or ""
-        if not template:
+        method = scope.get("method") or "HTTP"
+        template = self.hot(scope.get("path", ""))
+        if template is None:
             return method, {}
-        name = f"{method} {template}"
-        if "{" not in template and len(self.static) < 1000:
-            self.static[(method, path)] = name
-        return name, {"http.route": template}
+        return f"{method} {template}", {"http.route": template}
+
+    def hot(self, path: str) -> str | None:
+        if path == "/v1/jobs":
+            return path
+        if path.startswith("/v1/jobs/"):
+            job_id, _, rest = path[9:].partition("/")
+            if job_id and not rest:
+                return "/v1/jobs/{job_id}"
+            return "/v1/jobs/{job_id}/events" if job_id and rest == "events" else None
+        for pattern, template in self.faces:
+            if pattern.match(path):
+                return template
+        return None
+
+    @staticmethod
+    def routed(scope: Any) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if not isinstance(template, str):
+            return
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        span.update_name(f"{scope.get('method') or 'HTTP'} {template}")
+        span.set_attribute("http.route", template)
