@@ -270,6 +270,8 @@ def instrument_core(core: Genq) -> None:
             return job
 
     setattr(jobs, "submit", traced_submit)  # noqa: B010 (an instance's method, replaced)
+    if not core.settings.trace_db:
+        return
     db = core.store.db
     system = "postgresql" if db.is_postgres else "sqlite"
     for name in ("read", "write"):
@@ -308,15 +310,22 @@ def instrument_app(front: Front) -> Front:
 
     from genq.api.front import Front as FrontType
 
+    names = RouteNames(front)
+    reads = front.genq.settings.trace_reads
+
     class TracedFront(FrontType):
-        """The same app, entered through the middleware."""
+        """The same app, entered through the middleware (the polled status reads go
+        straight in unless `trace_reads`)."""
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            await self._traced(scope, receive, send)
+            if not reads and scope.get("method") == "GET" and names.polled(scope["path"]):
+                scope["fastapi.telemetry"] = None
+                await FrontType.__call__(self, scope, receive, send)
+            else:
+                await self._traced(scope, receive, send)
 
     traced = object.__new__(TracedFront)
     traced.__dict__.update(front.__dict__)
-    names = RouteNames(front)
 
     async def entered(scope: Any, receive: Any, send: Any) -> None:
         scope["fastapi.telemetry"] = None  # FastAPI: no telemetry of its own
@@ -356,6 +365,10 @@ class RouteNames:
         if template is None:
             return method, {}
         return f"{method} {template}", {"http.route": template}
+
+    def polled(self, path: str) -> bool:
+        """Whether a GET of `path` is one of the status reads clients poll."""
+        return path != "/v1/jobs" and self.hot(path) is not None
 
     def hot(self, path: str) -> str | None:
         if path == "/v1/jobs":
