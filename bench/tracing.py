@@ -3,8 +3,9 @@ and on (OTLP/HTTP to a loopback collector stub in this process, the SDK's batch
 processor with its defaults), side by side, measured with wrk, runs interleaved
 (off on on off ...):
 
-- `GET /v1/jobs/{id}` (a cached, succeeded job; the hot path of section 1): a server
-  span per request (named by route template), nothing else;
+- `GET /v1/jobs/{id}` (a cached, succeeded job; the hot path of section 1): on, the
+  polled reads stay out of traces (no middleware on their path); *reads* is on with
+  `GENQ_TRACE_READS=true`, a server span per request;
 - `POST /v1/jobs` (submission, `--engine` jobs run by the in-process workers while
   the load goes on): server span, `job.submit`, `db.*` spans, and every job's
   `job.queued`/`job.run` spans and step events in the worker.
@@ -90,13 +91,24 @@ class Stub:
         return n
 
 
-def submit_wrk(srv: Server, targets: Path, body: Path, duration: float,
-               connections: int) -> dict[str, Any]:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency",
-           "-s", str(BENCH / "wrk_submit.lua"), srv.url, "--", str(targets), str(body)]
+def submit_wrk(
+    srv: Server, targets: Path, body: Path, duration: float, connections: int
+) -> dict[str, Any]:
+    cmd = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{int(duration)}s",
+        "--latency",
+        "-s",
+        str(BENCH / "wrk_submit.lua"),
+        srv.url,
+        "--",
+        str(targets),
+        str(body),
+    ]
     window = CpuWindow(srv)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
-                         check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
     cpu = window.done()
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr}")
@@ -106,91 +118,146 @@ def submit_wrk(srv: Server, targets: Path, body: Path, duration: float,
     return res
 
 
+def cpu_us(res: dict[str, Any]) -> float:
+    """The server's CPU time per request, in µs (less sensitive to a shared machine
+    than req/s; for submissions it includes the in-process workers running jobs)."""
+    cpu = res["cpu"]
+    return round(cpu["server_pct"] / 100 * cpu["wall_s"] / max(res["requests"], 1) * 1e6, 1)
+
+
 def line(mode: str, name: str, res: dict[str, Any]) -> None:
     lat = res["latency_us"]
     errors = res["non_2xx_3xx"] + sum(res["socket_errors"].values())
-    print(f"[{mode:3s}] {name:6s} {res['rps']:9.0f} req/s  p50 {lat['p50'] / 1000:6.2f} ms  "
-          f"p99 {lat['p99'] / 1000:6.2f} ms  server cpu {res['cpu']['server_pct']}%  "
-          f"others {res['cpu']['others_pct']}%  errors {errors}", flush=True)
+    print(
+        f"[{mode:3s}] {name:6s} {res['rps']:9.0f} req/s  p50 {lat['p50'] / 1000:6.2f} ms  "
+        f"p99 {lat['p99'] / 1000:6.2f} ms  server cpu {res['cpu']['server_pct']}%  "
+        f"others {res['cpu']['others_pct']}%  errors {errors}",
+        flush=True,
+    )
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--engine", default="demo/noop")
     p.add_argument("--duration", type=float, default=10)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--accounts", type=int, default=64)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--submit-connections", type=int, default=16)
+    p.add_argument(
+        "--on-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="more environment for the servers with tracing on (repeatable), "
+        "e.g. GENQ_TRACE_DB=false or OTEL_TRACES_SAMPLER=traceidratio",
+    )
     p.add_argument("--out", default="tracing.json")
     args = p.parse_args()
     stub = Stub()
     inp = engine_input(args.engine, None)
-    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": stub.url, "OTEL_SERVICE_NAME": "genq-bench"}
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        m: {"get": [], "submit": []} for m in ("off", "on")}
+    otel = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stub.url,
+        "OTEL_SERVICE_NAME": "genq-bench",
+        **dict(kv.split("=", 1) for kv in args.on_env),
+    }
+    modes = {"off": {}, "on": otel, "reads": {**otel, "GENQ_TRACE_READS": "true"}}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {"get": [], "submit": []} for m in modes}
     with contextlib.ExitStack() as stack:
         servers: dict[str, tuple[Server, dict[str, Path]]] = {}
-        for mode, env in (("off", {}), ("on", otel)):
-            srv, keys = stack.enter_context(running_server(
-                "genq-serve", args.engine, engines_path(args.engine, None),
-                accounts=args.accounts, **env))
+        for mode, env in modes.items():
+            srv, keys = stack.enter_context(
+                running_server(
+                    "genq-serve",
+                    args.engine,
+                    engines_path(args.engine, None),
+                    accounts=args.accounts,
+                    **env,
+                )
+            )
             jobs = jobs_for(srv.url, keys, args.engine, inp)
             body = OUT / "wrk" / "tracing-submit.json"
             body.parent.mkdir(parents=True, exist_ok=True)
             body.write_text(json.dumps({"engine": args.engine, "input": inp}))
             files = {
-                "get": write_targets(f"tracing-{mode}-get", [
-                    (f"/v1/jobs/{j['id']}", j["auth"], "") for j in jobs]),
-                "submit": write_targets(f"tracing-{mode}-submit", [
-                    ("/v1/jobs", j["auth"], "") for j in jobs]),
+                "get": write_targets(
+                    f"tracing-{mode}-get", [(f"/v1/jobs/{j['id']}", j["auth"], "") for j in jobs]
+                ),
+                "submit": write_targets(
+                    f"tracing-{mode}-submit", [("/v1/jobs", j["auth"], "") for j in jobs]
+                ),
                 "body": body,
             }
             servers[mode] = (srv, files)
-            print(f"[{mode}] {srv.url}: {len(keys)} accounts, one {args.engine} job each",
-                  flush=True)
+            print(
+                f"[{mode}] {srv.url}: {len(keys)} accounts, one {args.engine} job each", flush=True
+            )
         for mode, (srv, files) in servers.items():  # warm-up
             wrk(srv.url, files["get"], duration=2, connections=args.connections, server=srv)
         for rep in range(args.repeats):
-            order = ["off", "on"] if rep % 2 == 0 else ["on", "off"]
+            order = ["off", "on", "reads"] if rep % 2 == 0 else ["reads", "on", "off"]
             for mode in order:
                 srv, files = servers[mode]
-                res = wrk(srv.url, files["get"], duration=args.duration,
-                          connections=args.connections, server=srv)
+                res = wrk(
+                    srv.url,
+                    files["get"],
+                    duration=args.duration,
+                    connections=args.connections,
+                    server=srv,
+                )
                 line(mode, "get", res)
                 runs[mode]["get"].append(res)
         for rep in range(args.repeats):
             order = ["off", "on"] if rep % 2 == 0 else ["on", "off"]
             for mode in order:
                 srv, files = servers[mode]
-                res = submit_wrk(srv, files["submit"], files["body"], args.duration,
-                                 args.submit_connections)
+                res = submit_wrk(
+                    srv, files["submit"], files["body"], args.duration, args.submit_connections
+                )
                 line(mode, "submit", res)
                 runs[mode]["submit"].append(res)
     summary: dict[str, Any] = {}
-    for name in ("get", "submit"):
-        off = [r["rps"] for r in runs["off"][name]]
-        on = [r["rps"] for r in runs["on"][name]]
+    for name, mode in (("get", "on"), ("submit", "on"), ("get_reads", "reads")):
+        kind = name.split("_")[0]
+        off = [r["rps"] for r in runs["off"][kind]]
+        on = [r["rps"] for r in runs[mode][kind]]
         summary[name] = {
-            "off_best_rps": round(max(off), 1), "on_best_rps": round(max(on), 1),
+            "off_best_rps": round(max(off), 1),
+            "on_best_rps": round(max(on), 1),
             "off_median_rps": round(statistics.median(off), 1),
             "on_median_rps": round(statistics.median(on), 1),
             "ratio_best": round(max(on) / max(off), 3),
             "ratio_per_repeat": [round(b / a, 3) for a, b in zip(off, on, strict=True)],
-            "off_p99_ms": [r["latency_us"]["p99"] / 1000 for r in runs["off"][name]],
-            "on_p99_ms": [r["latency_us"]["p99"] / 1000 for r in runs["on"][name]],
-            "errors": sum(r["non_2xx_3xx"] + sum(r["socket_errors"].values())
-                          for m in ("off", "on") for r in runs[m][name]),
+            "off_cpu_us_per_request": [cpu_us(r) for r in runs["off"][kind]],
+            "on_cpu_us_per_request": [cpu_us(r) for r in runs[mode][kind]],
+            "off_p99_ms": [r["latency_us"]["p99"] / 1000 for r in runs["off"][kind]],
+            "on_p99_ms": [r["latency_us"]["p99"] / 1000 for r in runs[mode][kind]],
+            "errors": sum(
+                r["non_2xx_3xx"] + sum(r["socket_errors"].values())
+                for m in ("off", mode)
+                for r in runs[m][kind]
+            ),
         }
-    summary["exports"] = {"requests": stub.requests, "bytes": stub.bytes,
-                          "spans": stub.spans()}
+    summary["exports"] = {"requests": stub.requests, "bytes": stub.bytes, "spans": stub.spans()}
     print(json.dumps(summary, indent=2))
-    save_json(args.out, {"when": now_iso(), "machine": machine(), "args": vars(args),
-                         "summary": summary,
-                         "runs": {m: {n: [{k: v for k, v in r.items() if k != "raw"}
-                                          for r in rs] for n, rs in d.items()}
-                                  for m, d in runs.items()}})
+    save_json(
+        args.out,
+        {
+            "when": now_iso(),
+            "machine": machine(),
+            "args": vars(args),
+            "summary": summary,
+            "runs": {
+                m: {
+                    n: [{k: v for k, v in r.items() if k != "raw"} for r in rs]
+                    for n, rs in d.items()
+                }
+                for m, d in runs.items()
+            },
+        },
+    )
     stub.http.shutdown()
     return 0
 

@@ -307,6 +307,7 @@ def instrument_app(front: Front) -> Front:
     if not ON:
         return front
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.metrics import NoOpMeterProvider
 
     from genq.api.front import Front as FrontType
 
@@ -346,6 +347,7 @@ def instrument_app(front: Front) -> Front:
         default_span_details=names,
         exclude_spans=["receive", "send"],
         tracer_provider=_provider,
+        meter_provider=NoOpMeterProvider(),  # traces only: genq.metrics has the metrics
     )
     return traced
 
