@@ -154,6 +154,13 @@ def main() -> int:
         help="more environment for the servers with tracing on (repeatable), "
         "e.g. GENQ_TRACE_DB=false or OTEL_TRACES_SAMPLER=traceidratio",
     )
+    p.add_argument(
+        "--baseline-src",
+        default=None,
+        metavar="DIR",
+        help="instead: this branch with tracing off (*off*) against a `genq serve` "
+        "of another checkout's src/ (e.g. the main branch's: *base*)",
+    )
     p.add_argument("--out", default="tracing.json")
     args = p.parse_args()
     stub = Stub()
@@ -163,8 +170,16 @@ def main() -> int:
         "OTEL_SERVICE_NAME": "genq-bench",
         **dict(kv.split("=", 1) for kv in args.on_env),
     }
-    modes = {"off": {}, "on": otel, "reads": {**otel, "GENQ_TRACE_READS": "true"}}
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {"get": [], "submit": []} for m in modes}
+    modes: dict[str, dict[str, str]] = {
+        "off": {},
+        "on": otel,
+        "reads": {**otel, "GENQ_TRACE_READS": "true"},
+    }
+    if args.baseline_src:
+        modes = {"base": {"PYTHONPATH": str(Path(args.baseline_src).resolve())}, "off": {}}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        m: {"get": [], "submit": []} for m in (*modes, "on", "reads")
+    }
     with contextlib.ExitStack() as stack:
         servers: dict[str, tuple[Server, dict[str, Path]]] = {}
         for mode, env in modes.items():
@@ -194,10 +209,10 @@ def main() -> int:
             print(
                 f"[{mode}] {srv.url}: {len(keys)} accounts, one {args.engine} job each", flush=True
             )
-        for mode, (srv, files) in servers.items():  # warm-up
+        for srv, files in servers.values():  # warm-up
             wrk(srv.url, files["get"], duration=2, connections=args.connections, server=srv)
         for rep in range(args.repeats):
-            order = ["off", "on", "reads"] if rep % 2 == 0 else ["reads", "on", "off"]
+            order = list(modes) if rep % 2 == 0 else list(reversed(modes))
             for mode in order:
                 srv, files = servers[mode]
                 res = wrk(
@@ -210,7 +225,8 @@ def main() -> int:
                 line(mode, "get", res)
                 runs[mode]["get"].append(res)
         for rep in range(args.repeats):
-            order = ["off", "on"] if rep % 2 == 0 else ["on", "off"]
+            order = [m for m in modes if m != "reads"]
+            order = order if rep % 2 == 0 else list(reversed(order))
             for mode in order:
                 srv, files = servers[mode]
                 res = submit_wrk(
@@ -219,7 +235,11 @@ def main() -> int:
                 line(mode, "submit", res)
                 runs[mode]["submit"].append(res)
     summary: dict[str, Any] = {}
-    for name, mode in (("get", "on"), ("submit", "on"), ("get_reads", "reads")):
+    pairs: tuple[tuple[str, str], ...] = (("get", "on"), ("submit", "on"), ("get_reads", "reads"))
+    if args.baseline_src:  # then "off" is the baseline, "on" this branch with tracing off
+        runs["on"], runs["off"] = runs["off"], runs["base"]
+        pairs = (("get", "on"), ("submit", "on"))
+    for name, mode in pairs:
         kind = name.split("_")[0]
         off = [r["rps"] for r in runs["off"][kind]]
         on = [r["rps"] for r in runs[mode][kind]]
