@@ -44,7 +44,12 @@ _tracer: Tracer | None = None
 
 
 def wanted(env: Mapping[str, str] = os.environ) -> bool:
-    """Whether the environment asks for traces (an OTLP endpoint is set)."""
+    """Whether the environment asks for traces: an OTLP endpoint is set, and neither
+    `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says otherwise."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
     return any(env.get(name, "").strip() for name in ENDPOINT_VARS)
 
 

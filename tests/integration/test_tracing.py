@@ -289,7 +289,10 @@ def test_off_without_the_otel_variables(server: LiveServer, api: httpx.Client) -
     """No endpoint set (the test process's environment): no provider, no middleware,
     no wrapped methods, and jobs carry no trace context."""
     assert not tracing.wanted({})
-    assert tracing.wanted({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://x:4318/v1/traces"})
+    endpoint = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://x:4318/v1/traces"}
+    assert tracing.wanted(endpoint)
+    assert not tracing.wanted({**endpoint, "OTEL_SDK_DISABLED": "true"})
+    assert not tracing.wanted({**endpoint, "OTEL_TRACES_EXPORTER": "none"})
     assert not tracing.ON
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     assert type(server.genq_app) is Front
