@@ -42,6 +42,7 @@ from tests.conftest import (
     wait_for,
     wait_healthy,
 )
+from tests.integration.gateway_harness import CASES, upstream_config, upstream_server
 from tests.integration.test_postgres import stop_workers
 
 
@@ -153,13 +154,29 @@ class Traced:
 
 
 @pytest.fixture(scope="module")
-def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
-    """An API process and a worker process on one database, both tracing."""
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
+    """A genq (in this process, not tracing) playing the upstream services."""
+    srv, key = upstream_server(tmp_path_factory.mktemp("up"))
+    try:
+        yield srv, key
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(
+    tmp_path_factory: pytest.TempPathFactory, upstream: tuple[LiveServer, str]
+) -> Iterator[Traced]:
+    """An API process and a worker process on one database, both tracing; vivix jobs
+    go to the upstream genq."""
     collector = Collector()
     data = tmp_path_factory.mktemp("traced")
+    up, up_key = upstream
     env = genq_env(
         data,
         GENQ_DATABASE_URL=db_url_for(data),
+        GENQ_UPSTREAMS=orjson.dumps(upstream_config("vivix", up.url, up_key)).decode(),
+        GENQ_UPSTREAM_TICK_S="0.1",
         GENQ_WEBHOOK_ALLOW_PRIVATE="true",
         GENQ_SHUTDOWN_GRACE_S="2",
         OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
@@ -311,3 +328,36 @@ def test_off_without_the_otel_variables(server: LiveServer, api: httpx.Client) -
 
     job = asyncio.run(read())
     assert job is not None and job.trace_context is None
+
+
+def test_upstream_calls_join_the_job_trace(traced: Traced) -> None:
+    """A job handed to an upstream service: its create call (in `job.run`) and the
+    tracker's polls (`upstream.poll`) are HTTP client spans in the job's trace."""
+    engine, data, _ = CASES["vivix"]
+    with traced.client() as api:
+        r = api.post("/v1/jobs", json={"engine": engine, "input": data})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        assert wait_for(api, job_id, timeout=120)["status"] == "succeeded"
+
+    def done(spans: list[Span]) -> bool:
+        polls = of_job(spans, "upstream.poll", job_id)
+        return bool(of_job(spans, "job.run", job_id)) and any(
+            p.attrs.get("genq.status") == "succeeded" for p in polls
+        )
+
+    spans = traced.collector.wait(done)
+    [submit] = of_job(spans, "job.submit", job_id)
+    [run] = of_job(spans, "job.run", job_id)
+    polls = of_job(spans, "upstream.poll", job_id)
+    assert run.attrs["genq.run"] == "upstream"
+    for span in (run, *polls):
+        assert span.trace_id == submit.trace_id and span.parent_id == submit.span_id
+    clients = [  # httpx's spans (not the store's)
+        s
+        for s in spans
+        if s.kind == PbSpan.SPAN_KIND_CLIENT
+        and ("http.request.method" in s.attrs or "http.method" in s.attrs)
+    ]
+    assert any(c.parent_id == run.span_id for c in clients)  # the create call
+    assert any(c.parent_id in {p.span_id for p in polls} for c in clients)  # a status read
