@@ -22,6 +22,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from functools import wraps
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 ON = False  # set once by `setup()`; read on the hot paths
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 EXCLUDED_PATHS = "/metrics,/healthz"  # polled by machines: no spans
+_OFF: AbstractContextManager[None] = nullcontext()  # what the span helpers are when off
 _provider: TracerProvider | None = None
 _tracer: Tracer | None = None
 
@@ -127,14 +129,15 @@ def _ns(when: datetime) -> int:
 # -- the job's spans ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def job_run(claim: Claim, kind: str = "engine") -> Iterator[Span | None]:
+def job_run(claim: Claim, kind: str = "engine") -> AbstractContextManager[Span | None]:
     """`job.queued` (attempt 1: from the job's creation to its claim) and `job.run`,
     current for the block (the engine's task and threads inherit it); both children
     of the job's stored context."""
-    if not ON:
-        yield None
-        return
+    return _job_run(claim, kind) if ON else _OFF
+
+
+@contextlib.contextmanager
+def _job_run(claim: Claim, kind: str = "engine") -> Iterator[Span | None]:
     from opentelemetry.trace import SpanKind
 
     job = claim.job
@@ -179,14 +182,17 @@ def raised(exc: BaseException | None) -> None:
         trace.get_current_span().record_exception(exc)
 
 
-@contextlib.contextmanager
 def job_span(
     name: str, job: Job, attributes: Mapping[str, Any] | None = None
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A span in the job's trace (parent: its stored context), current for the block."""
-    if not ON:
-        yield None
-        return
+    return _job_span(name, job, attributes) if ON else _OFF
+
+
+@contextlib.contextmanager
+def _job_span(
+    name: str, job: Job, attributes: Mapping[str, Any] | None = None
+) -> Iterator[Span | None]:
     attrs = {"genq.job_id": job.id, "genq.engine": job.engine, "genq.account_id": job.account_id}
     with tracer().start_as_current_span(
         name, context=context_of(job.trace_context), attributes={**attrs, **(attributes or {})}
@@ -211,16 +217,19 @@ def steps(items: Sequence[tuple[Step, Any, Any]]) -> None:
         span.add_event(str(step.event.value), attrs)
 
 
-@contextlib.contextmanager
 def delivery(
     job: Job, event: str, delivery_id: str, headers: MutableMapping[str, str]
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A webhook delivery as a client span in the job's trace; its `traceparent` goes
     in `headers` for the receiver. httpx's own span is left out (it would be a second
     client span for the same request)."""
-    if not ON:
-        yield None
-        return
+    return _delivery(job, event, delivery_id, headers) if ON else _OFF
+
+
+@contextlib.contextmanager
+def _delivery(
+    job: Job, event: str, delivery_id: str, headers: MutableMapping[str, str]
+) -> Iterator[Span | None]:
     from opentelemetry.instrumentation.utils import suppress_http_instrumentation
     from opentelemetry.trace import SpanKind
 
