@@ -12,7 +12,9 @@ stored with the job (`jobs.trace_context`) -> `job.queued` (recorded at claim, f
 the job's creation) and `job.run` (current while the engine runs, so its HTTP calls
 and logs join it; steps as span events) -> `webhook.deliver` (client spans, the
 `traceparent` sent on to the receiver). Store operations are `db.read`/`db.write`
-spans; httpx clients (upstream services) are instrumented.
+spans (`GENQ_TRACE_DB`); httpx clients (upstream services) are instrumented. The
+polled status reads get no server span unless `GENQ_TRACE_READS`: OpenTelemetry's
+ASGI middleware costs several times what genq spends answering one (bench/RESULTS.md).
 """
 
 from __future__ import annotations
