@@ -9,6 +9,7 @@ import hmac
 import logging
 from collections.abc import Mapping
 
+from genq import tracing
 from genq.accounts import AccountService
 from genq.engines.contract import Engine
 from genq.engines.diffusers import engines as diffusers_engines
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 class Genq:
     def __init__(self, settings: Settings, *, engines: Mapping[str, Engine] | None = None) -> None:
         self.settings = settings
+        tracing.setup()  # once per process, if OTEL_EXPORTER_OTLP_ENDPOINT asks for it
         self._secrets: dict[str, bytes] = {}
         self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
         # upstream providers (GENQ_UPSTREAMS) add their engines
@@ -91,6 +93,7 @@ class Genq:
             schedule=settings.webhook_retry_schedule_s,
             timeout_s=settings.webhook_timeout_s,
         )
+        tracing.instrument_core(self)
 
     def make_worker(
         self, engine_names: list[str] | None = None, slots: int | None = None
@@ -192,3 +195,5 @@ class Genq:
         await self.store.close()
         await self.gateway.close()
         self.limiter.close()
+        if tracing.ON:  # an export is a blocking POST
+            await asyncio.to_thread(tracing.flush)

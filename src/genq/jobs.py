@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from genq import idempotency, lifecycle, logs, netsafe, payloads
+from genq import idempotency, lifecycle, logs, netsafe, payloads, tracing
 from genq.engines.contract import Engine
 from genq.errors import (
     Conflict,
@@ -224,6 +224,7 @@ class JobService:
             completed_at=None,
             expires_at=now + timedelta(days=retention_days),
             updated_at=now,
+            trace_context=tracing.traceparent() if tracing.ON else None,
         )
         # the rest of the request (a handler's task of its own) logs about this job
         logs.set_job(job.id, account_id, engine.name)

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genq import lifecycle, logs
+from genq import lifecycle, logs, tracing
 from genq.engines.context import Context, call_engine
 from genq.engines.contract import Engine, EngineError, JobCanceled, Log, Output, Progress, Record
 from genq.errors import LeaseLost, StorageUnavailable
@@ -201,6 +201,8 @@ class JobRun:
         return step, step.hook, row
 
     async def _write(self, items: list[tuple[Step, Hook | None, Mapping[str, Any] | None]]) -> None:
+        if tracing.ON:
+            tracing.steps(items)
         made = await self.store.jobs.record(self.claim, [(s, row) for s, _, row in items])
         count = self._written
         for (_step, hook, row), pair in zip(items, made, strict=True):
@@ -214,6 +216,10 @@ class JobRun:
     async def run(self) -> None:
         job = self.claim.job
         logs.set_job(job.id, job.account_id, job.engine)  # (run in the job's own task)
+        with tracing.job_run(self.claim):
+            await self._run_attempt()
+
+    async def _run_attempt(self) -> None:
         try:
             await self._run()
         except LeaseLost:
@@ -284,6 +290,8 @@ class JobRun:
         status, error = self._outcome(engine_task, stopped)
         if self._storage_error is not None:  # nothing succeeds whose outputs are not stored
             status, error = Status.FAILED, _storage_failure(self._storage_error)
+        if tracing.ON and not engine_task.cancelled():
+            tracing.raised(engine_task.exception())
         await self._finish(status, error)
 
     async def _finish(self, status: Status, error: ErrorInfo | None) -> None:
@@ -302,6 +310,8 @@ class JobRun:
             model=model,
             progress=pending.pct if pending is not None else None,
         )
+        if tracing.ON:
+            tracing.finished(status, error)
         made = await self.store.jobs.fenced(self.claim, step)
         self.publish(made, hook=step.hook, outputs=tuple(self.outputs))
 

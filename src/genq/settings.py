@@ -155,6 +155,18 @@ class Settings(BaseSettings):
     storage_proxy: bool = Field(
         False, description="with s3://, stream downloads through genq instead of redirecting"
     )
+    # -- tracing (genq.tracing): on when OTEL_EXPORTER_OTLP_ENDPOINT is set --
+    trace_reads: bool = Field(
+        False,
+        description="with tracing on, server spans for the polled status reads too (GET"
+        " /v1/jobs/{id}, its event stream, the compat faces' status reads); off, they"
+        " stay out of traces and cost nothing",
+    )
+    trace_db: bool = Field(
+        True,
+        description="with tracing on, a span per store operation (db.read, db.write) in"
+        " traced requests and jobs",
+    )
 
     @field_validator("engines", "webhook_retry_schedule_s", "admin_accounts", mode="before")
     @classmethod

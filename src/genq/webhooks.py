@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from genq import logs, netsafe, payloads
+from genq import logs, netsafe, payloads, tracing
 from genq.aio import wait_event
 from genq.errors import NotFound
 from genq.events import Change, EventBus
@@ -248,21 +248,20 @@ class WebhookSender:
         else:
             secret = await self.store.webhooks.secret(job.account_id, new_secret())
             headers.update(sign(secret, d.id, now, body))
-        started = time.perf_counter()
-        try:
-            response = await self._client.post(
-                url, content=body, headers=headers, extensions=extensions
-            )
-        except httpx.HTTPError as exc:
-            await self._settle(
-                d,
-                None,
-                (time.perf_counter() - started) * 1000,
-                f"{type(exc).__name__}: {exc}"[:500],
-            )
-            return
-        latency = (time.perf_counter() - started) * 1000
-        await self._settle(d, response, latency, None)
+        with tracing.delivery(job, d.event, d.id, headers) as span:
+            started = time.perf_counter()
+            try:
+                response = await self._client.post(
+                    url, content=body, headers=headers, extensions=extensions
+                )
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                tracing.answered(span, None, error)
+                await self._settle(d, None, (time.perf_counter() - started) * 1000, error)
+                return
+            latency = (time.perf_counter() - started) * 1000
+            tracing.answered(span, response.status_code, None)
+            await self._settle(d, response, latency, None)
 
     async def _settle(
         self,

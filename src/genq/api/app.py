@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from genq import __version__
+from genq import __version__, tracing
 from genq.api import compat, problems
 from genq.api.front import Front
 from genq.api.middleware import Guard
@@ -96,7 +96,8 @@ def create_app(
     app.add_middleware(compat.Segments, segments=compat.base_segments())
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
-    return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
+    front = Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
+    return tracing.instrument_app(front)  # (itself unless tracing is on)
 
 
 def document(app: FastAPI) -> None:

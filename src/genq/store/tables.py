@@ -107,6 +107,7 @@ jobs = sa.Table(
     sa.Column("completed_at", UTCDateTime(), nullable=True),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("trace_context", sa.String(64), nullable=True),
     # the claim: oldest queued job of an engine first
     sa.Index("ix_jobs_status_engine_created", "status", "engine", "created_at"),
     # listing an account's jobs newest first, keyset pagination on (created_at, id)

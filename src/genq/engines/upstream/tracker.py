@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from genq import lifecycle, logs
+from genq import lifecycle, logs, tracing
 from genq.aio import wait_event
 from genq.engines.context import extension_for, kind_of
 from genq.engines.upstream.base import (
@@ -163,6 +163,10 @@ class UpstreamRun:
     async def run(self) -> None:
         job = self.claim.job
         logs.set_job(job.id, job.account_id, job.engine)  # (run in the job's own task)
+        with tracing.job_run(self.claim, "upstream"):
+            await self._run_attempt()
+
+    async def _run_attempt(self) -> None:
         try:
             await self._run()
         except LeaseLost:
@@ -174,6 +178,8 @@ class UpstreamRun:
 
     async def _fail(self, error: ErrorInfo, status: Status = Status.FAILED) -> None:
         step = lifecycle.ended_unrun(self.claim.job, status, error, utcnow())
+        if tracing.ON:
+            tracing.finished(status, error)
         made = await self.store.jobs.fenced(self.claim, step)
         self.publish(made, hook=step.hook, outputs=())
 
@@ -456,6 +462,10 @@ class Tracker:
     # -- one poll ---------------------------------------------------------------------------
 
     async def _track(self, t: Tracked) -> None:
+        with tracing.job_span("upstream.poll", t.job, {"genq.provider": t.provider}):
+            await self._track_traced(t)
+
+    async def _track_traced(self, t: Tracked) -> None:
         job = t.job
         logs.set_job(job.id, job.account_id, job.engine)  # (each poll is a task of its own)
         engine = self.gateway.engines.get(job.engine)
@@ -765,6 +775,8 @@ class Tracker:
             message=message,
             model=model,
         )
+        if tracing.ON:
+            tracing.finished(status, error)
         made = await self.store.upstream.ended(
             self.owner,
             job.id,
