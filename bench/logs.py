@@ -1,7 +1,7 @@
-"""What a log line costs with genq.logs, against the format genq used before it
+"""What a log line costs with genq.telemetry.logs, against the format genq used before it
 (`logging.basicConfig`'s): CPU microseconds per `log.info(...)` call written to /dev/null
 (process time: the machine is shared), best of `--repeats` runs of `--lines` calls, in one process (no server: the formatter
-and the handler are all that differ). Also the cost of `genq.logs.set_job`, which the
+and the handler are all that differ). Also the cost of `genq.telemetry.logs.set_job`, which the
 job and submit paths pay whether a line is written or not.
 
     PYTHONPATH=$PWD/src python bench/logs.py [--lines 50000] [--repeats 5]
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from genq import logs
+from genq.telemetry import logs
 
 ACCESS = '%s - "%s %s HTTP/%s" %d'
 ACCESS_ARGS = ("127.0.0.1:50312", "GET", "/v1/jobs/job_01JDQ8G4ZP3M4W0C1V2B3N4M5K", "1.1", 200)

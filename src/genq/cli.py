@@ -73,7 +73,7 @@ def settings_for(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 def _logging(settings: Settings) -> None:
     """The log of a long-running command: its format, level and the secrets it redacts."""
-    from genq import logs
+    from genq.telemetry import logs
 
     logs.configure(settings.log_level, settings.log_format, logs.secrets_of(settings))
 
@@ -156,9 +156,9 @@ def serve(
     """Serve the API, with workers in the same process."""
     import uvicorn
 
-    from genq import logs
     from genq.api import create_app
     from genq.api.server import Server
+    from genq.telemetry import logs
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise typer.BadParameter("--ssl-certfile and --ssl-keyfile go together")

@@ -9,7 +9,6 @@ import hmac
 import logging
 from collections.abc import Mapping
 
-from genq import tracing
 from genq.accounts import AccountService
 from genq.engines.contract import Engine
 from genq.engines.diffusers import engines as diffusers_engines
@@ -28,6 +27,7 @@ from genq.ratelimits import Holds, RateLimiter
 from genq.settings import Settings
 from genq.storage import storage_for
 from genq.store import Store
+from genq.telemetry import tracing
 from genq.webhooks import WebhookSender
 from genq.worker import Worker
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from genq import idempotency, lifecycle, logs, netsafe, payloads, tracing
+from genq import idempotency, lifecycle, netsafe, payloads
 from genq.engines.contract import Engine
 from genq.errors import (
     Conflict,
@@ -38,6 +38,7 @@ from genq.storage import Storage
 from genq.store import Store
 from genq.store.jobs import Cap as Cap  # a condition on `submit`
 from genq.store.records import Account, Job, JobEvent, JobOutput
+from genq.telemetry import logs, tracing
 
 log = logging.getLogger(__name__)
 EVENTS_PAGE = 500  # a job's events read at once

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genq import lifecycle, logs, tracing
+from genq import lifecycle
 from genq.engines.context import Context, call_engine
 from genq.engines.contract import Engine, EngineError, JobCanceled, Log, Output, Progress, Record
 from genq.errors import LeaseLost, StorageUnavailable
@@ -30,6 +30,7 @@ from genq.payloads import clean_text
 from genq.storage import Storage
 from genq.store import Store
 from genq.store.records import Claim, Job, JobOutput
+from genq.telemetry import logs, tracing
 
 log = logging.getLogger(__name__)
 PROGRESS_HZ = 4.0

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="genq serve: log every request (uvicorn's access log; costly)"
     )
-    # -- logs: format, job context, redaction (genq.logs) --
+    # -- logs: format, job context, redaction (genq.telemetry.logs) --
     log_format: Annotated[Literal["plain", "json"], BeforeValidator(str.lower)] = Field(
         "plain",
         description="plain (a terminal) or json (one object per line, for a log collector)",
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     storage_proxy: bool = Field(
         False, description="with s3://, stream downloads through genq instead of redirecting"
     )
-    # -- tracing (genq.tracing): on when OTEL_EXPORTER_OTLP_ENDPOINT is set --
+    # -- tracing (genq.telemetry.tracing): on when OTEL_EXPORTER_OTLP_ENDPOINT is set --
     trace_reads: bool = Field(
         False,
         description="with tracing on, server spans for the polled status reads too (GET"

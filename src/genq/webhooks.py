@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from genq import logs, netsafe, payloads, tracing
+from genq import netsafe, payloads
 from genq.aio import wait_event
 from genq.errors import NotFound
 from genq.events import Change, EventBus
@@ -33,6 +33,7 @@ from genq.jobs import JobService
 from genq.store import Store
 from genq.store.records import WebhookAttempt, WebhookDelivery
 from genq.store.webhooks import DELIVERED, DISABLED, FAILED, PENDING
+from genq.telemetry import logs, tracing
 
 log = logging.getLogger(__name__)
 SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)  # then give up

@@ -28,10 +28,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 
-from genq import tracing
 from genq.api.front import Front
 from genq.store import Store
 from genq.store.records import Job
+from genq.telemetry import tracing
 from tests.conftest import (
     GENQ,
     LiveServer,

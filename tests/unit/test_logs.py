@@ -1,4 +1,4 @@
-"""genq.logs: the JSON and plain formats, the job context (and that it stays in its
+"""genq.telemetry.logs: the JSON and plain formats, the job context (and that it stays in its
 task), the trace ids, and the redaction of every kind of secret in a message, its
 arguments and a traceback."""
 
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from genq import logs
 from genq.settings import Settings
+from genq.telemetry import logs
 
 API_KEY = "gq_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"
 WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"

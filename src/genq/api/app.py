@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from genq import __version__, tracing
+from genq import __version__
 from genq.api import compat, problems
 from genq.api.front import Front
 from genq.api.middleware import Guard
@@ -36,6 +36,7 @@ from genq.api.schemas import problem_response, request_schemas
 from genq.api.streams import Feeds
 from genq.core import Genq
 from genq.settings import Settings
+from genq.telemetry import tracing
 
 
 def create_app(

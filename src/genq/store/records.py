@@ -112,7 +112,7 @@ class Job(_Record):
     completed_at: datetime | None
     expires_at: datetime
     updated_at: datetime
-    # the submitting request's W3C traceparent (only while tracing is on: genq.tracing)
+    # the submitting request's W3C traceparent (only while tracing is on: genq.telemetry.tracing)
     trace_context: str | None = None
 
     _DATES = frozenset(

@@ -50,7 +50,6 @@ from limits.aio.storage import Storage as AsyncStorage
 from limits.storage import MemoryStorage, storage_from_string
 from pydantic import BaseModel
 
-from genq import logs
 from genq.engines.contract import EngineBase
 from genq.engines.upstream import PROVIDERS, provider_class
 from genq.engines.upstream.base import (
@@ -65,6 +64,7 @@ from genq.engines.upstream.base import (
 from genq.engines.upstream.call import HttpCall
 from genq.errors import ConfigError
 from genq.ids import utcnow
+from genq.telemetry import logs
 
 log = logging.getLogger(__name__)
 

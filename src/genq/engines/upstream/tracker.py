@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from genq import lifecycle, logs, tracing
+from genq import lifecycle
 from genq.aio import wait_event
 from genq.engines.context import extension_for, kind_of
 from genq.engines.upstream.base import (
@@ -68,6 +68,7 @@ from genq.storage import Storage
 from genq.store import Store
 from genq.store.records import Claim, Job, JobOutput
 from genq.store.upstream import INTENT, Tracked
+from genq.telemetry import logs, tracing
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 `jobs.trace_context`: the W3C `traceparent` of the request that submitted the job,
 so the worker that runs it (maybe on another host) continues that trace. Written
-only while tracing is on (see genq.tracing); null otherwise.
+only while tracing is on (see genq.telemetry.tracing); null otherwise.
 
 Revision ID: 0009
 Revises: 0008
