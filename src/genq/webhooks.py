@@ -114,6 +114,8 @@ class WebhookSender:
             headers={"User-Agent": "genq-webhooks/1", "Content-Type": "application/json"},
         )
         self._unsubscribe = bus.subscribe(self._on_change)
+        # told of each attempt: (outcome, seconds the receiver took or None) (genq.metrics)
+        self.observe: Callable[[str, float | None], None] | None = None
 
     def _on_change(self, change: Change) -> None:
         if change.webhook:  # a delivery was written with this change
@@ -218,6 +220,8 @@ class WebhookSender:
                 outcome=FAILED,
                 next_attempt_at=None,
             )
+            if self.observe is not None:
+                self.observe(FAILED, None)
             return
         job, outputs = found
         try:
@@ -231,6 +235,8 @@ class WebhookSender:
                 outcome=FAILED,
                 next_attempt_at=None,
             )
+            if self.observe is not None:
+                self.observe(FAILED, None)
             return
         now = utcnow()
         data = self.jobs.render(job, outputs)
@@ -294,6 +300,8 @@ class WebhookSender:
             outcome=outcome,
             next_attempt_at=when,
         )
+        if self.observe is not None:
+            self.observe(outcome, latency_ms / 1000 if latency_ms is not None else None)
         if outcome == PENDING:
             self._wake.set()
 

@@ -35,6 +35,7 @@ from genq.api.routes import (
 from genq.api.schemas import problem_response, request_schemas
 from genq.api.streams import Feeds
 from genq.core import Genq
+from genq.metrics import HttpMetrics
 from genq.settings import Settings
 
 
@@ -96,7 +97,11 @@ def create_app(
     app.add_middleware(compat.Segments, segments=compat.base_segments())
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
-    return Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
+    front = Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
+    core.metrics.job_streams = feeds.__len__
+    if settings.metrics_http:
+        front.measured = HttpMetrics(front.dispatch, core.metrics)
+    return front
 
 
 def document(app: FastAPI) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 from pydantic import Field, TypeAdapter, ValidationError
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genq.accounts import Principal
 from genq.api.deps import reply_headers
@@ -172,11 +172,19 @@ class Front:
         self.hot = faces is not None
         self.faces = [(f.pattern(), f) for f in faces or ()]
         self._prefixes = tuple({f.path.split("{", 1)[0] for f in faces or ()})
+        # what measures every request around all this (`genq.metrics.HttpMetrics`)
+        self.measured: ASGIApp | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.measured is not None:
+            await self.measured(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot and scope["type"] == "http" and scope["method"] in ("GET", "POST"):
             try:
                 if await self._hot(scope, receive, send):
@@ -195,21 +203,25 @@ class Front:
         path: str = scope["path"]
         if scope["method"] == "POST":
             if path == "/v1/jobs":
+                scope["genq.route"] = "/v1/jobs"  # the route label (genq.metrics)
                 await self.create(scope, receive, send)
                 return True
             return False
         if path.startswith("/v1/jobs/"):
             job_id, _, rest = path[9:].partition("/")
             if job_id and not rest:
+                scope["genq.route"] = "/v1/jobs/{job_id}"
                 await self.job(scope, receive, send, job_id)
                 return True
             if job_id and rest == "events":
+                scope["genq.route"] = "/v1/jobs/{job_id}/events"
                 await self.job_events(scope, receive, send, job_id)
                 return True
         elif self._prefixes and path.startswith(self._prefixes):
             for pattern, face in self.faces:
                 m = pattern.match(path)
                 if m is not None:
+                    scope["genq.route"] = face.path
                     await self.face(scope, receive, send, face, m.groupdict())
                     return True
         return False
