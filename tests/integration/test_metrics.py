@@ -317,3 +317,51 @@ def test_both_endpoints_want_the_token(world: World) -> None:
         assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain")
         assert parse(ok.text)
     assert httpx.get(world.worker_url.replace("/metrics", "/other")).status_code == 404
+
+
+def test_upstream_calls_by_provider_and_status(tmp_path: Path) -> None:
+    """A front genq drives a vivix upstream through a counting proxy that answers one
+    status read 500: the front's counts by status are the proxy's, exactly."""
+    from tests.integration.gateway_harness import (
+        CASES,
+        Fault,
+        Proxy,
+        front_server,
+        upstream_config,
+        upstream_server,
+    )
+
+    up, up_key = upstream_server(tmp_path)
+    proxy = Proxy(up.url, faults=[Fault(500, 1, match=("GET", "/generations/"))]).start()
+    front = front_server(tmp_path, upstream_config("vivix", proxy.url, up_key))
+    try:
+        engine, data, _ = CASES["vivix"]
+        with front.client(front.new_key("alice")) as api:
+            job = api.post("/v1/jobs", json={"engine": engine, "input": data}).json()
+            assert wait_for(api, job["id"], timeout=60)["status"] == "succeeded"
+
+        def by_status() -> dict[str, float]:
+            got = parse(httpx.get(f"{front.url}/metrics").text)
+            return {
+                dict(ls)["status"]: v
+                for (name, ls), v in got.items()
+                if name == "genq_upstream_requests_total" and dict(ls)["provider"] == "vivix"
+            }
+
+        def proxied() -> dict[str, float]:
+            with proxy._lock:
+                statuses = [str(status) for _, _, status in proxy.log]
+            return {s: float(statuses.count(s)) for s in set(statuses)}
+
+        deadline = time.monotonic() + 20
+        while by_status() != proxied() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert by_status() == proxied()
+        assert proxied()["500"] == 1 and proxied()["200"] >= 2
+        got = parse(httpx.get(f"{front.url}/metrics").text)
+        latency = total([got], "genq_upstream_request_duration_seconds_count", provider="vivix")
+        assert latency == sum(proxied().values())
+    finally:
+        front.stop()
+        proxy.stop()
+        up.stop()
