@@ -15,7 +15,8 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -338,7 +339,7 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.histogram = metrics.http
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self._children: dict[tuple[str, Any, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -346,25 +347,27 @@ class HttpMetrics:
             return
         status = 500
 
-        async def send_status(message: Message) -> None:
+        def send_status(message: Message) -> Awaitable[None]:
+            # a plain function handing back `send`'s awaitable: no coroutine of its own
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
-        start = time.perf_counter()
+        start = perf_counter()
         try:
             await self.app(scope, receive, send_status)
         finally:
-            took = time.perf_counter() - start
-            route: str | None = scope.get("genq.route")
+            took = perf_counter() - start
+            route = scope.get("genq.route")
             if route is None:
                 found = scope.get("route")
                 route = getattr(found, "path_format", None) or getattr(found, "path", UNMATCHED)
-            key: tuple[str, str, int] = (scope["method"], str(route), status)
+            key = (scope["method"], route, status)
             child = self._children.get(key)
             if child is None:
-                child = self._children[key] = self.histogram.labels(key[0], key[1], str(status))
+                child = self.histogram.labels(key[0], str(route), str(status))
+                self._children[key] = child
             child.observe(took)
 
 

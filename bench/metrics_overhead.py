@@ -1,0 +1,143 @@
+"""What HTTP metrics cost the hot path: `GET /v1/jobs/{id}` (200 and 304) on `genq
+serve` with `GENQ_METRICS_HTTP=1` (the default: every request observed into
+`genq_http_request_duration_seconds`) and `=0`, each on a fresh server, interleaved
+(on, off, off, on, ...); plus the middleware alone, timed in-process around a do-nothing
+ASGI app (what one request pays, without the server and wrk around it).
+
+    ../.venv/bin/python metrics_overhead.py [--engine demo/noop] [--duration 8] [--repeats 2]
+
+Setup per server as hot_path.py (64 accounts, one job each, wrk_report.lua).
+Results: out/metrics_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    engine_input,
+    engines_path,
+    machine,
+    now_iso,
+    running_server,
+    save_json,
+    wrk,
+    write_targets,
+)
+from bench.hot_path import check_endpoints, jobs_for  # noqa: E402
+
+
+def one_server(metrics_on: bool, args: argparse.Namespace) -> dict[str, Any]:
+    engine = args.engine
+    inp = engine_input(engine, args.input)
+    flag = "1" if metrics_on else "0"
+    with running_server("genq-serve", engine, engines_path(engine, args.engines_path),
+                        accounts=args.accounts, GENQ_METRICS_HTTP=flag) as (srv, keys):
+        jobs = jobs_for(srv.url, keys, engine, inp)
+        check_endpoints(srv.url, jobs[0], keys[0], srv.has_bench_routes)
+        files = {
+            "200": write_targets(f"metrics{flag}-200", [
+                (f"/v1/jobs/{j['id']}", j["auth"], "") for j in jobs]),
+            "304": write_targets(f"metrics{flag}-304", [
+                (f"/v1/jobs/{j['id']}", j["auth"], j["etag"]) for j in jobs]),
+        }
+        opts = {"threads": args.threads, "connections": args.connections, "server": srv}
+        wrk(srv.url, files["200"], duration=args.warmup, **opts)
+        out: dict[str, Any] = {}
+        for name, path in files.items():
+            res = wrk(srv.url, path, duration=args.duration, **opts)
+            lat = res["latency_us"]
+            print(f"[metrics {'on ' if metrics_on else 'off'}] {name}: {res['rps']:9.0f} req/s"
+                  f"  p50 {lat['p50'] / 1000:5.2f} ms  p99 {lat['p99'] / 1000:5.2f} ms"
+                  f"  cpu server {res['cpu']['server_pct']}% others {res['cpu']['others_pct']}%",
+                  flush=True)
+            out[name] = {"rps": res["rps"], "latency_us": lat, "cpu": res["cpu"],
+                         "errors": res["non_2xx_3xx"] + sum(res["socket_errors"].values())}
+        return out
+
+
+def middleware_alone(n: int) -> dict[str, float]:
+    """µs per request of `HttpMetrics` around a do-nothing ASGI app, against the app
+    called directly (median of 5 rounds of `n` requests)."""
+    from genq.metrics import HttpMetrics, Metrics
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    measured = HttpMetrics(app, Metrics())
+
+    async def rounds(target: Any) -> float:
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(n):
+                scope = {"type": "http", "method": "GET", "path": "/v1/jobs/x",
+                         "genq.route": "/v1/jobs/{job_id}"}
+                await target(scope, receive, send)
+            times.append((time.perf_counter() - start) / n * 1e6)
+        return statistics.median(times)
+
+    bare = asyncio.run(rounds(app))
+    wrapped = asyncio.run(rounds(measured))
+    return {"bare_us": round(bare, 3), "with_metrics_us": round(wrapped, 3),
+            "added_us": round(wrapped - bare, 3)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine", default="demo/noop")
+    p.add_argument("--input", default=None)
+    p.add_argument("--engines-path", default=None)
+    p.add_argument("--duration", type=float, default=8)
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--accounts", type=int, default=64)
+    p.add_argument("--calls", type=int, default=200_000)
+    p.add_argument("--out", default="metrics_overhead.json")
+    args = p.parse_args()
+    alone = middleware_alone(args.calls)
+    print(f"middleware alone: {alone}", flush=True)
+    result: dict[str, Any] = {
+        "benchmark": "metrics_overhead", "date": now_iso(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(), "engine": args.engine, "middleware_alone": alone,
+        "runs": {"on": [], "off": []},
+    }
+    if not shutil.which("wrk"):
+        print("wrk not found: only the in-process timing was run", file=sys.stderr)
+    else:
+        for rep in range(args.repeats):
+            for on in ((True, False) if rep % 2 == 0 else (False, True)):
+                result["runs"]["on" if on else "off"].append(one_server(on, args))
+                save_json(args.out, result)
+        for name in ("200", "304"):
+            for state in ("on", "off"):
+                rps = [r[name]["rps"] for r in result["runs"][state]]
+                result.setdefault("summary", {})[f"{name}_{state}"] = {
+                    "best_rps": max(rps), "median_rps": statistics.median(rps), "all": rps}
+    path = save_json(args.out, result)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
