@@ -5,7 +5,8 @@ that made the transition (its `JobService.publish`), never by the processes that
 hear of it, so `sum()` over all scraped processes is exact. Gauges of the queue come
 from the board every process keeps (`genq.jobcache.Board`): the same in every process,
 read with `max()`. Credits held are the one number memory does not have: a query at
-most every `metrics_query_s`, in the background, never per scrape.
+most every `metrics_query_s`, in the background while somebody scrapes, never per
+scrape (so the first scrape after a start has none yet).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from time import perf_counter
@@ -53,6 +55,7 @@ ERROR_CODES = frozenset(
         "invalid_input",
     }
 )
+IDLE_SCRAPES_S = 300.0  # no scrape for this long: the periodic query pauses
 UNMATCHED = "unmatched"  # the route label of a request no route took (404s)
 _CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
 
@@ -160,7 +163,7 @@ class Metrics:
         # label children looked up once (labels() costs a lock and a tuple each call)
         self._children: dict[tuple[object, ...], Any] = {}
         self.held: dict[str, int] | None = None  # credits held by engine, last query
-        self.held_at = 0.0
+        self.scraped = -math.inf  # monotonic time of the last scrape
         self.job_streams: Callable[[], int] = lambda: 0
         self.account_streams = 0
         self._genq: Genq | None = None
@@ -196,16 +199,19 @@ class Metrics:
             self._task = None
 
     async def _query_loop(self) -> None:
+        """Every `query_s`, while somebody scrapes (within the last five minutes): no
+        query at all where nobody reads the metrics."""
         assert self._genq is not None
         while True:
+            await asyncio.sleep(self.query_s)
+            if time.monotonic() - self.scraped > max(IDLE_SCRAPES_S, 4 * self.query_s):
+                continue
             try:
                 self.held = await self._genq.store.jobs.held_credits()
-                self.held_at = time.time()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("metrics: reading the credits held failed", exc_info=True)
-            await asyncio.sleep(self.query_s)
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -247,6 +253,7 @@ class Metrics:
     # -- exposition -----------------------------------------------------------------------
 
     def text(self) -> bytes:
+        self.scraped = time.monotonic()
         return _generate_latest(self.registry)
 
     def authorized(self, header: str) -> bool:

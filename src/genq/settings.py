@@ -127,7 +127,8 @@ class Settings(BaseSettings):
         15.0,
         gt=0,
         description="how often the numbers memory does not hold (credits held) are read"
-        " from the database for /metrics (in the background, never per scrape)",
+        " from the database for /metrics (in the background while somebody scrapes,"
+        " never per scrape)",
     )
     metrics_port: int | None = Field(
         None,
