@@ -24,6 +24,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    BENCH_PLAN,
+    BENCH_PLANS,
     engine_input,
     engines_path,
     machine,
@@ -109,6 +111,69 @@ def middleware_alone(n: int) -> dict[str, float]:
             "added_us": round(wrapped - bare, 3)}
 
 
+def hot_path_in_process(n: int) -> dict[str, float]:
+    """CPU µs per `GET /v1/jobs/{id}` (a cached 200) called in-process on genq's own ASGI
+    app, with HTTP metrics (`MeasuredFront`, the default) and without (`Front`): the
+    whole read, minus the server and the network."""
+    import tempfile
+
+    from genq.api import compat
+    from genq.api.app import create_app
+    from genq.api.front import Front
+    from genq.core import Genq
+    from genq.settings import Settings
+
+    async def main() -> dict[str, float]:
+        with tempfile.TemporaryDirectory(prefix="genq-bench-") as tmp:
+            settings = Settings(data_dir=Path(tmp), plans=BENCH_PLANS)
+            core = Genq(settings)
+            measured = create_app(genq=core)
+            plain = Front(measured.inner, core, measured.feeds, compat.fast_reads())
+            await core.start(workers=True)
+            try:
+                account = await core.accounts.get_or_create("bench", BENCH_PLAN, 10**9)
+                key, _ = await core.accounts.create_key(account)
+                auth = (b"authorization", f"Bearer {key}".encode())
+                sent: list[Any] = []
+
+                async def send(message: Any) -> None:
+                    sent.append(message)
+
+                async def receive() -> Any:
+                    return {"type": "http.request", "body": body, "more_body": False}
+
+                body = b'{"engine": "demo/noop", "input": {"delay_s": 0}}'
+                create = {"type": "http", "method": "POST", "path": "/v1/jobs",
+                          "query_string": b"", "headers": [auth, (b"content-type",
+                          b"application/json"), (b"prefer", b"wait=10")]}
+                await plain(create, receive, send)
+                import json
+                job_id = json.loads(sent[-1]["body"])["id"]
+                path = f"/v1/jobs/{job_id}"
+
+                async def one_round(app: Any) -> float:
+                    start = time.process_time()
+                    for _ in range(n):
+                        scope = {"type": "http", "method": "GET", "path": path,
+                                 "query_string": b"", "headers": [auth]}
+                        await app(scope, receive, send)
+                        sent.clear()
+                    return (time.process_time() - start) / n * 1e6
+
+                await one_round(plain)
+                times: dict[str, list[float]] = {"off": [], "on": []}
+                for _ in range(7):
+                    times["off"].append(await one_round(plain))
+                    times["on"].append(await one_round(measured))
+            finally:
+                await core.stop()
+        off, on = min(times["off"]), min(times["on"])
+        return {"off_us": round(off, 2), "on_us": round(on, 2), "added_us": round(on - off, 2),
+                "added_pct": round(100 * (on - off) / off, 1)}
+
+    return asyncio.run(main())
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,19 +186,26 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--accounts", type=int, default=64)
-    p.add_argument("--calls", type=int, default=200_000)
+    p.add_argument("--calls", type=int, default=100_000)
+    p.add_argument("--reads", type=int, default=20_000)
+    p.add_argument("--no-wrk", action="store_true", help="only the in-process timings")
     p.add_argument("--out", default="metrics_overhead.json")
     args = p.parse_args()
     alone = middleware_alone(args.calls)
     print(f"middleware alone: {alone}", flush=True)
+    in_process = hot_path_in_process(args.reads)
+    print(f"GET /v1/jobs/{{id}} in-process: {in_process}", flush=True)
     result: dict[str, Any] = {
         "benchmark": "metrics_overhead", "date": now_iso(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine(), "engine": args.engine, "middleware_alone": alone,
+        "hot_path_in_process": in_process,
         "runs": {"on": [], "off": []},
     }
-    if not shutil.which("wrk"):
-        print("wrk not found: only the in-process timing was run", file=sys.stderr)
+    if args.no_wrk:
+        pass
+    elif not shutil.which("wrk"):
+        print("wrk not found: only the in-process timings were run", file=sys.stderr)
     else:
         for rep in range(args.repeats):
             for on in ((True, False) if rep % 2 == 0 else (False, True)):

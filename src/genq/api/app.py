@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from genq import __version__
 from genq.api import compat, problems
-from genq.api.front import Front
+from genq.api.front import Front, MeasuredFront
 from genq.api.middleware import Guard
 from genq.api.routes import (
     docs,
@@ -35,7 +35,6 @@ from genq.api.routes import (
 from genq.api.schemas import problem_response, request_schemas
 from genq.api.streams import Feeds
 from genq.core import Genq
-from genq.metrics import HttpMetrics
 from genq.settings import Settings
 
 
@@ -97,11 +96,11 @@ def create_app(
     app.add_middleware(compat.Segments, segments=compat.base_segments())
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
-    front = Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
     core.metrics.job_streams = feeds.__len__
+    faces = compat.fast_reads() if hot_paths else None
     if settings.metrics_http:
-        front.measured = HttpMetrics(front.dispatch, core.metrics)
-    return front
+        return MeasuredFront(app, core, feeds, faces, metrics=core.metrics)
+    return Front(app, core, feeds, faces)
 
 
 def document(app: FastAPI) -> None:
