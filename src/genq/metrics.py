@@ -44,8 +44,7 @@ CALL_BUCKETS = (
     *(1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 _LE = (*(str(float(b)) for b in CALL_BUCKETS), "+Inf")  # their `le` labels
-# error codes kept as label values (anything else is "other": engines may invent codes,
-# and a label must not take unbounded values)
+# error codes kept as label values (see `error_class`)
 ERROR_CODES = frozenset(
     {
         "engine_error",
@@ -77,6 +76,8 @@ def submitted_at(job_id: str) -> float | None:
 
 
 def error_class(code: str | None) -> str:
+    """The `error` label of an ended job: its code when it is one of genq's, else
+    `other` (engines may invent codes; a label must not take unbounded values)."""
     if not code:
         return ""
     if code in ERROR_CODES or code.startswith("upstream_"):
@@ -282,9 +283,11 @@ class _State(Collector):
         for (status, engine), n in board.counts().items():
             jobs.add_metric([status, engine], n)
         now = time.time()
-        for engine, first in board.oldest_queued().items():
+        oldest = board.oldest_queued()
+        # every engine, 0 when none waits (a graph drops to 0 instead of a gap)
+        for engine in sorted(oldest.keys() | self.genq.engines.keys()):
             depth.add_metric([engine], board.queued(engine))
-            at = submitted_at(first)
+            at = submitted_at(oldest[engine]) if engine in oldest else None
             age.add_metric([engine], max(0.0, now - at) if at is not None else 0.0)
         yield jobs
         yield depth
