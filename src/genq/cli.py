@@ -214,11 +214,21 @@ def worker(
             help="jobs run at once (default: 4)",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="GENQ_METRICS_PORT",
+            metavar="PORT",
+            show_default=False,
+            help="serve Prometheus /metrics on this port (GENQ_METRICS_HOST: 127.0.0.1)",
+        ),
+    ] = None,
 ) -> None:
     """Run workers alone, on the server's database."""
     from genq.core import Genq
+    from genq.metrics import serve
 
-    settings = settings_for(data_dir, worker_slots=slots)
+    settings = settings_for(data_dir, worker_slots=slots, metrics_port=metrics_port)
     _logging(settings)
     names = [e.strip() for e in engines.split(",")] if engines else None
 
@@ -233,6 +243,9 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await core.start(workers=True, engine_names=names)
+        exposed = None
+        if settings.metrics_port is not None:
+            exposed = await serve(core.metrics, settings.metrics_host, settings.metrics_port)
         gc.freeze()  # what is alive now stays: full collections skip it
         assert core.worker is not None
         running = len(core.worker.engines)
@@ -240,6 +253,8 @@ def worker(
         await stop.wait()
         _say(settings, "stopping: finishing in-flight jobs")
         await core.stop()
+        if exposed is not None:
+            exposed.close()
 
     asyncio.run(main())
 

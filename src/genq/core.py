@@ -58,7 +58,7 @@ class Genq:
             settings.storage_url, settings.data_dir, settings.s3_endpoint_url
         )
         self.bus = EventBus()
-        self.metrics = Metrics(self.bus)
+        self.metrics = Metrics(settings.metrics_query_s)
         self.follower: SqliteFollower | PgFollower
         if self.store.db.is_postgres:
             self.follower = PgFollower(self.store, self.bus, poll_s=settings.pg_event_poll_s)
@@ -94,6 +94,7 @@ class Genq:
             timeout_s=settings.webhook_timeout_s,
         )
         tracing.instrument_core(self)
+        self.metrics.bind(self)
 
     def make_worker(
         self, engine_names: list[str] | None = None, slots: int | None = None
@@ -138,6 +139,7 @@ class Genq:
         await self.jobs.start()
         await self.webhooks.start()
         await self.sweeper.start()
+        await self.metrics.start()
         if self.gateway:
             self.gateway.set_secret(await self.secret("upstream-keys"))
             self.gateway.start_discovery()
@@ -179,9 +181,6 @@ class Genq:
         """Raise unless the database answers."""
         await self.store.ping()
 
-    def refresh_metrics(self) -> None:
-        self.metrics.refresh(self.jobs.board)
-
     async def stop(self) -> None:
         if self.tracker is not None:
             await self.tracker.stop()
@@ -190,6 +189,7 @@ class Genq:
             await self.worker.stop()
             self.worker = None
         await self.sweeper.stop()
+        await self.metrics.stop()
         await self.webhooks.stop()
         await self.follower.stop()
         await self.store.close()

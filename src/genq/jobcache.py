@@ -230,6 +230,10 @@ class Board:
         """Unfinished jobs by (status, engine), as this process knows them."""
         return dict(self._counts)
 
+    def oldest_queued(self) -> dict[str, str]:
+        """Each engine's first job in its queue (engines with none left out)."""
+        return {engine: queue[0] for engine, queue in list(self._queues.items()) if queue}
+
     def queued(self, engine: str) -> int:
         return len(self._queues.get(engine, ()))
 

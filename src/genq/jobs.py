@@ -121,6 +121,8 @@ class JobService:
             self._render_entry, settings.job_cache_bytes, lambda: self.board.epoch
         )
         self.shared = SharedReads()
+        # told of every change this process commits, before the bus (genq.metrics)
+        self.on_made: Callable[[Change, Any], None] | None = None
         bus.subscribe(self.board.on_change)  # first: bodies render from the board
         bus.subscribe(self.cache.on_change, rows=True)
 
@@ -140,7 +142,10 @@ class JobService:
         outputs: tuple[JobOutput, ...] | None = None,
     ) -> Job:
         job, event = made
-        self.bus.publish(Change.made(job, event, hook=hook, outputs=outputs))
+        change = Change.made(job, event, hook=hook, outputs=outputs)
+        if self.on_made is not None:
+            self.on_made(change, hook)
+        self.bus.publish(change)
         return job
 
     # -- submission -------------------------------------------------------------------

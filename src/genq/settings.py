@@ -167,6 +167,26 @@ class Settings(BaseSettings):
         description="with tracing on, a span per store operation (db.read, db.write) in"
         " traced requests and jobs",
     )
+    # -- metrics (Prometheus; genq.metrics) --
+    metrics_http: bool = Field(
+        True, description="measure every HTTP request (genq_http_request_duration_seconds)"
+    )
+    metrics_query_s: float = Field(
+        15.0,
+        gt=0,
+        description="how often the numbers memory does not hold (credits held) are read"
+        " from the database for /metrics (in the background while somebody scrapes,"
+        " never per scrape)",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="genq worker: serve /metrics on this port (the API serves its own)",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="genq worker: the address --metrics-port listens on"
+    )
 
     @field_validator("engines", "webhook_retry_schedule_s", "admin_accounts", mode="before")
     @classmethod

@@ -115,6 +115,8 @@ class WebhookSender:
             headers={"User-Agent": "genq-webhooks/1", "Content-Type": "application/json"},
         )
         self._unsubscribe = bus.subscribe(self._on_change)
+        # told of each attempt: (outcome, seconds the receiver took or None) (genq.metrics)
+        self.observe: Callable[[str, float | None], None] | None = None
 
     def _on_change(self, change: Change) -> None:
         if change.webhook:  # a delivery was written with this change
@@ -220,6 +222,8 @@ class WebhookSender:
                 outcome=FAILED,
                 next_attempt_at=None,
             )
+            if self.observe is not None:
+                self.observe(FAILED, None)
             return
         job, outputs = found
         logs.set_job(job.id, job.account_id, job.engine)
@@ -235,6 +239,8 @@ class WebhookSender:
                 next_attempt_at=None,
             )
             _not_delivered(d, exc.detail, FAILED)
+            if self.observe is not None:
+                self.observe(FAILED, None)
             return
         now = utcnow()
         data = self.jobs.render(job, outputs)
@@ -299,6 +305,8 @@ class WebhookSender:
         )
         if outcome != DELIVERED:
             _not_delivered(d, error, f"next attempt at {iso(when)}" if when else outcome)
+        if self.observe is not None:
+            self.observe(outcome, latency_ms / 1000 if latency_ms is not None else None)
         if outcome == PENDING:
             self._wake.set()
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from genq import __version__
 from genq.api import compat, problems
-from genq.api.front import Front
+from genq.api.front import Front, MeasuredFront
 from genq.api.middleware import Guard
 from genq.api.routes import (
     docs,
@@ -97,7 +97,13 @@ def create_app(
     app.add_middleware(compat.Segments, segments=compat.base_segments())
     feeds = Feeds(core.jobs, core.bus, settings.sse_keepalive_s)
     app.state.feeds = feeds
-    front = Front(app, core, feeds, compat.fast_reads() if hot_paths else None)
+    core.metrics.job_streams = feeds.__len__
+    faces = compat.fast_reads() if hot_paths else None
+    front = (
+        MeasuredFront(app, core, feeds, faces, metrics=core.metrics)
+        if settings.metrics_http
+        else Front(app, core, feeds, faces)
+    )
     return tracing.instrument_app(front)  # (itself unless tracing is on)
 
 

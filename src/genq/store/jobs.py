@@ -704,6 +704,14 @@ def _status_counts(cx: Cx) -> dict[tuple[str, str], int]:
     return {(s, e): int(n) for s, e, n in rows}
 
 
+def _held_credits(cx: Cx) -> dict[str, int]:
+    rows = cx.all(
+        "SELECT engine, coalesce(sum(credits_estimate), 0) FROM jobs"
+        " WHERE status IN ('queued', 'starting', 'running') GROUP BY engine"
+    )
+    return {e: int(n) for e, n in rows}
+
+
 def _recent_durations(cx: Cx, engine: str, limit: int) -> list[float]:
     rows = cx.all(
         "SELECT started_at, completed_at FROM jobs WHERE status = 'succeeded'"
@@ -807,6 +815,10 @@ class JobStore:
     async def status_counts(self) -> dict[tuple[str, str], int]:
         """Non-terminal jobs by (status, engine)."""
         return await self.db.read(_status_counts)
+
+    async def held_credits(self) -> dict[str, int]:
+        """Credits held for unfinished jobs (their estimates), by engine."""
+        return await self.db.read(_held_credits)
 
     async def account_counts(self, account_id: str) -> dict[str, int]:
         """The account's non-terminal jobs by status."""

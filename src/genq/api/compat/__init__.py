@@ -93,11 +93,14 @@ class Segments:
             path: str = scope["path"]
             for alias, target, raw_alias, raw_target in self.segments:
                 if path == alias or path.startswith(alias + "/"):
-                    scope = dict(scope, path=target + path[len(alias) :])
-                    raw = scope.get("raw_path")
+                    inner = dict(scope, path=target + path[len(alias) :])
+                    raw = inner.get("raw_path")
                     if isinstance(raw, bytes) and raw.startswith(raw_alias):
-                        scope["raw_path"] = raw_target + raw[len(raw_alias) :]
-                    break
+                        inner["raw_path"] = raw_target + raw[len(raw_alias) :]
+                    await self.app(inner, receive, send)
+                    if "route" in inner:  # the matched route, for whoever is outside
+                        scope["route"] = inner["route"]
+                    return
         await self.app(scope, receive, send)
 
 

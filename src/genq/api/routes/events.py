@@ -110,14 +110,18 @@ async def account_events(
     async def stream() -> AsyncIterator[bytes]:
         last = resume if resume is not None else await genq.jobs.last_event_id()
         yield b"retry: 2000\n\n"
-        with bus.watch(account.id) as watch:
-            while not bus.draining:  # see `Feeds.close`
-                events = await genq.jobs.account_events(account.id, last)
-                for ev in events:
-                    last = ev.id
-                    yield await feeds.account_frame(ev)
-                if not events and not await watch.wait(keepalive) and not bus.draining:
-                    yield b": keep-alive\n\n"
+        genq.metrics.account_streams += 1
+        try:
+            with bus.watch(account.id) as watch:
+                while not bus.draining:  # see `Feeds.close`
+                    events = await genq.jobs.account_events(account.id, last)
+                    for ev in events:
+                        last = ev.id
+                        yield await feeds.account_frame(ev)
+                    if not events and not await watch.wait(keepalive) and not bus.draining:
+                        yield b": keep-alive\n\n"
+        finally:
+            genq.metrics.account_streams -= 1
 
     hold = genq.holds.take(account.id, account.plan)
     return HeldStream(stream(), hold, media_type="text/event-stream", headers=SSE_HEADERS)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from genq.api.deps import App, Caller
@@ -113,15 +112,9 @@ async def readyz(genq: App) -> Response:
 async def metrics(request: Request, genq: App) -> Response:
     """Prometheus text. With `GENQ_METRICS_TOKEN` set, only for `Authorization: Bearer
     <token>`."""
-    token = genq.settings.metrics_token
-    if token:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
-            raise Unauthorized(
-                "/metrics wants the metrics token: Authorization: Bearer <GENQ_METRICS_TOKEN>",
-                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-            )
-    genq.refresh_metrics()
-    return Response(generate_latest(genq.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if not genq.metrics.authorized(request.headers.get("authorization", "")):
+        raise Unauthorized(
+            "/metrics wants the metrics token: Authorization: Bearer <GENQ_METRICS_TOKEN>",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    return Response(genq.metrics.text(), media_type=CONTENT_TYPE_LATEST)

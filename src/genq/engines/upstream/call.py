@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from genq.engines.upstream.base import UNAVAILABLE, Provider, UpstreamError
 Gate = Callable[[], Awaitable[None]]
 # (succeeded: the service answered sensibly) -> None
 Outcome = Callable[[bool], None]
+# (HTTP status or None: no answer, seconds) -> None, for each call that went out
+Observe = Callable[[int | None, float], None]
 
 
 def _no_input(ref: str) -> Path:
@@ -33,6 +36,7 @@ class HttpCall:
         gate: Gate | None = None,
         outcome: Outcome | None = None,
         timeout_s: float = 60.0,
+        observe: Observe | None = None,
     ) -> None:
         self.provider = provider
         self.client = client
@@ -42,6 +46,7 @@ class HttpCall:
         self._model = model_artifact
         self._gate = gate
         self._outcome = outcome
+        self._observe = observe
         self.timeout_s = timeout_s
         self.requests = 0  # calls that went out (for stats and tests)
         # the last request was answered 2xx (or an `ok` status): the service took it
@@ -81,6 +86,7 @@ class HttpCall:
         if idempotency_key:
             sent["Idempotency-Key"] = idempotency_key
         self.requests += 1
+        started = time.perf_counter()
         try:
             response = await self.client.request(
                 method,
@@ -95,6 +101,8 @@ class HttpCall:
             )
         except httpx.HTTPError as exc:
             self._record(False)
+            if self._observe is not None:
+                self._observe(None, time.perf_counter() - started)
             # a connection never made carried nothing; any other failure may have
             # carried the request
             unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
@@ -104,6 +112,8 @@ class HttpCall:
                 may_have_acted=not unsent,
             ) from exc
         status = response.status_code
+        if self._observe is not None:
+            self._observe(status, time.perf_counter() - started)
         if status != 429:  # (being told to slow down is not a failure of the service)
             self._record(status < 500)
         if 200 <= status < 300 or status in ok:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -326,6 +327,8 @@ class Gateway:
         self.account_key: KeyLookup | None = None  # set by Genq (decrypting stored keys)
         self._discovery: asyncio.Task[None] | None = None
         self.discover_retry_s = DISCOVER_RETRY_S
+        # told of each call: (provider, HTTP status or None, seconds) (genq.metrics)
+        self.observe: Callable[[str, int | None, float], None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.upstreams)
@@ -465,6 +468,7 @@ class Gateway:
             gate=gate,
             outcome=up.record,
             timeout_s=up.timeout_s,
+            observe=functools.partial(self.observe, up.name) if self.observe else None,
             **kwargs,
         )
 
