@@ -74,7 +74,7 @@ def one_server(metrics_on: bool, args: argparse.Namespace) -> dict[str, Any]:
 def middleware_alone(n: int) -> dict[str, float]:
     """µs per request of `HttpMetrics` around a do-nothing ASGI app, against the app
     called directly: CPU time, the least of 9 interleaved rounds of `n` requests each."""
-    from genq.metrics import HttpMetrics, Metrics
+    from genq.telemetry.metrics import HttpMetrics, Metrics
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})

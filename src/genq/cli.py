@@ -226,7 +226,7 @@ def worker(
 ) -> None:
     """Run workers alone, on the server's database."""
     from genq.core import Genq
-    from genq.metrics import serve
+    from genq.telemetry.metrics import serve
 
     settings = settings_for(data_dir, worker_slots=slots, metrics_port=metrics_port)
     _logging(settings)

@@ -20,7 +20,6 @@ from genq.files import FileService
 from genq.idempotency import Idempotency
 from genq.ids import token, utcnow
 from genq.jobs import JobService, Sweeper
-from genq.metrics import Metrics
 from genq.migrate import upgrade_async
 from genq.models import ModelService
 from genq.ratelimits import Holds, RateLimiter
@@ -28,6 +27,7 @@ from genq.settings import Settings
 from genq.storage import storage_for
 from genq.store import Store
 from genq.telemetry import tracing
+from genq.telemetry.metrics import Metrics
 from genq.webhooks import WebhookSender
 from genq.worker import Worker
 

@@ -121,7 +121,7 @@ class JobService:
             self._render_entry, settings.job_cache_bytes, lambda: self.board.epoch
         )
         self.shared = SharedReads()
-        # told of every change this process commits, before the bus (genq.metrics)
+        # told of every change this process commits, before the bus (genq.telemetry.metrics)
         self.on_made: Callable[[Change, Any], None] | None = None
         bus.subscribe(self.board.on_change)  # first: bodies render from the board
         bus.subscribe(self.cache.on_change, rows=True)

@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         description="with tracing on, a span per store operation (db.read, db.write) in"
         " traced requests and jobs",
     )
-    # -- metrics (Prometheus; genq.metrics) --
+    # -- metrics (Prometheus; genq.telemetry.metrics) --
     metrics_http: bool = Field(
         True, description="measure every HTTP request (genq_http_request_duration_seconds)"
     )

@@ -115,7 +115,7 @@ class WebhookSender:
             headers={"User-Agent": "genq-webhooks/1", "Content-Type": "application/json"},
         )
         self._unsubscribe = bus.subscribe(self._on_change)
-        # told of each attempt: (outcome, seconds the receiver took or None) (genq.metrics)
+        # told of each attempt: (outcome, seconds the receiver took or None) (telemetry.metrics)
         self.observe: Callable[[str, float | None], None] | None = None
 
     def _on_change(self, change: Change) -> None:

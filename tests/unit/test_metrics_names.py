@@ -12,8 +12,8 @@ from typing import Any
 from ulid import ULID
 
 from genq.core import Genq
-from genq.metrics import submitted_at
 from genq.settings import Settings
+from genq.telemetry.metrics import submitted_at
 
 DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "genq.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}

@@ -36,8 +36,8 @@ from genq.errors import GenqError, InvalidInput, RequestTimeout, TooLarge
 from genq.jobcache import CachedJob
 from genq.jobs import JobService
 from genq.lifecycle import NON_TERMINAL
-from genq.metrics import HttpMetrics, Metrics
 from genq.ratelimits import GENERATE, STATUS, Window
+from genq.telemetry.metrics import HttpMetrics, Metrics
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
@@ -196,7 +196,7 @@ class Front:
         path: str = scope["path"]
         if scope["method"] == "POST":
             if path == "/v1/jobs":
-                scope["genq.route"] = "/v1/jobs"  # the route label (genq.metrics)
+                scope["genq.route"] = "/v1/jobs"  # the route label (genq.telemetry.metrics)
                 await self.create(scope, receive, send)
                 return True
             return False
@@ -349,7 +349,7 @@ class Front:
 
 
 class MeasuredFront(Front):
-    """`Front` with every request measured (`genq.metrics.HttpMetrics`, when
+    """`Front` with every request measured (`genq.telemetry.metrics.HttpMetrics`, when
     `GENQ_METRICS_HTTP` is on): a subclass, so that `Front` itself pays nothing."""
 
     def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:

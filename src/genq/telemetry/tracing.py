@@ -363,7 +363,7 @@ def instrument_app(front: Front) -> Front:
         default_span_details=names,
         exclude_spans=["receive", "send"],
         tracer_provider=_provider,
-        meter_provider=NoOpMeterProvider(),  # traces only: genq.metrics has the metrics
+        meter_provider=NoOpMeterProvider(),  # traces only: genq.telemetry.metrics has the metrics
     )
     return traced
 

@@ -327,7 +327,7 @@ class Gateway:
         self.account_key: KeyLookup | None = None  # set by Genq (decrypting stored keys)
         self._discovery: asyncio.Task[None] | None = None
         self.discover_retry_s = DISCOVER_RETRY_S
-        # told of each call: (provider, HTTP status or None, seconds) (genq.metrics)
+        # told of each call: (provider, HTTP status or None, seconds) (genq.telemetry.metrics)
         self.observe: Callable[[str, int | None, float], None] | None = None
 
     def __bool__(self) -> bool:
