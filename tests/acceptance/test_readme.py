@@ -41,6 +41,8 @@ SKIPPED = {  # the only blocks that are not run, by the reason their marker give
     "needs an account at an upstream service",
     # (the fal SDK speaks only HTTPS; tests/compat/test_fal.py runs its quick-start)
     "needs a server with TLS: tests/compat/test_fal.py runs it",
+    # (an S3 endpoint of the reader's; the storage tests start SeaweedFS instead)
+    "needs an S3 endpoint; tests/integration/test_s3_storage.py runs genq against SeaweedFS",
 }
 RUN = ("sh", "python")
 DIAGRAM = "text"
@@ -253,6 +255,9 @@ def test_blocks_carry_their_skip_reasons() -> None:
         "```sh\ngenq upstreams check\n```\n\n"
         "<!-- readme-test: skip (needs a server with TLS: tests/compat/test_fal.py runs it) -->\n"
         "```sh\npython -c 'import fal_client'\n```\n"
+        "<!-- readme-test: skip (needs an S3 endpoint; tests/integration/test_s3_storage.py"
+        " runs genq against SeaweedFS) -->\n"
+        "```sh\ngenq serve\n```\n"
     )
     blocks = readme_blocks(text)
     assert [(b.lang, b.line) for b in runnable(blocks)] == [("python", 15)]
