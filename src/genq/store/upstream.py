@@ -278,6 +278,31 @@ def _ended(
     return rows[0]
 
 
+def _logged(
+    cx: Cx, owner: str, job_id: str, steps: Sequence[Step], now: datetime
+) -> list[Transitioned]:
+    """Log lines a tracked job's service reported (Cog's `logs`), fenced on the tracking
+    lease."""
+    made = []
+    for step in steps:
+        rows = apply(cx, step, TRACKED, {"job_id": job_id, "owner": owner}, now)
+        if not rows:
+            raise LeaseLost(f"tracking lease on {job_id} is gone")
+        made.append(rows[0])
+    return made
+
+
+def _requeue(cx: Cx, owner: str, job_id: str, step: Step, now: datetime) -> Transitioned:
+    """The service lost the job (its Cog server stopped answering): the job goes back to
+    the queue (`step`) and its tracking row is dropped, so the next attempt hands it over
+    afresh (to another server)."""
+    rows = apply(cx, step, TRACKED, {"job_id": job_id, "owner": owner}, now)
+    if not rows:
+        raise LeaseLost(f"tracking lease on {job_id} is gone")
+    cx.execute("DELETE FROM upstream_jobs WHERE job_id = %(j)s", {"j": job_id})
+    return rows[0]
+
+
 @autocommit
 def _push(cx: Cx, job_id: str, token_hash: str, body: Any, now: datetime) -> bool:
     row = cx.one(
@@ -419,6 +444,12 @@ class UpstreamStore:
         return await self.db.write(
             _ended, owner, job_id, step, list(outputs), upstream_status, counted, now
         )
+
+    async def logged(self, owner: str, job_id: str, steps: Sequence[Step]) -> list[Transitioned]:
+        return await self.db.write(_logged, owner, job_id, list(steps), utcnow())
+
+    async def requeue(self, owner: str, job_id: str, step: Step, now: datetime) -> Transitioned:
+        return await self.db.write(_requeue, owner, job_id, step, now)
 
     async def push(self, job_id: str, token_hash: str, body: Any, now: datetime) -> bool:
         return await self.db.write(_push, job_id, token_hash, body, now)

@@ -230,6 +230,8 @@ class UpstreamEngine(EngineBase):
 
     upstream: UpstreamInfo
     spec: EngineSpec
+    # (Cog) the concurrency as it is now, read by the worker before each claim
+    live_concurrency: Callable[[], int] | None = None
 
     def __init__(self, up: Upstream, spec: EngineSpec) -> None:
         self.name = f"{up.name}/{spec.what}"  # type: ignore[misc]
@@ -243,6 +245,7 @@ class UpstreamEngine(EngineBase):
         self.timeout_s = up.job_timeout_s  # type: ignore[misc]
         self.upstream = UpstreamInfo(up.name, up.base_url, spec.what)
         self.spec = spec
+        self.live_concurrency = up.provider.live_concurrency(spec.what)
 
     def estimate(self, data: BaseModel) -> int:
         return self.price
@@ -373,6 +376,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._discovery
             self._discovery = None
+        for up in self.upstreams.values():
+            await up.provider.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
