@@ -217,18 +217,29 @@ def _polled(
     failures: int,
     counted: bool,
     now: datetime,
+    read: Any = None,
 ) -> Transitioned | None:
     """A poll ended without ending the job: its news (`step`), the next poll's time,
-    and the lease let go."""
+    and the lease let go. The pushed body the poll read (`read`) is cleared, unless
+    another push replaced it meanwhile: that one is kept, and due at once (a service
+    with no status read, such as Cog, would never tell it again)."""
     made = None
     if step is not None:
         rows = apply(cx, step, TRACKED, {"job_id": job_id, "owner": owner}, now)
         if not rows:
             raise LeaseLost(f"tracking lease on {job_id} is gone")
         made = rows[0]
+    lock = " FOR UPDATE" if cx.postgres else ""
+    current = cx.one(
+        f"SELECT pushed FROM upstream_jobs WHERE job_id = %(j)s AND owner = %(owner)s{lock}",
+        {"j": job_id, "owner": owner},
+    )
+    newer = current is not None and current[0] is not None and json_of(current[0]) != read
+    if newer:
+        next_poll_at = now
     row = cx.one(
         "UPDATE upstream_jobs SET owner = NULL, leased_until = NULL, next_poll_at = %(next)s,"
-        " failures = %(f)s, polls = polls + %(c)s, pushed = NULL,"
+        f" failures = %(f)s, polls = polls + %(c)s{'' if newer else ', pushed = NULL'},"
         " state = CASE WHEN CAST(%(u)s AS TEXT) IS NULL THEN state ELSE 'tracking' END,"
         " upstream_id = coalesce(%(u)s, upstream_id),"
         " upstream_status = coalesce(%(us)s, upstream_status), updated_at = %(now)s"
@@ -417,6 +428,7 @@ class UpstreamStore:
         failures: int,
         counted: bool,
         now: datetime,
+        read: Any = None,
     ) -> Transitioned | None:
         return await self.db.write(
             _polled,
@@ -429,6 +441,7 @@ class UpstreamStore:
             failures,
             counted,
             now,
+            read,
         )
 
     async def ended(

@@ -86,6 +86,7 @@ STATES: Final[dict[str, State]] = {
 UP: Final = ("READY", "BUSY")
 EVENTS: Final = ["start", "output", "logs", "completed"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+_OUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KINDS: Final[dict[str, OutputKind]] = {"image": "image", "video": "video", "model": "model"}
 DEFAULTS: Final[dict[str, Any]] = {
     "api_key": "-",  # (a Cog server takes no key)
@@ -230,26 +231,28 @@ def _input_model(model: Model) -> type[BaseModel]:
 
 def _remotes(value: Any) -> list[Remote]:
     """A prediction's `output` as outputs: each file URL or `data:` URI one file, text a
-    text file, anything else (numbers, objects) one JSON file."""
+    text file, anything else (numbers, objects) a JSON file; an object's fields (Cog's
+    `BaseModel` outputs) are named by their keys."""
     found: list[Remote] = []
 
-    def walk(v: Any) -> None:
+    def walk(v: Any, name: str | None = None) -> None:
+        name = name if name and _OUT_NAME.match(name) else f"output_{len(found)}"
         if isinstance(v, str):
             if v.startswith(("http://", "https://", "data:")):
-                found.append(Remote(name=f"output_{len(found)}", url=v))
+                found.append(Remote(name=name, url=v))
             else:
                 text = urllib.parse.quote(v)
-                url = f"data:text/plain;charset=utf-8,{text}"
-                found.append(Remote(name=f"output_{len(found)}", url=url))
+                found.append(Remote(name=name, url=f"data:text/plain;charset=utf-8,{text}"))
         elif isinstance(v, list):
             for item in v:
                 walk(item)
         elif v is not None:
             data = urllib.parse.quote(json.dumps(v))
-            found.append(Remote(name=f"output_{len(found)}", url=f"data:application/json,{data}"))
+            found.append(Remote(name=name, url=f"data:application/json,{data}"))
 
-    if isinstance(value, dict):  # (an object of outputs: each one as a JSON file)
-        walk([value])
+    if isinstance(value, dict):
+        for key, item in value.items():
+            walk(item, str(key))
     else:
         walk(value)
     return found

@@ -743,6 +743,7 @@ class Tracker:
             failures=failures,
             counted=counted,
             now=now,
+            read=t.pushed,
         )
         self._due_at(after_s)
         if made is not None and step is not None:
