@@ -110,6 +110,9 @@ def direct(url: str, data: dict[str, Any], n: int) -> list[float]:
     out = []
     with httpx.Client(timeout=120) as c:
         for i in range(n):
+            # (untimed) the slot of the previous prediction free again
+            while c.get(f"{url}/health-check").json().get("status") != "READY":
+                time.sleep(0.01)
             body = {"input": {"prompt": f"direct-{i}", **data}}
             t0 = time.perf_counter()
             r = c.post(f"{url}/predictions", json=body)
@@ -148,6 +151,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=20, help="jobs per workload and path")
     ap.add_argument("--append", action="store_true", help="append a section to RESULTS.md")
     args = ap.parse_args()
+    # (a `timeout` or Ctrl-C still stops the servers this started)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     results: dict[str, Any] = {"at": now_iso(), "machine": machine(), "workloads": {}}
     with tempfile.TemporaryDirectory(prefix="genq-cog-bench-") as tmp:
         cog, url = start_cog(Path(tmp))

@@ -9,7 +9,7 @@ A tracker's writes to a job are fenced on its lease of the job's `upstream_jobs`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -325,6 +325,24 @@ def _push(cx: Cx, job_id: str, token_hash: str, body: Any, now: datetime) -> boo
     return row is not None
 
 
+def _push_unless_final(
+    cx: Cx, job_id: str, token_hash: str, body: Any, now: datetime, final: Callable[[Any], bool]
+) -> bool:
+    """`_push` for a service whose pushes may arrive out of order (Cog's webhooks): a
+    kept body that `final` says ends the job is not replaced by a later one."""
+    lock = " FOR UPDATE" if cx.postgres else ""
+    row = cx.one(
+        "SELECT pushed FROM upstream_jobs WHERE job_id = %(j)s AND token_hash = %(h)s"
+        f" AND state IN ('intent', 'tracking'){lock}",
+        {"j": job_id, "h": token_hash},
+    )
+    if row is None:
+        return False
+    if row[0] is not None and final(json_of(row[0])):
+        return True  # (the end is kept; this one came late)
+    return _push(cx, job_id, token_hash, body, now)
+
+
 def _token_of(cx: Cx, job_id: str) -> tuple[str, str] | None:
     row = cx.one("SELECT token_hash, state FROM upstream_jobs WHERE job_id = %(j)s", {"j": job_id})
     return (row[0], row[1]) if row else None
@@ -464,7 +482,16 @@ class UpstreamStore:
     async def requeue(self, owner: str, job_id: str, step: Step, now: datetime) -> Transitioned:
         return await self.db.write(_requeue, owner, job_id, step, now)
 
-    async def push(self, job_id: str, token_hash: str, body: Any, now: datetime) -> bool:
+    async def push(
+        self,
+        job_id: str,
+        token_hash: str,
+        body: Any,
+        now: datetime,
+        final: Callable[[Any], bool] | None = None,
+    ) -> bool:
+        if final is not None:
+            return await self.db.write(_push_unless_final, job_id, token_hash, body, now, final)
         return await self.db.write(_push, job_id, token_hash, body, now)
 
     async def token_of(self, job_id: str) -> tuple[str, str] | None:

@@ -170,6 +170,8 @@ class Provider:
     callbacks: ClassVar[bool] = False
     # can a job be canceled there?
     cancellable: ClassVar[bool] = False
+    # is a pushed end kept when a later push arrives (`final_push`)?
+    ordered_pushes: ClassVar[bool] = False
     # the most jobs in flight at once by default (the engines' concurrency)
     default_max_jobs: ClassVar[int] = 1000
     # calls per minute the service allows by default (None: no documented limit)
@@ -237,6 +239,12 @@ class Provider:
         when the gateway starts; the number of engines still unknown (the gateway tries
         again later while any are). Raise `UpstreamError` when the service cannot be read."""
         return 0
+
+    def final_push(self, body: Any) -> bool:
+        """Does this pushed body end its job, so that a push arriving after it must not
+        replace it? Only for a service whose pushes may arrive out of order and that has
+        no status read to recover a lost end (Cog; `ordered_pushes`)."""
+        return False
 
     def live_concurrency(self, what: str) -> Callable[[], int] | None:
         """For an engine whose capacity changes at run time (Cog: the slots of its

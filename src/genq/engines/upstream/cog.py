@@ -14,7 +14,10 @@ copied into genq's storage. Options of the `cog` upstream itself (GENQ_UPSTREAMS
 override the defaults below: `health_s` (how often each server's `/health-check` is
 read, default 1), `lost_after_s` (a server that has not answered for this long has
 lost its predictions, default 3), `max_attempts` (hand-overs of one job, default 3),
-`safety_poll_s` (how often a running job's server is looked at, default 1).
+`safety_poll_s` (how often a running job's server is looked at, default 1),
+`idle_after_s` (a one-slot server idle this long runs none of genq's predictions,
+default 10), `busy_wait_s` (how long a create asks servers at capacity again, default
+3: a server reports a prediction's end just before its slot is free).
 
 What genq does with a Cog server's HTTP API:
 - `GET /health-check`, every `health_s`, in the background: READY or BUSY means up.
@@ -32,10 +35,15 @@ What genq does with a Cog server's HTTP API:
 - Status: Cog has no status read; its webhooks carry the prediction (`parse_callback`):
   progress from the tqdm lines of `logs` (`replicate.tqdm_progress`), each new log line
   a job log event, the outputs (file URLs, `data:` URIs, text, JSON) at the end. The
-  tracker's rare look at a job (`status`) asks the health monitor about its server: one
-  that has not answered for `lost_after_s`, or has restarted since, lost the
-  prediction, and the job goes back to the queue (`LOST`) for another server.
+  tracker's look at a job (`status`, every `safety_poll_s`, no HTTP) asks the health
+  monitor about its server: one that has not answered for `lost_after_s`, has
+  restarted since, or (one slot) has been idle for `idle_after_s` with no word of the
+  prediction's end, lost it, and the job goes back to the queue (`LOST`) for a server.
 - Cancel: `POST /predictions/{id}/cancel`.
+
+Cog's webhooks may arrive out of order (they are sent concurrently), and there is no
+status read to recover a lost end: a pushed end is never replaced by a later push
+(`final_push`), and a push that lands while the tracker reads another is kept.
 """
 
 from __future__ import annotations
@@ -142,6 +150,7 @@ class Server:
     since: float = field(default_factory=time.monotonic)  # watched since
     boot: str | None = None  # its setup's start time: another one means it restarted
     full_until: float = 0.0  # (monotonic) a prediction just went there: full until then
+    idle_since: float | None = None  # (monotonic) READY without a break since then
 
     @property
     def up(self) -> bool:
@@ -270,6 +279,7 @@ class Cog(Provider):
     callbacks: ClassVar[bool] = True
     cancellable: ClassVar[bool] = True
     default_max_jobs: ClassVar[int] = 1  # (the engines' concurrency is their live slots)
+    ordered_pushes: ClassVar[bool] = True  # (its webhooks may arrive out of order)
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
@@ -284,11 +294,14 @@ class Cog(Provider):
         self._inputs = {n: _input_model(m) for n, m in self.models.items()}
         self.health_s = float(options.get("health_s", 1.0))
         self.lost_after_s = float(options.get("lost_after_s", 3.0))
+        self.idle_after_s = float(options.get("idle_after_s", 10.0))
+        self.busy_wait_s = float(options.get("busy_wait_s", 3.0))
         # per prediction (in this process): its server's boot when it went there, the
         # log lines already reported, its last state
         self._boots: dict[str, str | None] = {}
         self._logged: dict[str, int] = {}
         self._states: dict[str, State] = {}
+        self._heard: dict[str, float] = {}  # (monotonic) its create or last push
         self._monitor: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -367,6 +380,7 @@ class Cog(Provider):
             server.boot = setup["started_at"]
         if server.status != was:
             log.info("Cog server %s: %s", server.url, server.status)
+            server.idle_since = time.monotonic() if server.status == "READY" else None
 
     async def _read_schema(self, model: Model) -> None:
         assert self._client is not None
@@ -415,6 +429,21 @@ class Cog(Provider):
         if callback_url:
             body["webhook"] = callback_url
             body["webhook_events_filter"] = EVENTS
+        # a server that ended a prediction reports it before its slot is free again: one
+        # at capacity (409) is asked again for up to `busy_wait_s`
+        deadline = time.monotonic() + self.busy_wait_s
+        while True:
+            try:
+                return await self._place(call, what, model, body, reference)
+            except UpstreamError as exc:
+                if exc.status != 409 or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
+    async def _place(
+        self, call: Call, what: str, model: Model, body: dict[str, Any], reference: str
+    ) -> Created:
+        """Send the prediction to the first server of the fleet that takes it."""
         now = time.monotonic()
         # a server that is up and not known to be full first, then the others that are up
         order = sorted(
@@ -440,15 +469,16 @@ class Cog(Provider):
                     raise
                 # at capacity (409) or not answering: the next server of the fleet
                 server.full_until = time.monotonic() + self.health_s
-                last = exc
+                if last is None or last.status == 409:
+                    last = exc  # (a 409 only when every server said so)
                 continue
             if server.slots == 1:
                 server.full_until = time.monotonic() + self.health_s
             found = answer.get("id")
             pid = found if isinstance(found, str) and found else reference
             self._boots[pid] = server.boot
-            snap = self._snapshot(pid, answer)
-            return Created(f"{pid}@{server.url}", snap)
+            self._heard[pid] = time.monotonic()
+            return Created(f"{pid}@{server.url}", self._snapshot(pid, answer))
         assert last is not None
         raise last
 
@@ -467,6 +497,16 @@ class Cog(Provider):
             if took is not None and server.boot is not None and server.boot != took:
                 self._forget(pid)
                 raise UpstreamError(LOST, f"Cog server {url} restarted")
+            # a one-slot server idle for a while runs nothing: it ended the prediction
+            # without its last webhook reaching genq (or dropped it)
+            heard = self._heard.setdefault(pid, time.monotonic())
+            if server.slots == 1 and server.idle_since is not None:
+                quiet = time.monotonic() - max(heard, server.idle_since)
+                if quiet >= self.idle_after_s:
+                    self._forget(pid)
+                    raise UpstreamError(
+                        LOST, f"Cog server {url} is idle and never reported the prediction's end"
+                    )
         state = self._states.get(pid, "running")
         return Snapshot(state=state, message="starting" if state == "queued" else "processing")
 
@@ -485,6 +525,7 @@ class Cog(Provider):
         word = body.get("status")
         if not isinstance(word, str):
             return None
+        self._heard[pid] = time.monotonic()
         state = STATES.get(word, "running")
         logs = body.get("logs")
         lines: tuple[str, ...] = ()
@@ -514,6 +555,10 @@ class Cog(Provider):
         self._boots.pop(pid, None)
         self._logged.pop(pid, None)
         self._states.pop(pid, None)
+        self._heard.pop(pid, None)
+
+    def final_push(self, body: Any) -> bool:
+        return isinstance(body, dict) and body.get("status") in ("succeeded", "failed", "canceled")
 
     def callback_id(self, what: str, body: Any) -> str | None:
         return None  # (never needed: a create sent again is the same prediction)

@@ -331,6 +331,11 @@ class Gateway:
         self.account_key: KeyLookup | None = None  # set by Genq (decrypting stored keys)
         self._discovery: asyncio.Task[None] | None = None
         self.discover_retry_s = DISCOVER_RETRY_S
+        # (Cog) a pushed end is not replaced by a push that arrives after it
+        ordered = [up.provider for up in self.upstreams.values() if up.provider.ordered_pushes]
+        self.final_push: Callable[[Any], bool] | None = None
+        if ordered:
+            self.final_push = lambda body: any(p.final_push(body) for p in ordered)
 
     def __bool__(self) -> bool:
         return bool(self.upstreams)
