@@ -218,23 +218,26 @@ def _polled(
     counted: bool,
     now: datetime,
     read: Any = None,
+    pushes: bool = False,
 ) -> Transitioned | None:
     """A poll ended without ending the job: its news (`step`), the next poll's time,
-    and the lease let go. The pushed body the poll read (`read`) is cleared, unless
-    another push replaced it meanwhile: that one is kept, and due at once (a service
-    with no status read, such as Cog, would never tell it again)."""
+    and the lease let go. The pushed body the poll read (`read`) is cleared; where the
+    service `pushes`, unless another push replaced it meanwhile: that one is kept, and
+    due at once (a service with no status read, such as Cog, would not tell it again)."""
     made = None
     if step is not None:
         rows = apply(cx, step, TRACKED, {"job_id": job_id, "owner": owner}, now)
         if not rows:
             raise LeaseLost(f"tracking lease on {job_id} is gone")
         made = rows[0]
-    lock = " FOR UPDATE" if cx.postgres else ""
-    current = cx.one(
-        f"SELECT pushed FROM upstream_jobs WHERE job_id = %(j)s AND owner = %(owner)s{lock}",
-        {"j": job_id, "owner": owner},
-    )
-    newer = current is not None and current[0] is not None and json_of(current[0]) != read
+    newer = False
+    if pushes:  # (a service that pushes: one more read of the row, by its key)
+        lock = " FOR UPDATE" if cx.postgres else ""
+        current = cx.one(
+            f"SELECT pushed FROM upstream_jobs WHERE job_id = %(j)s AND owner = %(owner)s{lock}",
+            {"j": job_id, "owner": owner},
+        )
+        newer = current is not None and current[0] is not None and json_of(current[0]) != read
     if newer:
         next_poll_at = now
     row = cx.one(
@@ -447,6 +450,7 @@ class UpstreamStore:
         counted: bool,
         now: datetime,
         read: Any = None,
+        pushes: bool = False,
     ) -> Transitioned | None:
         return await self.db.write(
             _polled,
@@ -460,6 +464,7 @@ class UpstreamStore:
             counted,
             now,
             read,
+            pushes,
         )
 
     async def ended(

@@ -744,6 +744,7 @@ class Tracker:
             counted=counted,
             now=now,
             read=t.pushed,
+            pushes=up.callbacks if (up := self.gateway.upstreams.get(t.provider)) else False,
         )
         self._due_at(after_s)
         if made is not None and step is not None:
