@@ -306,4 +306,5 @@ def test_a_killed_cog_server_s_job_ends_on_another(rig: Rig) -> None:
         events = collect(api, f"/v1/jobs/{job_id}/events")
         requeued = [e for e in events if "re-queued" in (e["data"].get("message") or "")]
         assert requeued and "stopped answering" in requeued[0]["data"]["message"]
-        assert httpx.get(job["outputs"][0]["url"]).content.startswith(PNG_MAGIC)
+        image = next(o for o in job["outputs"] if o["name"] == "image")
+        assert httpx.get(image["url"]).content.startswith(PNG_MAGIC)
