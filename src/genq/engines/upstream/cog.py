@@ -303,7 +303,9 @@ class Cog(Provider):
         self._states: dict[str, State] = {}
         self._heard: dict[str, float] = {}  # (monotonic) its create or last push
         self._monitor: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        # the monitor's own connections (a transport, not a client: a health check a
+        # second per server is not worth a log line each)
+        self._transport: httpx.AsyncHTTPTransport | None = None
 
     def engines(self) -> list[EngineSpec]:
         return [
@@ -347,12 +349,12 @@ class Cog(Provider):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
             self._monitor = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
     async def _watch(self) -> None:
-        self._client = httpx.AsyncClient(timeout=max(1.0, self.health_s * 2))
+        self._transport = httpx.AsyncHTTPTransport()
         while True:
             await asyncio.gather(*(self._look(s) for s in self.servers.values()))
             for model in self.models.values():
@@ -360,11 +362,20 @@ class Cog(Provider):
                     await self._read_schema(model)
             await asyncio.sleep(self.health_s)
 
-    async def _look(self, server: Server) -> None:
-        assert self._client is not None
+    async def _get(self, url: str) -> Any:
+        """GET a JSON document (raise httpx.HTTPError or ValueError)."""
+        assert self._transport is not None
+        wait = max(1.0, self.health_s * 2)
+        request = httpx.Request("GET", url, extensions={"timeout": httpx.Timeout(wait).as_dict()})
+        response = await self._transport.handle_async_request(request)
         try:
-            r = await self._client.get(f"{server.url}/health-check")
-            body = r.json()
+            return json.loads(await response.aread())
+        finally:
+            await response.aclose()
+
+    async def _look(self, server: Server) -> None:
+        try:
+            body = await self._get(f"{server.url}/health-check")
         except (httpx.HTTPError, ValueError):
             if server.up and server.silent_s() >= self.lost_after_s:
                 log.warning("Cog server %s stopped answering", server.url)
@@ -383,12 +394,11 @@ class Cog(Provider):
             server.idle_since = time.monotonic() if server.status == "READY" else None
 
     async def _read_schema(self, model: Model) -> None:
-        assert self._client is not None
         for server in model.servers:
             if not server.up:
                 continue
             try:
-                openapi = (await self._client.get(f"{server.url}/openapi.json")).json()
+                openapi = await self._get(f"{server.url}/openapi.json")
             except (httpx.HTTPError, ValueError):
                 continue
             components = openapi.get("components") if isinstance(openapi, dict) else None
