@@ -13,6 +13,7 @@ from genq.accounts import AccountService
 from genq.engines.contract import Engine
 from genq.engines.diffusers import engines as diffusers_engines
 from genq.engines.registry import load_engines
+from genq.engines.upstream.cog import with_cog
 from genq.engines.upstream.gateway import Gateway
 from genq.engines.upstream.tracker import Tracker
 from genq.events import EventBus, PgFollower, SqliteFollower
@@ -41,7 +42,9 @@ class Genq:
         self._secrets: dict[str, bytes] = {}
         self.engines = dict(engines) if engines is not None else load_engines(settings.engines)
         # upstream providers (GENQ_UPSTREAMS) add their engines
-        self.gateway = Gateway(settings.upstreams, redis_url=settings.redis_url)
+        # (Cog servers, GENQ_COG, are one more upstream: genq.engines.upstream.cog)
+        upstreams = with_cog(settings.upstreams, settings.cog)
+        self.gateway = Gateway(upstreams, redis_url=settings.redis_url)
         self.gateway.account_key = self._account_key
         self.engines.update(self.gateway.engines)
         # models on this host's GPUs/CPU (GENQ_DIFFUSERS; torch is imported only by a job)

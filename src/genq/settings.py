@@ -188,6 +188,13 @@ class Settings(BaseSettings):
         "127.0.0.1", description="genq worker: the address --metrics-port listens on"
     )
 
+    # -- Cog models as engines (issue 15, genq.engines.upstream.cog) --
+    cog: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: Cog servers as engines, e.g. {"acme/echo": {"url": "http://127.0.0.1:5000"}}'
+        ' or {"acme/sd": {"urls": [...]}} for a fleet (see genq.engines.upstream.cog)',
+    )
+
     @field_validator("engines", "webhook_retry_schedule_s", "admin_accounts", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

@@ -66,6 +66,12 @@ class Worker:
         self.engines = dict(engines)
         self.limits = {n: e.concurrency for n, e in self.engines.items()}
         self.devices = device_keys(self.engines)  # engines run one job per device here
+        # engines whose concurrency follows their servers (Cog: the slots that are up)
+        self._live = {
+            n: live
+            for n, e in self.engines.items()
+            if (live := getattr(e, "live_concurrency", None)) is not None
+        }
         self.bus = bus
         self.board = board
         self.publish = publish
@@ -185,6 +191,8 @@ class Worker:
         free = self.slots - len(self.runs)
         if free <= 0 or self._stopping.is_set():
             return 0
+        for name, live in self._live.items():
+            self.limits[name] = live()
         # the engines the board knows have queued work (all of them when it knows of none:
         # then this is the periodic look for work not heard of)
         waiting = {e: n for e, n in self.limits.items() if self.board.queued(e)}

@@ -9,7 +9,7 @@ A tracker's writes to a job are fenced on its lease of the job's `upstream_jobs`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -217,18 +217,32 @@ def _polled(
     failures: int,
     counted: bool,
     now: datetime,
+    read: Any = None,
+    pushes: bool = False,
 ) -> Transitioned | None:
     """A poll ended without ending the job: its news (`step`), the next poll's time,
-    and the lease let go."""
+    and the lease let go. The pushed body the poll read (`read`) is cleared; where the
+    service `pushes`, unless another push replaced it meanwhile: that one is kept, and
+    due at once (a service with no status read, such as Cog, would not tell it again)."""
     made = None
     if step is not None:
         rows = apply(cx, step, TRACKED, {"job_id": job_id, "owner": owner}, now)
         if not rows:
             raise LeaseLost(f"tracking lease on {job_id} is gone")
         made = rows[0]
+    newer = False
+    if pushes:  # (a service that pushes: one more read of the row, by its key)
+        lock = " FOR UPDATE" if cx.postgres else ""
+        current = cx.one(
+            f"SELECT pushed FROM upstream_jobs WHERE job_id = %(j)s AND owner = %(owner)s{lock}",
+            {"j": job_id, "owner": owner},
+        )
+        newer = current is not None and current[0] is not None and json_of(current[0]) != read
+    if newer:
+        next_poll_at = now
     row = cx.one(
         "UPDATE upstream_jobs SET owner = NULL, leased_until = NULL, next_poll_at = %(next)s,"
-        " failures = %(f)s, polls = polls + %(c)s, pushed = NULL,"
+        f" failures = %(f)s, polls = polls + %(c)s{'' if newer else ', pushed = NULL'},"
         " state = CASE WHEN CAST(%(u)s AS TEXT) IS NULL THEN state ELSE 'tracking' END,"
         " upstream_id = coalesce(%(u)s, upstream_id),"
         " upstream_status = coalesce(%(us)s, upstream_status), updated_at = %(now)s"
@@ -278,6 +292,31 @@ def _ended(
     return rows[0]
 
 
+def _logged(
+    cx: Cx, owner: str, job_id: str, steps: Sequence[Step], now: datetime
+) -> list[Transitioned]:
+    """Log lines a tracked job's service reported (Cog's `logs`), fenced on the tracking
+    lease."""
+    made = []
+    for step in steps:
+        rows = apply(cx, step, TRACKED, {"job_id": job_id, "owner": owner}, now)
+        if not rows:
+            raise LeaseLost(f"tracking lease on {job_id} is gone")
+        made.append(rows[0])
+    return made
+
+
+def _requeue(cx: Cx, owner: str, job_id: str, step: Step, now: datetime) -> Transitioned:
+    """The service lost the job (its Cog server stopped answering): the job goes back to
+    the queue (`step`) and its tracking row is dropped, so the next attempt hands it over
+    afresh (to another server)."""
+    rows = apply(cx, step, TRACKED, {"job_id": job_id, "owner": owner}, now)
+    if not rows:
+        raise LeaseLost(f"tracking lease on {job_id} is gone")
+    cx.execute("DELETE FROM upstream_jobs WHERE job_id = %(j)s", {"j": job_id})
+    return rows[0]
+
+
 @autocommit
 def _push(cx: Cx, job_id: str, token_hash: str, body: Any, now: datetime) -> bool:
     row = cx.one(
@@ -287,6 +326,24 @@ def _push(cx: Cx, job_id: str, token_hash: str, body: Any, now: datetime) -> boo
         {"b": cx.json(body), "now": cx.ts(now), "j": job_id, "h": token_hash},
     )
     return row is not None
+
+
+def _push_unless_final(
+    cx: Cx, job_id: str, token_hash: str, body: Any, now: datetime, final: Callable[[Any], bool]
+) -> bool:
+    """`_push` for a service whose pushes may arrive out of order (Cog's webhooks): a
+    kept body that `final` says ends the job is not replaced by a later one."""
+    lock = " FOR UPDATE" if cx.postgres else ""
+    row = cx.one(
+        "SELECT pushed FROM upstream_jobs WHERE job_id = %(j)s AND token_hash = %(h)s"
+        f" AND state IN ('intent', 'tracking'){lock}",
+        {"j": job_id, "h": token_hash},
+    )
+    if row is None:
+        return False
+    if row[0] is not None and final(json_of(row[0])):
+        return True  # (the end is kept; this one came late)
+    return _push(cx, job_id, token_hash, body, now)
 
 
 def _token_of(cx: Cx, job_id: str) -> tuple[str, str] | None:
@@ -392,6 +449,8 @@ class UpstreamStore:
         failures: int,
         counted: bool,
         now: datetime,
+        read: Any = None,
+        pushes: bool = False,
     ) -> Transitioned | None:
         return await self.db.write(
             _polled,
@@ -404,6 +463,8 @@ class UpstreamStore:
             failures,
             counted,
             now,
+            read,
+            pushes,
         )
 
     async def ended(
@@ -420,7 +481,22 @@ class UpstreamStore:
             _ended, owner, job_id, step, list(outputs), upstream_status, counted, now
         )
 
-    async def push(self, job_id: str, token_hash: str, body: Any, now: datetime) -> bool:
+    async def logged(self, owner: str, job_id: str, steps: Sequence[Step]) -> list[Transitioned]:
+        return await self.db.write(_logged, owner, job_id, list(steps), utcnow())
+
+    async def requeue(self, owner: str, job_id: str, step: Step, now: datetime) -> Transitioned:
+        return await self.db.write(_requeue, owner, job_id, step, now)
+
+    async def push(
+        self,
+        job_id: str,
+        token_hash: str,
+        body: Any,
+        now: datetime,
+        final: Callable[[Any], bool] | None = None,
+    ) -> bool:
+        if final is not None:
+            return await self.db.write(_push_unless_final, job_id, token_hash, body, now, final)
         return await self.db.write(_push, job_id, token_hash, body, now)
 
     async def token_of(self, job_id: str) -> tuple[str, str] | None:

@@ -140,7 +140,9 @@ async def callback(job_id: str, token: str, request: Request, genq: App) -> Resp
     except orjson.JSONDecodeError:
         raise InvalidInput("the body is not JSON") from None
     check_json(body, "callback body")
-    if not await genq.store.upstream.push(job_id, digest, body, utcnow()):
+    if not await genq.store.upstream.push(
+        job_id, digest, body, utcnow(), final=genq.gateway.final_push
+    ):
         return Response(status_code=204)  # the job is no longer tracked: nothing to do
     if genq.tracker is not None:
         genq.tracker.wake()

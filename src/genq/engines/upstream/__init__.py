@@ -1,7 +1,7 @@
 """genq as a gateway: engines that hand their jobs to upstream services.
 
 One module per provider (`masterpiecex`, `useapi`, `photogpt`, `vivix`, `replicate`,
-`fal`, `openai`, `runway`), each exposing
+`fal`, `openai`, `runway`, `cog`), each exposing
 `PROVIDER`, a `genq.engines.upstream.base.Provider` subclass; `PROVIDERS` maps the
 `GENQ_UPSTREAMS` keys to them (imported on first use).
 """
@@ -21,6 +21,7 @@ PROVIDERS: dict[str, str] = {
     "fal": "genq.engines.upstream.fal",
     "openai": "genq.engines.upstream.openai",
     "runway": "genq.engines.upstream.runway",
+    "cog": "genq.engines.upstream.cog",
 }
 
 

@@ -40,6 +40,9 @@ UNAVAILABLE = "upstream_unavailable"
 UNKNOWN = "upstream_unknown"  # genq cannot tell whether the upstream job exists
 NOT_FOUND = "upstream_not_found"  # the provider no longer knows the job
 FAILED = "upstream_failed"  # the upstream job itself failed (the provider's message)
+# the service lost the job without ending it (a Cog server stopped answering): the
+# tracker puts the job back in the queue, to be handed over afresh
+LOST = "upstream_lost"
 
 
 class UpstreamError(Exception):
@@ -97,6 +100,8 @@ class Snapshot:
     error_message: str | None = None  # when failed: the provider's message
     # a trained model made upstream (PhotoGPT): kept as the job's `weights` output
     artifact: dict[str, Any] | None = None
+    # log lines the provider had not reported yet (Cog's `logs`): the job's log events
+    logs: tuple[str, ...] = ()
 
     @property
     def terminal(self) -> bool:
@@ -165,6 +170,8 @@ class Provider:
     callbacks: ClassVar[bool] = False
     # can a job be canceled there?
     cancellable: ClassVar[bool] = False
+    # is a pushed end kept when a later push arrives (`final_push`)?
+    ordered_pushes: ClassVar[bool] = False
     # the most jobs in flight at once by default (the engines' concurrency)
     default_max_jobs: ClassVar[int] = 1000
     # calls per minute the service allows by default (None: no documented limit)
@@ -232,6 +239,21 @@ class Provider:
         when the gateway starts; the number of engines still unknown (the gateway tries
         again later while any are). Raise `UpstreamError` when the service cannot be read."""
         return 0
+
+    def final_push(self, body: Any) -> bool:
+        """Does this pushed body end its job, so that a push arriving after it must not
+        replace it? Only for a service whose pushes may arrive out of order and that has
+        no status read to recover a lost end (Cog; `ordered_pushes`)."""
+        return False
+
+    def live_concurrency(self, what: str) -> Callable[[], int] | None:
+        """For an engine whose capacity changes at run time (Cog: the slots of its
+        servers that are up), what the worker reads as its concurrency before each
+        claim; None: the fixed `max_jobs`."""
+        return None
+
+    async def close(self) -> None:
+        """Stop what the provider runs in the background (the gateway is closing)."""
 
     async def check(self, call: Call) -> str:
         """Try the credentials with a cheap call; a one-line summary (raise

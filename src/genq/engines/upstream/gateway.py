@@ -229,6 +229,8 @@ class UpstreamEngine(EngineBase):
 
     upstream: UpstreamInfo
     spec: EngineSpec
+    # (Cog) the concurrency as it is now, read by the worker before each claim
+    live_concurrency: Callable[[], int] | None = None
 
     def __init__(self, up: Upstream, spec: EngineSpec) -> None:
         self.name = f"{up.name}/{spec.what}"  # type: ignore[misc]
@@ -242,6 +244,7 @@ class UpstreamEngine(EngineBase):
         self.timeout_s = up.job_timeout_s  # type: ignore[misc]
         self.upstream = UpstreamInfo(up.name, up.base_url, spec.what)
         self.spec = spec
+        self.live_concurrency = up.provider.live_concurrency(spec.what)
 
     def estimate(self, data: BaseModel) -> int:
         return self.price
@@ -329,6 +332,11 @@ class Gateway:
         self.discover_retry_s = DISCOVER_RETRY_S
         # told of each call: (provider, HTTP status or None, seconds) (genq.telemetry.metrics)
         self.observe: Callable[[str, int | None, float], None] | None = None
+        # (Cog) a pushed end is not replaced by a push that arrives after it
+        ordered = [up.provider for up in self.upstreams.values() if up.provider.ordered_pushes]
+        self.final_push: Callable[[Any], bool] | None = None
+        if ordered:
+            self.final_push = lambda body: any(p.final_push(body) for p in ordered)
 
     def __bool__(self) -> bool:
         return bool(self.upstreams)
@@ -374,6 +382,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._discovery
             self._discovery = None
+        for up in self.upstreams.values():
+            await up.provider.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

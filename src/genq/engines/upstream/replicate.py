@@ -155,7 +155,8 @@ def _urls(value: Any) -> list[str]:
     return []
 
 
-def _progress(logs: Any) -> float | None:
+def tqdm_progress(logs: Any) -> float | None:
+    """The progress (0-100) the last tqdm bar line in `logs` shows (Replicate, Cog)."""
     if not isinstance(logs, str):
         return None
     for line in reversed(logs.splitlines()):
@@ -179,7 +180,7 @@ def snapshot_of(body: Any) -> Snapshot | None:
             error_message=f"Replicate: {said}" if said else "Replicate: the prediction failed",
         )
     if state != "succeeded":
-        return Snapshot(state=state, progress=_progress(body.get("logs")), message=word)
+        return Snapshot(state=state, progress=tqdm_progress(body.get("logs")), message=word)
     outputs = tuple(
         Remote(name=f"output_{i}", url=url) for i, url in enumerate(_urls(body.get("output")))
     )

@@ -49,6 +49,7 @@ from genq.aio import wait_event
 from genq.engines.context import extension_for, kind_of
 from genq.engines.upstream.base import (
     FAILED,
+    LOST,
     NOT_FOUND,
     RATE_LIMITED,
     UNAVAILABLE,
@@ -539,12 +540,16 @@ class Tracker:
                 snap = await up.provider.status(call, what, upstream_id)
                 counted = True
                 self.polls += 1
+            if snap.logs:
+                await self._log(t, snap.logs)
             if snap.terminal:
                 await self._finish(t, up, call, snap, counted)
                 return
             await self._news(t, up, snap, up.poll_every(engine.spec), counted)
         except UpstreamError as exc:
-            if exc.transient:
+            if exc.code == LOST:
+                await self._requeue(t, up, exc.message)
+            elif exc.transient:
                 # over our own count of the provider's rate limit: nothing failed
                 local = exc.code == RATE_LIMITED and exc.status is None
                 await self._reschedule(
@@ -557,6 +562,30 @@ class Tracker:
                 )
             else:
                 await self._end(t, Status.FAILED, ErrorInfo(exc.code, exc.message))
+
+    async def _log(self, t: Tracked, lines: tuple[str, ...]) -> None:
+        """The log lines the service reported since the last read, as the job's log events."""
+        steps = [lifecycle.logged("info", clean_text(line[:2000])) for line in lines]
+        for made in await self.store.upstream.logged(self.owner, t.job.id, steps):
+            self.publish(made, hook=None)
+
+    async def _requeue(self, t: Tracked, up: Upstream, why: str) -> None:
+        """The service lost the job (a Cog server stopped answering): back to the queue,
+        to be handed to another server, while it has attempts left (the provider's
+        `max_attempts` option, default 3); else it fails `upstream_unavailable`."""
+        job = t.job
+        if job.cancel_requested_at is not None:
+            await self._end(t, Status.CANCELED, ErrorInfo("canceled", f"canceled ({why})"))
+            return
+        attempts = int(up.provider.options.get("max_attempts", 3))
+        if job.attempt >= attempts:
+            message = f"{why}; given up after {job.attempt} attempts"
+            await self._end(t, Status.FAILED, ErrorInfo(UNAVAILABLE, message, True))
+            return
+        log.warning("upstream job %s: %s: re-queued", job.id, why)
+        step = lifecycle.requeued(f"re-queued: {why}"[:500])
+        made = await self.store.upstream.requeue(self.owner, job.id, step, utcnow())
+        self.publish(made, hook=None)
 
     async def _reconcile(
         self, t: Tracked, up: Upstream, engine: UpstreamEngine, call: HttpCall
@@ -728,6 +757,8 @@ class Tracker:
             failures=failures,
             counted=counted,
             now=now,
+            read=t.pushed,
+            pushes=up.callbacks if (up := self.gateway.upstreams.get(t.provider)) else False,
         )
         self._due_at(after_s)
         if made is not None and step is not None:
