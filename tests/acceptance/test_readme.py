@@ -43,6 +43,9 @@ SKIPPED = {  # the only blocks that are not run, by the reason their marker give
     "needs a server with TLS: tests/compat/test_fal.py runs it",
     # (an S3 endpoint of the reader's; the storage tests start SeaweedFS instead)
     "needs an S3 endpoint; tests/integration/test_s3_storage.py runs genq against SeaweedFS",
+    # (tests/models builds tiny random-weight pipelines and a Cog predictor instead)
+    "needs a GPU and the model's weights from the Hugging Face hub",
+    "needs a Cog model's directory: tests/models/test_cog.py serves one",
 }
 RUN = ("sh", "python")
 DIAGRAM = "text"
@@ -258,6 +261,12 @@ def test_blocks_carry_their_skip_reasons() -> None:
         "<!-- readme-test: skip (needs an S3 endpoint; tests/integration/test_s3_storage.py"
         " runs genq against SeaweedFS) -->\n"
         "```sh\ngenq serve\n```\n"
+        "<!-- readme-test: skip (needs a GPU and the model's weights from the Hugging Face"
+        " hub) -->\n"
+        "```sh\ngenq models pull sdxl/turbo\n```\n"
+        "<!-- readme-test: skip (needs a Cog model's directory: tests/models/test_cog.py"
+        " serves one) -->\n"
+        "```sh\npython -m cog.server.http\n```\n"
     )
     blocks = readme_blocks(text)
     assert [(b.lang, b.line) for b in runnable(blocks)] == [("python", 15)]
