@@ -134,22 +134,29 @@ def input_model(spec: EngineSpec) -> type[BaseModel]:
     return model
 
 
-class DiffusersEngine(EngineBase):
-    """A configured diffusers model serving one task."""
+class SpecEngine(EngineBase):
+    """An engine made from one GENQ_DIFFUSERS entry: its attributes come from the spec."""
 
-    def __init__(self, spec: EngineSpec, pool: Pool) -> None:
+    def __init__(self, spec: EngineSpec, pool: Pool, inputs: type[BaseModel]) -> None:
         self.spec = spec
         self.pool = pool
         self.name = spec.name  # type: ignore[misc]
-        self.task = spec.task  # type: ignore[misc]
         self.description = spec.description  # type: ignore[misc]
-        self.input_model = input_model(spec)  # type: ignore[misc]
+        self.input_model = inputs  # type: ignore[misc]
         self.price = spec.price  # type: ignore[misc]
         self.typical_duration_s = spec.typical_duration_s  # type: ignore[misc]
         self.concurrency = spec.concurrency  # type: ignore[misc]
         self.timeout_s = spec.timeout_s  # type: ignore[misc]
         # engines on one device are run one job at a time by a worker (see genq.worker)
         self.device_key = f"diffusers:{spec.model.device}"
+
+
+class DiffusersEngine(SpecEngine):
+    """A configured diffusers model serving one task."""
+
+    def __init__(self, spec: EngineSpec, pool: Pool) -> None:
+        super().__init__(spec, pool, input_model(spec))
+        self.task = spec.task  # type: ignore[misc]
 
     @property
     def media(self) -> tuple[OutputKind, ...]:  # type: ignore[override]

@@ -17,10 +17,10 @@ from typing import Any
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from genq.engines.contract import EngineBase, FileRef, JobContext
+from genq.engines.contract import FileRef, JobContext
 from genq.engines.demo._common import Seed, load_rgb, open_image
 from genq.engines.diffusers.config import EngineSpec
-from genq.engines.diffusers.engine import LORA_KIND
+from genq.engines.diffusers.engine import LORA_KIND, SpecEngine
 from genq.engines.diffusers.pool import Pool
 
 ADAPTER = "genq_train"
@@ -67,23 +67,14 @@ def input_model(spec: EngineSpec) -> type[BaseModel]:
     return model
 
 
-class TrainLora(EngineBase):
+class TrainLora(SpecEngine):
     """Trains a LoRA of a configured text2image model."""
 
     task = "train"
     media = ("other",)
 
     def __init__(self, spec: EngineSpec, pool: Pool) -> None:
-        self.spec = spec
-        self.pool = pool
-        self.name = spec.name  # type: ignore[misc]
-        self.description = spec.description  # type: ignore[misc]
-        self.input_model = input_model(spec)  # type: ignore[misc]
-        self.price = spec.price  # type: ignore[misc]
-        self.typical_duration_s = spec.typical_duration_s  # type: ignore[misc]
-        self.concurrency = spec.concurrency  # type: ignore[misc]
-        self.timeout_s = spec.timeout_s  # type: ignore[misc]
-        self.device_key = f"diffusers:{spec.model.device}"
+        super().__init__(spec, pool, input_model(spec))
 
     def run(self, ctx: JobContext) -> None:
         data = ctx.input

@@ -80,17 +80,10 @@ from genq.engines.upstream.base import (
     error_by_status,
     message_of,
 )
-from genq.engines.upstream.replicate import tqdm_progress
+from genq.engines.upstream.replicate import STATES, tqdm_progress  # (Replicate runs Cog)
 
 log = logging.getLogger(__name__)
 
-STATES: Final[dict[str, State]] = {
-    "starting": "queued",
-    "processing": "running",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "canceled": "canceled",
-}
 UP: Final = ("READY", "BUSY")
 EVENTS: Final = ["start", "output", "logs", "completed"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
