@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import BENCH, BENCH_PLANS, OUT, now_iso  # noqa: E402
 
 RESULTS = BENCH / "RESULTS.md"
+KEPT = "<!-- The sections below are written by their own scripts"
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -954,7 +955,11 @@ def main() -> int:
     lines += remaining_section(e)
     if g:
         lines += [""] + gateway_section(g)
-    RESULTS.write_text("\n".join(lines).rstrip() + "\n")
+    # sections other scripts wrote (storage, tracing, metrics, models...) stay as they are
+    kept = ""
+    if RESULTS.exists() and KEPT in (text := RESULTS.read_text()):
+        kept = "\n" + text[text.index(KEPT) :]
+    RESULTS.write_text("\n".join(lines).rstrip() + "\n" + kept)
     print(f"wrote {RESULTS}")
     return 0
 
