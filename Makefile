@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+MODELS_STAMP := $(VENV)/.models-stamp
 DATA   ?= .genq
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
@@ -11,21 +12,29 @@ PORT   ?= 8000
 TLS    ?=
 SCHEME := $(if $(TLS),https,http)
 SERVE_TLS := $(if $(TLS),--ssl-certfile $(DATA)/tls/server.pem --ssl-keyfile $(DATA)/tls/server.key)
-# the torch the tests (and `make run`'s diffusers engines) use; see the README for a CUDA build
+# the torch `make test` installs for the model tests (tests/models): this pin takes the
+# CPU wheel here. `make run` installs no torch: a GPU host brings its CUDA build (README)
 TORCH  ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install system-deps test-deps run test lint bench clean
+.PHONY: install models-deps system-deps test-deps run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first, pinned: this spec takes the CPU wheel (a bare `torch` would pull a CUDA build)
-	$(BIN)/python -m pip install -q torch==$(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev,diffusers]'
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# models-deps: torch (pinned first: a bare `torch` pulls a CUDA build of several GB) and
+# the diffusers extra, for tests/models; `pip install -e '.[diffusers]'` on a GPU host
+$(MODELS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q torch==$(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev,diffusers]'
+	touch $(MODELS_STAMP)
+
+models-deps: $(MODELS_STAMP)
 
 # Debian packages, installed when missing (as root with apt-get; else a note).
 # system-deps: what serving uses. assimp writes FBX files for the demo engines.
@@ -70,11 +79,11 @@ run: install system-deps
 # tests/contract (the OpenAPI document against the server: the API's, not the
 # database's) and tests/models (diffusers and Cog engines: model runtimes, on the
 # same job path as every other engine) run once
-test: install system-deps test-deps
+test: install models-deps system-deps test-deps
 	$(BIN)/python -m pytest
 	GENQ_TEST_DB=postgres $(BIN)/python -m pytest --ignore=tests/unit --ignore=tests/contract --ignore=tests/models
 
-lint: install
+lint: install models-deps
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy

@@ -280,11 +280,12 @@ def test_blocks_carry_their_skip_reasons() -> None:
 
 def test_make_run_installs_no_test_tools() -> None:
     """`make run` installs what serving uses (assimp for FBX); Chromium (the browser
-    tests) and curl (this tour) come with `make test`, which stays self-sufficient."""
+    tests), curl (this tour) and torch (the model tests: a GPU host brings its own CUDA
+    build) come with `make test`, which stays self-sufficient."""
 
     def plan(target: str) -> str:
         done = subprocess.run(
-            ["make", "-n", "-C", str(ROOT), target],
+            ["make", "-n", "-B", "-C", str(ROOT), target],  # -B: the stamped steps too
             capture_output=True,
             text=True,
             timeout=60,
@@ -295,3 +296,4 @@ def test_make_run_installs_no_test_tools() -> None:
     run, test = plan("run"), plan("test")
     assert "assimp-utils" in run and "chromium" not in run
     assert "assimp-utils" in test and "chromium" in test and "curl" in test
+    assert "torch==" not in run and "torch==" in test and "[dev,diffusers]" in test
