@@ -21,3 +21,8 @@ def test_default_and_file_urls_are_local(tmp_path: Path) -> None:
 def test_an_unknown_scheme_is_a_config_error(url: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="GENQ_STORAGE_URL must be"):
         backend_for(url, tmp_path, None)
+
+
+def test_an_s3_url_names_its_bucket(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="names no bucket"):
+        backend_for("s3:///prefix", tmp_path, None)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from genq.errors import StorageUnavailable
+from genq.errors import ConfigError, StorageUnavailable
 from genq.storage.base import ObjectInfo, _brief
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class S3Backend:
 
         parts = urlsplit(url)
         if not parts.netloc:
-            raise ValueError(f"GENQ_STORAGE_URL {url!r} names no bucket")
+            raise ConfigError(f"GENQ_STORAGE_URL {url!r} names no bucket")
         prefix = parts.path.strip("/") or None
         self.bucket, self.prefix = parts.netloc, prefix
         options: dict[str, object] = {
