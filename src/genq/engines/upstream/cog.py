@@ -61,7 +61,7 @@ from typing import Any, ClassVar, Final
 
 import httpx
 import jsonschema  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, create_model, model_validator
+from pydantic import BaseModel
 
 from genq.engines.contract import TASKS, OutputKind
 from genq.engines.upstream.base import (
@@ -80,7 +80,11 @@ from genq.engines.upstream.base import (
     error_by_status,
     message_of,
 )
-from genq.engines.upstream.replicate import STATES, tqdm_progress  # (Replicate runs Cog)
+from genq.engines.upstream.replicate import (  # (Replicate runs Cog)
+    STATES,
+    discovered_input,
+    tqdm_progress,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,37 +173,6 @@ class Model:
         return sum(s.slots for s in self.servers if s.up)
 
 
-class _Input(BaseModel):
-    """A Cog model's input: any object until its schema is known, then that schema."""
-
-    model_config = ConfigDict(extra="allow")
-    cog_model: ClassVar[Model]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check(cls, data: Any) -> Any:
-        validator = cls.cog_model.validator
-        if validator is not None and isinstance(data, dict):
-            problems = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
-            if problems:
-                first = problems[0]
-                where = ".".join(str(p) for p in first.path)
-                raise ValueError(f"{where + ': ' if where else ''}{first.message}")
-        return data
-
-    @classmethod
-    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if cls.cog_model.schema is not None:
-            return cls.cog_model.schema
-        return {
-            "title": "Input",
-            "type": "object",
-            "additionalProperties": True,
-            "description": f"The input of the Cog model {cls.cog_model.name} (its schema is"
-            " read from the model's server once one is up).",
-        }
-
-
 def _model_of(name: str, entry: Any, servers: dict[str, Server]) -> Model:
     if not _NAME.match(name):
         raise ValueError(f"GENQ_COG: {name!r} is not a usable engine name (owner/name)")
@@ -225,10 +198,12 @@ def _model_of(name: str, entry: Any, servers: dict[str, Server]) -> Model:
 
 
 def _input_model(model: Model) -> type[BaseModel]:
-    camel = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]", model.name) if p)
-    built: type[BaseModel] = create_model(f"Cog{camel}Input", __base__=_Input)
-    built.cog_model = model
-    return built
+    return discovered_input(
+        "Cog",
+        model,
+        f"The input of the Cog model {model.name} (its schema is read from the model's server"
+        " once one is up).",
+    )
 
 
 def _remotes(value: Any) -> list[Remote]:

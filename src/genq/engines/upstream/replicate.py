@@ -82,16 +82,19 @@ class Model:
     validator: Any = field(default=None, repr=False)
 
 
-class _Loose(BaseModel):
-    """A Replicate model's input: any object until its schema is known, then that schema."""
+class DiscoveredInput(BaseModel):
+    """A remote model's input (Replicate's, a Cog server's): any object until its schema
+    is discovered, then that schema. `discovered` is the model (with `schema` and
+    `validator` once known); `pending` describes the input until then."""
 
     model_config = ConfigDict(extra="allow")
-    replicate_model: ClassVar[Model]
+    discovered: ClassVar[Any]
+    pending: ClassVar[str]
 
     @model_validator(mode="before")
     @classmethod
     def _check(cls, data: Any) -> Any:
-        validator = cls.replicate_model.validator
+        validator = cls.discovered.validator
         if validator is not None and isinstance(data, dict):
             problems = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
             if problems:
@@ -102,16 +105,23 @@ class _Loose(BaseModel):
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        schema = cls.replicate_model.schema
+        schema: dict[str, Any] | None = cls.discovered.schema
         if schema is not None:
             return schema
         return {
             "title": "Input",
             "type": "object",
             "additionalProperties": True,
-            "description": f"The input of {cls.replicate_model.name} at Replicate (its schema"
-            " is read from Replicate when the server starts).",
+            "description": cls.pending,
         }
+
+
+def discovered_input(prefix: str, model: Any, pending: str) -> type[BaseModel]:
+    """The input model of one remote model whose schema is discovered at run time."""
+    camel = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]", model.name) if p)
+    built: type[DiscoveredInput] = create_model(f"{prefix}{camel}Input", __base__=DiscoveredInput)
+    built.discovered, built.pending = model, pending
+    return built
 
 
 def _model_of(entry: Any) -> Model:
@@ -138,10 +148,12 @@ def _model_of(entry: Any) -> Model:
 
 
 def _input_model(model: Model) -> type[BaseModel]:
-    camel = "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]", model.name) if p)
-    built: type[BaseModel] = create_model(f"Replicate{camel}Input", __base__=_Loose)
-    built.replicate_model = model
-    return built
+    return discovered_input(
+        "Replicate",
+        model,
+        f"The input of {model.name} at Replicate (its schema is read from Replicate when the"
+        " server starts).",
+    )
 
 
 def _urls(value: Any) -> list[str]:
